@@ -1,0 +1,30 @@
+//! readyloop: a readiness-based, single-threaded event-loop TCP and UDP
+//! server, with threaded and blocking modes to compare it against.
+//!
+//! # The map
+//!
+//! ```text
+//!              bytes in                                bytes out
+//!   socket ──► [ server: evloop | threaded | blocking ] ──► socket
+//!                    │  Service::input(&[u8], &mut Cx) -> (consumed, Next)
+//!                    ▼
+//!              [ service: echo | hello | upper | menu | http | todo ]
+//! ```
+//!
+//! - [`service`]: protocol logic with no I/O (sans-I/O state machines), the
+//!   line framing they share, and the registry of services by name.
+//! - [`server`]: the drivers that own the sockets. `server/evloop.rs` is the
+//!   lesson: one `mio::Poll`, a `slab` of connections, readiness dispatch.
+//! - [`store`]: the key-value store shared by every connection.
+//! - [`stats`]: counters every mode updates, rendered for Prometheus.
+//! - [`config`] and [`cli`]: flags in, validated settings out.
+#![warn(
+    missing_docs,
+    missing_debug_implementations,
+    rust_2018_idioms,
+    unreachable_pub
+)]
+
+pub mod service;
+pub mod stats;
+pub mod store;

@@ -1,0 +1,256 @@
+//! Services: protocol logic with no I/O in it.
+//!
+//! A service turns the bytes a client sent into the bytes to send back, plus an
+//! instruction ([`Next`]) for the driver. It never touches a socket, a file or
+//! the clock: the driver (event loop, threaded, blocking or forking mode) owns
+//! all of that. So every service runs unchanged under every mode, and every
+//! service is unit-tested by feeding it bytes, in any split, without a network.
+//!
+//! This module may not depend on `crate::server`: drivers know services, not the
+//! other way round.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub mod echo;
+pub mod framing;
+#[cfg(test)]
+pub mod testing;
+pub mod upper;
+
+use crate::stats::Stats;
+use crate::store::Store;
+
+/// What the driver does after a call into a service. Instructions are data; a
+/// service never performs them itself.
+#[must_use]
+#[derive(Debug, PartialEq, Eq)]
+pub enum Next {
+    /// Keep the connection open and go on.
+    Continue,
+    /// Send what is in `out`, then close the connection.
+    Close,
+    /// Run this job off the protocol's thread; feed no input until
+    /// [`Service::resume`] has been called with its output.
+    Offload(Job),
+}
+
+/// Slow work, described rather than done, so that tests can assert on what
+/// was asked and the driver can choose where to run it.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Job {
+    /// Sleep for this long, then answer (the `slow` service's `sleep`).
+    Sleep(Duration),
+}
+
+impl Job {
+    /// Does the work, on whatever thread the driver picked.
+    pub fn run(self) -> JobOutput {
+        match self {
+            Job::Sleep(duration) => {
+                std::thread::sleep(duration);
+                JobOutput::Slept(duration)
+            }
+        }
+    }
+}
+
+/// The result of a [`Job`], handed back to the service that asked for it.
+#[derive(Debug, PartialEq, Eq)]
+pub enum JobOutput {
+    /// A [`Job::Sleep`] is over.
+    Slept(Duration),
+    /// The job panicked; the message says where. The service answers with an
+    /// error reply; the worker and the server go on.
+    Panicked(String),
+}
+
+/// What a service sees of the world during one call.
+///
+/// Passed instead of a bare output buffer so that adding a field later does
+/// not touch every service.
+#[derive(Debug)]
+pub struct Cx<'a> {
+    /// Bytes to send to the client. Append only; the driver drains it.
+    pub out: &'a mut Vec<u8>,
+    /// The time of this call, read once per wake-up by the driver (services
+    /// never read the clock, so tests can use any instant).
+    pub now: Instant,
+    /// The client's address, for log lines.
+    pub peer: SocketAddr,
+    /// Requests answered during this call. A service adds one per reply it
+    /// writes; the driver moves the count to the shared counters.
+    pub requests: u32,
+}
+
+impl<'a> Cx<'a> {
+    /// A context writing to `out`, for the client at `peer`.
+    pub fn new(out: &'a mut Vec<u8>, now: Instant, peer: SocketAddr) -> Self {
+        Cx {
+            out,
+            now,
+            peer,
+            requests: 0,
+        }
+    }
+}
+
+/// One connection's protocol state.
+///
+/// # Driver contract
+///
+/// 1. Call [`open`](Service::open) once, right after the connection is accepted
+///    (a greeting goes into `cx.out`).
+/// 2. Call [`input`](Service::input) with *all* the bytes received and not yet
+///    consumed. It returns how many bytes it consumed and what to do next.
+///    Drop the consumed bytes and call again while it consumes more than zero
+///    and returns [`Next::Continue`]. `(0, Continue)` means "need more bytes".
+///    A service never returns `(0, Continue)` when the input is over its own
+///    limit: it writes an error reply and returns [`Next::Close`] instead, so a
+///    driver can rely on services to bound their input buffers.
+/// 3. After [`Next::Offload`], feed no input until [`resume`](Service::resume)
+///    has been called with the job's output. Replies therefore stay in order.
+/// 4. Call [`eof`](Service::eof) once when the client has finished sending,
+///    after all its bytes were given to `input`, with what `input` left.
+/// 5. Send `cx.out` whenever it is not empty; partial writes are normal.
+/// 6. After [`Next::Close`], send what is in `out`, then close; call nothing more.
+///
+/// Protocol errors are replies, not Rust errors: no method here fails.
+pub trait Service: Send {
+    /// The connection was just accepted.
+    fn open(&mut self, cx: &mut Cx<'_>) -> Next {
+        let _ = cx;
+        Next::Continue
+    }
+
+    /// Bytes arrived. Returns `(consumed, next)`.
+    fn input(&mut self, input: &[u8], cx: &mut Cx<'_>) -> (usize, Next);
+
+    /// The client closed its sending side; no more input will come. `rest`
+    /// holds the bytes `input` left unconsumed (an unterminated last line).
+    fn eof(&mut self, rest: &[u8], cx: &mut Cx<'_>) -> Next {
+        let _ = (rest, cx);
+        Next::Close
+    }
+
+    /// An offloaded job finished. Only services that return
+    /// [`Next::Offload`] need this; the default closes the connection, since
+    /// a job nobody asked for is a driver bug.
+    fn resume(&mut self, done: JobOutput, cx: &mut Cx<'_>) -> Next {
+        log::error!("peer={} unexpected job output {done:?}", cx.peer);
+        Next::Close
+    }
+}
+
+/// Settings every service may read, fixed at start.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// The longest line a line service accepts, in bytes, without its `\n`.
+    pub max_line: usize,
+}
+
+/// [`Limits::max_line`]'s default: 64 KiB, Redis' inline-command limit. A longer
+/// line gets an error reply and the connection is closed.
+pub const DEFAULT_MAX_LINE: usize = 64 * 1024;
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_line: DEFAULT_MAX_LINE,
+        }
+    }
+}
+
+/// What the services of one server share: the store, the counters, the limits.
+#[derive(Debug, Clone)]
+pub struct Shared {
+    /// The key-value store behind `todo`.
+    pub store: Store,
+    /// Counters of the whole server, all modes.
+    pub stats: Arc<Stats>,
+    /// Limits every service keeps.
+    pub limits: Limits,
+}
+
+/// Makes one service value per connection. A listener owns one.
+pub trait Factory: Send + Sync + fmt::Debug {
+    /// The service's name, as given on the command line (`echo`, `http`, ...).
+    fn name(&self) -> &'static str;
+    /// A fresh service for a new connection.
+    fn make(&self) -> Box<dyn Service>;
+}
+
+/// A service the CLI can name: its name, default port, one line of help, and
+/// how to build its factory from the shared state.
+#[derive(Debug)]
+pub struct Entry {
+    /// The name used in `SERVICE@ADDR`.
+    pub name: &'static str,
+    /// The port it listens on when none is given (PROTOCOLS.md).
+    pub default_port: u16,
+    /// What it does, in a few words, for `--help` and errors.
+    pub about: &'static str,
+    /// Builds the factory.
+    pub factory: fn(&Shared) -> Arc<dyn Factory>,
+}
+
+/// Every TCP service readyloop hosts, in the order of PROTOCOLS.md.
+pub const REGISTRY: &[Entry] = &[
+    Entry {
+        name: "echo",
+        default_port: 9000,
+        about: "bytes back, unchanged",
+        factory: echo::factory,
+    },
+    Entry {
+        name: "upper",
+        default_port: 9999,
+        about: "line in, the line upper-cased back",
+        factory: upper::factory,
+    },
+];
+
+/// The registry entry called `name`, if there is one.
+pub fn by_name(name: &str) -> Option<&'static Entry> {
+    REGISTRY.iter().find(|entry| entry.name == name)
+}
+
+/// A [`Factory`] for services that need nothing but a constructor.
+///
+/// `make` is a plain function so the factory stays `Debug` and `Sync`.
+pub struct FnFactory {
+    name: &'static str,
+    make: Box<dyn Fn() -> Box<dyn Service> + Send + Sync>,
+}
+
+impl FnFactory {
+    /// A factory called `name` that builds each service with `make`.
+    pub fn new(
+        name: &'static str,
+        make: impl Fn() -> Box<dyn Service> + Send + Sync + 'static,
+    ) -> Arc<dyn Factory> {
+        Arc::new(FnFactory {
+            name,
+            make: Box::new(make),
+        })
+    }
+}
+
+impl fmt::Debug for FnFactory {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FnFactory")
+            .field("name", &self.name)
+            .finish()
+    }
+}
+
+impl Factory for FnFactory {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+    fn make(&self) -> Box<dyn Service> {
+        (self.make)()
+    }
+}
