@@ -25,6 +25,11 @@
     unreachable_pub
 )]
 
+pub mod cli;
+pub mod client;
+pub mod config;
+pub mod error;
+pub mod server;
 pub mod service;
 pub mod stats;
 pub mod store;

@@ -1,1 +1,72 @@
-fn main() {}
+//! The `readyloop` binary: parse flags, set up logging, run a subcommand.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Parser;
+use log::LevelFilter;
+use readyloop::cli::{Cli, Command, ServeArgs};
+use readyloop::config::{Config, ServiceKind};
+use readyloop::error::StartupError;
+use readyloop::server::{self, Listener, Shutdown};
+use readyloop::service::Shared;
+use readyloop::{client, stats::Stats, store::Store};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        Command::Serve(args) => serve(args),
+        Command::Client(args) => client::run(&args.addr).map_err(StartupError::from),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("readyloop: error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn serve(args: &ServeArgs) -> Result<(), StartupError> {
+    let config = Config::from_args(args)?;
+    let level = match (args.quiet, args.trace, args.verbose) {
+        (true, _, _) => LevelFilter::Warn,
+        (_, true, _) | (_, _, 2..) => LevelFilter::Trace,
+        (_, _, 1) => LevelFilter::Debug,
+        _ => LevelFilter::Info,
+    };
+    simple_logger::SimpleLogger::new()
+        .with_level(level)
+        .with_utc_timestamps()
+        .init()
+        .expect("the logger is set once");
+
+    let stats = Arc::new(Stats::default());
+    let shared = Shared {
+        store: Store::in_memory(),
+        stats: Arc::clone(&stats),
+        limits: config.limits.clone(),
+    };
+    // Bind everything before serving anything: a port in use stops the start.
+    let mut listeners = Vec::with_capacity(config.listeners.len());
+    for spec in &config.listeners {
+        let bind_error = |e| StartupError::bind(spec.service.name(), spec.addr, e);
+        listeners.push(match spec.service {
+            ServiceKind::Tcp(entry) => Listener::Tcp {
+                socket: server::bind_tcp(spec.addr).map_err(bind_error)?,
+                factory: (entry.factory)(&shared),
+            },
+            ServiceKind::Udp => Listener::Udp {
+                socket: std::net::UdpSocket::bind(spec.addr).map_err(bind_error)?,
+            },
+        });
+    }
+    server::run(
+        listeners,
+        config.mode,
+        &config.options,
+        stats,
+        Shutdown::new(),
+    )?;
+    Ok(())
+}

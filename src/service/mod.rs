@@ -18,6 +18,7 @@ pub mod echo;
 pub mod framing;
 #[cfg(test)]
 pub mod testing;
+pub mod udp;
 pub mod upper;
 
 use crate::stats::Stats;
@@ -144,6 +145,25 @@ pub trait Service: Send {
     }
 }
 
+/// Feeds `input` to `service` as the driver contract says: again and again
+/// while it consumes bytes and answers `Continue`. Returns how many bytes
+/// were consumed in all and the last instruction. Every driver calls this,
+/// so the contract is kept in one place.
+pub fn feed(service: &mut dyn Service, input: &[u8], cx: &mut Cx<'_>) -> (usize, Next) {
+    let mut consumed = 0;
+    loop {
+        let (n, next) = service.input(&input[consumed..], cx);
+        debug_assert!(
+            n <= input.len() - consumed,
+            "a service consumed more than it was given"
+        );
+        consumed = (consumed + n).min(input.len());
+        if next != Next::Continue || n == 0 || consumed == input.len() {
+            return (consumed, next);
+        }
+    }
+}
+
 /// Settings every service may read, fixed at start.
 #[derive(Debug, Clone)]
 pub struct Limits {
@@ -180,6 +200,10 @@ pub trait Factory: Send + Sync + fmt::Debug {
     fn name(&self) -> &'static str;
     /// A fresh service for a new connection.
     fn make(&self) -> Box<dyn Service>;
+    /// What a client is told when the server is full, before it is closed.
+    fn busy_reply(&self) -> &'static [u8] {
+        b"error: server busy, try again later\n"
+    }
 }
 
 /// A service the CLI can name: its name, default port, one line of help, and

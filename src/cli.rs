@@ -1,0 +1,70 @@
+//! The command line, as clap derive structs: raw flags only. Validation and
+//! every user-facing error text live in [`crate::config`].
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::server::{self, Mode};
+use crate::service;
+
+/// readyloop: a single-threaded event-loop TCP/UDP server, with threaded and
+/// blocking modes to compare it against.
+#[derive(Debug, Parser)]
+#[command(name = "readyloop", version, about, propagate_version = true)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve services (all of them on their default ports when none is named).
+    Serve(ServeArgs),
+    /// The seeds' interactive line client: type a line, see the reply; `quit` leaves.
+    Client(ClientArgs),
+}
+
+/// `readyloop serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Listeners as SERVICE[@ADDR]: `echo`, `echo@9000`, `http@0.0.0.0:8080`,
+    /// `upper@[::1]:0` (port 0: any free port; the log says which). Services:
+    /// echo hello upper menu http todo udp.
+    #[arg(value_name = "SERVICE@ADDR")]
+    pub listeners: Vec<String>,
+    /// How connections are served.
+    #[arg(long, value_enum, default_value_t = Mode::Evloop)]
+    pub mode: Mode,
+    /// Threaded mode: serve with a pool of N threads instead of a thread per connection.
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+    /// Most connections served at once (clamped to the open-file limit);
+    /// more are told "server busy" and closed.
+    #[arg(long, value_name = "N", default_value_t = server::DEFAULT_MAX_CONNS)]
+    pub max_conns: usize,
+    /// Longest line a line service accepts (bytes; k/M suffixes allowed).
+    #[arg(long, value_name = "BYTES", default_value_t = service::DEFAULT_MAX_LINE.to_string())]
+    pub max_line: String,
+    /// Unsent output per connection above which the server stops reading
+    /// that client until it catches up (bytes; k/M suffixes allowed).
+    #[arg(long, value_name = "BYTES", default_value_t = server::DEFAULT_MAX_OUTPUT.to_string())]
+    pub max_output: String,
+    /// More log lines: -v per connection, -vv every poll wake-up and event.
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Log every poll wake-up and every event (same as -vv): watch the loop work.
+    #[arg(long)]
+    pub trace: bool,
+    /// Log warnings and errors only.
+    #[arg(short, long, conflicts_with_all = ["verbose", "trace"])]
+    pub quiet: bool,
+}
+
+/// `readyloop client`.
+#[derive(Debug, Args)]
+pub struct ClientArgs {
+    /// The server, as HOST:PORT.
+    #[arg(value_name = "ADDR", default_value = "127.0.0.1:8000")]
+    pub addr: String,
+}

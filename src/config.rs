@@ -1,0 +1,255 @@
+//! Validated settings: flags in ([`crate::cli`]), a [`Config`] out, or a
+//! [`StartupError`] that tells the user what to change.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use crate::cli::ServeArgs;
+use crate::error::StartupError;
+use crate::server::{Mode, Options};
+use crate::service::{self, Limits};
+
+/// What a listener serves.
+#[derive(Debug, Clone, Copy)]
+pub enum ServiceKind {
+    /// A TCP service from the registry.
+    Tcp(&'static service::Entry),
+    /// The UDP echo receiver.
+    Udp,
+}
+
+impl PartialEq for ServiceKind {
+    fn eq(&self, other: &Self) -> bool {
+        self.name() == other.name()
+    }
+}
+impl Eq for ServiceKind {}
+
+impl ServiceKind {
+    /// Its name on the command line.
+    pub fn name(&self) -> &'static str {
+        match self {
+            ServiceKind::Tcp(entry) => entry.name,
+            ServiceKind::Udp => "udp",
+        }
+    }
+}
+
+/// The UDP receiver's default port (PROTOCOLS.md).
+pub const UDP_DEFAULT_PORT: u16 = 9997;
+
+/// One `SERVICE@ADDR` from the command line, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenerSpec {
+    /// What to serve.
+    pub service: ServiceKind,
+    /// Where.
+    pub addr: SocketAddr,
+}
+
+/// Everything `serve` needs, validated.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The listeners, in the order given.
+    pub listeners: Vec<ListenerSpec>,
+    /// The server mode.
+    pub mode: Mode,
+    /// The drivers' limits.
+    pub options: Options,
+    /// The services' limits.
+    pub limits: Limits,
+}
+
+impl Config {
+    /// Checks the flags of `readyloop serve`.
+    pub fn from_args(args: &ServeArgs) -> Result<Config, StartupError> {
+        let listeners = if args.listeners.is_empty() {
+            default_listeners()
+        } else {
+            args.listeners
+                .iter()
+                .map(|spec| parse_listener(spec))
+                .collect::<Result<_, _>>()?
+        };
+        let max_line = parse_size("--max-line", &args.max_line)?;
+        let max_output = parse_size("--max-output", &args.max_output)?;
+        if args.max_conns == 0 {
+            return Err(bad("--max-conns", "must be at least 1"));
+        }
+        if args.threads == Some(0) {
+            return Err(bad(
+                "--threads",
+                "must be at least 1 (leave it out for a thread per connection)",
+            ));
+        }
+        if args.threads.is_some() && args.mode != Mode::Threaded {
+            return Err(bad(
+                "--threads",
+                "only the threaded mode has threads: add --mode threaded",
+            ));
+        }
+        let options = Options {
+            max_conns: args.max_conns,
+            max_output,
+            threads: args.threads,
+            ..Options::default()
+        };
+        Ok(Config {
+            listeners,
+            mode: args.mode,
+            options,
+            limits: Limits { max_line },
+        })
+    }
+}
+
+/// Every service on its default port on 127.0.0.1.
+pub fn default_listeners() -> Vec<ListenerSpec> {
+    let localhost = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    let tcp = service::REGISTRY.iter().map(|entry| ListenerSpec {
+        service: ServiceKind::Tcp(entry),
+        addr: SocketAddr::new(localhost, entry.default_port),
+    });
+    let udp = ListenerSpec {
+        service: ServiceKind::Udp,
+        addr: SocketAddr::new(localhost, UDP_DEFAULT_PORT),
+    };
+    tcp.chain(std::iter::once(udp)).collect()
+}
+
+/// Parses `SERVICE`, `SERVICE@PORT`, `SERVICE@IP` or `SERVICE@IP:PORT`
+/// (IPv6 in brackets: `echo@[::1]:9000`). A missing IP is 127.0.0.1, a
+/// missing port the service's default.
+pub fn parse_listener(spec: &str) -> Result<ListenerSpec, StartupError> {
+    let (name, addr) = match spec.split_once('@') {
+        Some((name, addr)) => (name, Some(addr)),
+        None => (spec, None),
+    };
+    let (service, default_port) = match name {
+        "udp" => (ServiceKind::Udp, UDP_DEFAULT_PORT),
+        _ => match service::by_name(name) {
+            Some(entry) => (ServiceKind::Tcp(entry), entry.default_port),
+            None => {
+                let mut known: Vec<&str> = service::REGISTRY.iter().map(|e| e.name).collect();
+                known.push("udp");
+                return Err(StartupError::UnknownService {
+                    spec: spec.to_owned(),
+                    name: name.to_owned(),
+                    known: known.join(", "),
+                });
+            }
+        },
+    };
+    let localhost = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    let addr = match addr {
+        None => SocketAddr::new(localhost, default_port),
+        Some(text) => parse_addr(text, localhost, default_port).ok_or_else(|| StartupError::BadAddress {
+            spec: spec.to_owned(),
+            reason: format!(
+                "'{text}' is not a port, an IP or IP:PORT; for example {name}@127.0.0.1:{default_port}, \
+                 {name}@{default_port}, {name}@0.0.0.0 or {name}@[::1]:0"
+            ),
+        })?,
+    };
+    Ok(ListenerSpec { service, addr })
+}
+
+fn parse_addr(text: &str, default_ip: IpAddr, default_port: u16) -> Option<SocketAddr> {
+    if let Ok(addr) = text.parse::<SocketAddr>() {
+        return Some(addr);
+    }
+    if let Ok(port) = text.parse::<u16>() {
+        return Some(SocketAddr::new(default_ip, port));
+    }
+    let ip = text
+        .strip_prefix('[')
+        .and_then(|t| t.strip_suffix(']'))
+        .unwrap_or(text);
+    ip.parse::<IpAddr>()
+        .ok()
+        .map(|ip| SocketAddr::new(ip, default_port))
+}
+
+/// Parses a byte count: `65536`, `64k`, `64KiB`, `1M`, `1MiB`, `1G`.
+pub fn parse_size(flag: &'static str, text: &str) -> Result<usize, StartupError> {
+    let lower = text.trim().to_ascii_lowercase();
+    let digits_end = lower
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(lower.len());
+    let (digits, unit) = lower.split_at(digits_end);
+    let scale: usize = match unit.trim() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        _ => {
+            return Err(bad(
+                flag,
+                &format!("'{text}' is not a size: use bytes or k/M/G, e.g. 64k"),
+            ));
+        }
+    };
+    let value: usize = digits.parse().map_err(|_| {
+        bad(
+            flag,
+            &format!("'{text}' is not a size: use bytes or k/M/G, e.g. 64k"),
+        )
+    })?;
+    match value.checked_mul(scale) {
+        Some(0) => Err(bad(flag, "must be at least 1 byte")),
+        Some(bytes) => Ok(bytes),
+        None => Err(bad(flag, &format!("'{text}' is too large"))),
+    }
+}
+
+fn bad(flag: &'static str, reason: &str) -> StartupError {
+    StartupError::BadFlag {
+        flag,
+        reason: reason.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listener_forms() {
+        let echo = parse_listener("echo").unwrap();
+        assert_eq!(echo.addr, "127.0.0.1:9000".parse().unwrap());
+        assert_eq!(parse_listener("echo@0").unwrap().addr.port(), 0);
+        assert_eq!(
+            parse_listener("http@0.0.0.0").unwrap().addr,
+            "0.0.0.0:8080".parse().unwrap()
+        );
+        assert_eq!(
+            parse_listener("upper@[::1]:7").unwrap().addr,
+            "[::1]:7".parse().unwrap()
+        );
+        assert_eq!(
+            parse_listener("udp@127.0.0.1:5").unwrap().service,
+            ServiceKind::Udp
+        );
+    }
+
+    #[test]
+    fn listener_errors_name_the_fix() {
+        let err = parse_listener("ech@1").unwrap_err().to_string();
+        assert!(
+            err.contains("unknown service 'ech'") && err.contains("echo"),
+            "{err}"
+        );
+        let err = parse_listener("echo@localhost:x").unwrap_err().to_string();
+        assert!(err.contains("echo@127.0.0.1:9000"), "{err}");
+        assert!(parse_listener("echo@70000").is_err());
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("--x", "64k").unwrap(), 65536);
+        assert_eq!(parse_size("--x", "1MiB").unwrap(), 1 << 20);
+        assert_eq!(parse_size("--x", "100").unwrap(), 100);
+        assert!(parse_size("--x", "0").is_err());
+        assert!(parse_size("--x", "12q").is_err());
+        assert!(parse_size("--x", "99999999999G").is_err());
+    }
+}

@@ -1,0 +1,87 @@
+//! The errors `main` prints: everything that stops the server from starting.
+//! Each message names the thing and the fix.
+
+use std::io;
+use std::net::SocketAddr;
+
+/// Why readyloop could not start (exit code 2).
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    /// A listener names a service that does not exist.
+    #[error("unknown service '{name}' in '{spec}': the services are {known}")]
+    UnknownService {
+        /// The listener as written.
+        spec: String,
+        /// The unknown name.
+        name: String,
+        /// The names that exist, comma-separated.
+        known: String,
+    },
+    /// A listener's address cannot be understood.
+    #[error("bad address in '{spec}': {reason}")]
+    BadAddress {
+        /// The listener as written.
+        spec: String,
+        /// What is wrong, with an example.
+        reason: String,
+    },
+    /// A flag's value is out of range or malformed.
+    #[error("{flag}: {reason}")]
+    BadFlag {
+        /// The flag, as `--max-line`.
+        flag: &'static str,
+        /// What is wrong and what is allowed.
+        reason: String,
+    },
+    /// The port is taken.
+    #[error("{service}@{addr}: port {} is in use: pass {service}@{}:0 for any free port, or pick another", addr.port(), addr.ip())]
+    AddrInUse {
+        /// The service that wanted it.
+        service: String,
+        /// The address.
+        addr: SocketAddr,
+    },
+    /// Binding failed for another reason.
+    #[error("{service}@{addr}: cannot listen: {source}{hint}")]
+    Bind {
+        /// The service that wanted it.
+        service: String,
+        /// The address.
+        addr: SocketAddr,
+        /// The system's error.
+        source: io::Error,
+        /// A suggestion, if we have one.
+        hint: &'static str,
+    },
+    /// The server failed while running (the poll itself failed).
+    #[error("the server stopped on an error: {0}")]
+    Serve(#[from] io::Error),
+}
+
+impl StartupError {
+    /// The error for a failed bind of `service` to `addr`.
+    pub fn bind(service: &str, addr: SocketAddr, source: io::Error) -> StartupError {
+        let service = service.to_owned();
+        match source.kind() {
+            io::ErrorKind::AddrInUse => StartupError::AddrInUse { service, addr },
+            io::ErrorKind::PermissionDenied => StartupError::Bind {
+                service,
+                addr,
+                source,
+                hint: " (ports below 1024 need root or CAP_NET_BIND_SERVICE: pick a port above 1023)",
+            },
+            io::ErrorKind::AddrNotAvailable => StartupError::Bind {
+                service,
+                addr,
+                source,
+                hint: " (that IP is not on this machine: try 127.0.0.1 or 0.0.0.0)",
+            },
+            _ => StartupError::Bind {
+                service,
+                addr,
+                source,
+                hint: "",
+            },
+        }
+    }
+}

@@ -1,0 +1,398 @@
+//! One connection of the event loop: socket, buffers, remembered readiness,
+//! and the service that speaks its protocol.
+//!
+//! [`Conn::pump`] does all the work the connection can do right now and says
+//! what the loop should do next ([`Verdict`]). What work is possible is a pure
+//! function of the connection's state ([`Conn::wants_read`]), computed in one
+//! place. This file never registers, polls or closes: that is the loop's job.
+
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use mio::net::TcpStream;
+
+use super::Options;
+use crate::service::{self, Cx, Next, Service};
+use crate::stats::{self, Stats};
+
+/// Bytes asked for per `read` call: 16 KiB, as Redis reads.
+pub(crate) const READ_CHUNK: usize = 16 * 1024;
+
+/// Bytes one connection may read per turn of the loop before others get
+/// theirs. A connection that spends it with data still waiting goes on the
+/// loop's "still ready" list (edge-triggered: no new event will remind us).
+pub(crate) const READ_BUDGET: usize = 4 * READ_CHUNK;
+
+/// Buffers owned by the loop and lent to whichever connection is pumped.
+///
+/// In the steady state (a request arrives whole, its reply is written whole)
+/// bytes pass through these and the connection's own buffers stay empty and
+/// unallocated: no allocation per request (rule 11) and no buffer memory per
+/// idle connection (rule 12).
+#[derive(Debug)]
+pub(crate) struct Scratch {
+    read: Box<[u8]>,
+    write: Vec<u8>,
+}
+
+impl Scratch {
+    pub(crate) fn new() -> Scratch {
+        Scratch {
+            read: vec![0; READ_CHUNK].into_boxed_slice(),
+            write: Vec::with_capacity(READ_CHUNK),
+        }
+    }
+}
+
+/// What the loop should do with a connection after pumping it.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    /// Nothing more to do until the next readiness event.
+    Wait,
+    /// It used its budget with work left: pump it again after the next poll.
+    StillReady,
+    /// Done, or failed: deregister and drop it (after this batch of events).
+    Close,
+}
+
+/// One client connection.
+pub(crate) struct Conn {
+    pub(crate) socket: TcpStream,
+    pub(crate) peer: SocketAddr,
+    /// Distinguishes this connection from others that used the same slab key
+    /// before it (see rule 7 in `evloop.rs`).
+    pub(crate) generation: u32,
+    service: Box<dyn Service>,
+    /// Received bytes the service has not consumed (a partial request).
+    /// Unallocated whenever empty.
+    input: Vec<u8>,
+    /// Produced bytes the socket has not taken yet; `output[written..]` is
+    /// pending. Unallocated whenever empty.
+    output: Vec<u8>,
+    written: usize,
+    /// Readiness remembered from events, cleared only when the socket says
+    /// `WouldBlock` (or a read/write comes back short): with edge-triggered
+    /// events a bit that is not remembered is lost.
+    pub(crate) readable: bool,
+    pub(crate) writable: bool,
+    /// The service said `Close`, or the client sent EOF: send what is
+    /// pending, read nothing more, then close.
+    closing: bool,
+    /// Shutdown: answer what the client already sent, then close.
+    finishing: bool,
+    /// Set once the loop decided to close it; events still queued for it in
+    /// the current batch are ignored.
+    pub(crate) closed: bool,
+}
+
+impl Conn {
+    pub(crate) fn new(
+        socket: TcpStream,
+        peer: SocketAddr,
+        generation: u32,
+        service: Box<dyn Service>,
+    ) -> Conn {
+        Conn {
+            socket,
+            peer,
+            generation,
+            service,
+            input: Vec::new(),
+            output: Vec::new(),
+            written: 0,
+            readable: false,
+            // A fresh socket has room in its send buffer; a write that finds
+            // none clears this.
+            writable: true,
+            closing: false,
+            finishing: false,
+            closed: false,
+        }
+    }
+
+    /// The greeting, if the service has one.
+    pub(crate) fn open(&mut self, scratch: &mut Scratch, now: Instant, stats: &Stats) -> Verdict {
+        scratch.write.clear();
+        let mut cx = Cx::new(&mut scratch.write, now, self.peer);
+        let next = self.service.open(&mut cx);
+        let requests = cx.requests;
+        match self.after_service(next, requests, scratch, stats) {
+            Err(e) => self.fail(e),
+            Ok(()) if self.closing && self.written == self.output.len() => Verdict::Close,
+            Ok(()) => Verdict::Wait,
+        }
+    }
+
+    /// The server is shutting down: read what already arrived (one read to
+    /// find out, since readiness may have been cleared by a short read),
+    /// answer it, send everything, then close.
+    pub(crate) fn finish(&mut self) {
+        self.finishing = true;
+        self.readable = true;
+    }
+
+    /// Whether the loop should read from this client now: not while closing,
+    /// and not while its unsent output or unconsumed input is over the limit
+    /// (back-pressure, rule 6: a client that never reads cannot make us
+    /// buffer without bound). Reading resumes by itself once the output
+    /// drains, because `readable` is remembered (rule 4).
+    fn wants_read(&self, options: &Options) -> bool {
+        !self.closing
+            && self.output.len() - self.written < options.max_output
+            && self.input.len() < options.max_input
+    }
+
+    /// Does every piece of work that readiness and state allow, within one
+    /// turn's budget.
+    pub(crate) fn pump(
+        &mut self,
+        scratch: &mut Scratch,
+        options: &Options,
+        now: Instant,
+        stats: &Stats,
+    ) -> Verdict {
+        let mut budget = READ_BUDGET;
+        loop {
+            // Output first, so replies leave in the order they were made.
+            if self.written < self.output.len() && self.writable {
+                if let Err(e) = self.flush(stats) {
+                    return self.fail(e);
+                }
+            }
+            if self.closing {
+                return if self.written < self.output.len() {
+                    Verdict::Wait // for the client to take the rest (writable)
+                } else {
+                    Verdict::Close
+                };
+            }
+            if !self.readable || !self.wants_read(options) {
+                if self.finishing && self.written == self.output.len() {
+                    return Verdict::Close; // all it sent is answered
+                }
+                return Verdict::Wait;
+            }
+            if budget == 0 {
+                return Verdict::StillReady;
+            }
+            // Rule 4: read until WouldBlock (edge-triggered), bounded by the budget.
+            match self.socket.read(&mut scratch.read) {
+                Ok(0) => {
+                    log::trace!("conn peer={} EOF", self.peer);
+                    if let Err(e) = self.end_of_input(scratch, now, stats) {
+                        return self.fail(e);
+                    }
+                }
+                Ok(n) => {
+                    stats::add(&stats.bytes_in, n as u64);
+                    log::trace!("conn peer={} read {n} bytes", self.peer);
+                    budget = budget.saturating_sub(n);
+                    // A short read emptied the socket's receive queue; the next
+                    // arrival raises a new edge. Skipping the read that would
+                    // only say WouldBlock saves a syscall per request (nginx
+                    // and tokio do the same).
+                    if n < scratch.read.len() {
+                        self.readable = false;
+                    }
+                    if let Err(e) = self.input_arrived(n, scratch, options, now, stats) {
+                        return self.fail(e);
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.readable = false,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return self.fail(e),
+            }
+        }
+    }
+
+    /// `n` new bytes are in `scratch.read`: give the service everything
+    /// unconsumed, keep what it leaves.
+    fn input_arrived(
+        &mut self,
+        n: usize,
+        scratch: &mut Scratch,
+        options: &Options,
+        now: Instant,
+        stats: &Stats,
+    ) -> io::Result<()> {
+        let fresh = &scratch.read[..n];
+        // Steady state: nothing left over from before, so the service reads
+        // straight from the loop's buffer and only a partial request is copied.
+        let input: &[u8] = if self.input.is_empty() {
+            fresh
+        } else {
+            self.input.extend_from_slice(fresh);
+            &self.input
+        };
+        scratch.write.clear();
+        let out = if self.written < self.output.len() {
+            &mut self.output // earlier output is still queued: append behind it
+        } else {
+            &mut scratch.write
+        };
+        let mut cx = Cx::new(out, now, self.peer);
+        let (consumed, next) = service::feed(self.service.as_mut(), input, &mut cx);
+        let requests = cx.requests;
+        if self.input.is_empty() {
+            self.input.extend_from_slice(&fresh[consumed..]);
+        } else if consumed == self.input.len() {
+            self.input = Vec::new();
+        } else {
+            self.input.drain(..consumed);
+        }
+        if self.input.len() >= options.max_input {
+            // Services bound their own input; this is the driver's backstop.
+            log::warn!(
+                "conn peer={} sent {} bytes its service did not consume: closing",
+                self.peer,
+                self.input.len()
+            );
+            return Err(io::Error::other("input limit"));
+        }
+        self.after_service(next, requests, scratch, stats)?;
+        if self.output.len() - self.written > options.max_output_hard {
+            log::warn!(
+                "conn peer={} has {} bytes of unsent output, over the hard limit: closing",
+                self.peer,
+                self.output.len() - self.written
+            );
+            return Err(io::Error::other("output limit"));
+        }
+        Ok(())
+    }
+
+    /// The client finished sending: the service may answer a last request.
+    fn end_of_input(
+        &mut self,
+        scratch: &mut Scratch,
+        now: Instant,
+        stats: &Stats,
+    ) -> io::Result<()> {
+        scratch.write.clear();
+        let out = if self.written < self.output.len() {
+            &mut self.output
+        } else {
+            &mut scratch.write
+        };
+        let mut cx = Cx::new(out, now, self.peer);
+        let _ = self.service.eof(&self.input, &mut cx);
+        let requests = cx.requests;
+        self.input = Vec::new();
+        self.closing = true;
+        self.after_service(Next::Close, requests, scratch, stats)
+    }
+
+    /// Acts on what the service said, and sends what it wrote right away
+    /// (rule 5: as Redis does before it sleeps, not on a later event).
+    fn after_service(
+        &mut self,
+        mut next: Next,
+        requests: u32,
+        scratch: &mut Scratch,
+        stats: &Stats,
+    ) -> io::Result<()> {
+        stats::add(&stats.requests, u64::from(requests));
+        // Without an offload pool a job runs here, on the loop thread, and
+        // every other client waits for it. Its reply goes behind what the
+        // service already wrote.
+        while let Next::Offload(job) = next {
+            self.output.extend_from_slice(&scratch.write);
+            scratch.write.clear();
+            let mut cx = Cx::new(&mut self.output, Instant::now(), self.peer);
+            next = self.service.resume(job.run(), &mut cx);
+            stats::add(&stats.requests, u64::from(cx.requests));
+        }
+        if next == Next::Close {
+            self.closing = true;
+        }
+        if !scratch.write.is_empty() {
+            self.send_scratch(&scratch.write, stats)?;
+            scratch.write.clear();
+        }
+        if self.written < self.output.len() && self.writable {
+            self.flush(stats)?;
+        }
+        Ok(())
+    }
+
+    /// Writes a reply that is still in the loop's buffer; whatever the socket
+    /// does not take is copied into the connection's own output buffer.
+    fn send_scratch(&mut self, bytes: &[u8], stats: &Stats) -> io::Result<()> {
+        let sent = if self.writable {
+            write_some(&mut self.socket, bytes, &mut self.writable, stats)?
+        } else {
+            0
+        };
+        if sent < bytes.len() {
+            self.output.extend_from_slice(&bytes[sent..]);
+        }
+        Ok(())
+    }
+
+    /// Writes queued output until it is gone or the socket is full.
+    fn flush(&mut self, stats: &Stats) -> io::Result<()> {
+        let pending = &self.output[self.written..];
+        self.written += write_some(&mut self.socket, pending, &mut self.writable, stats)?;
+        if self.written == self.output.len() {
+            // Rule 12: an idle connection holds no buffer memory.
+            self.output = Vec::new();
+            self.written = 0;
+        }
+        Ok(())
+    }
+
+    /// Logs why the connection ends (quietly for a peer that just left) and
+    /// says close. Rule 8: an error closes this connection, never the server.
+    fn fail(&mut self, error: io::Error) -> Verdict {
+        match error.kind() {
+            io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe => {
+                log::debug!("conn peer={} went away: {error}", self.peer)
+            }
+            _ => log::warn!("conn peer={} closed on error: {error}", self.peer),
+        }
+        Verdict::Close
+    }
+}
+
+/// Writes as much of `bytes` as the socket takes; clears `writable` when
+/// the socket is full. Partial writes are normal.
+fn write_some(
+    socket: &mut TcpStream,
+    bytes: &[u8],
+    writable: &mut bool,
+    stats: &Stats,
+) -> io::Result<usize> {
+    let mut sent = 0;
+    while sent < bytes.len() {
+        match socket.write(&bytes[sent..]) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => {
+                log::trace!("wrote {n} bytes");
+                sent += n;
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                *writable = false;
+                break;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    stats::add(&stats.bytes_out, sent as u64);
+    Ok(sent)
+}
+
+impl std::fmt::Debug for Conn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Conn")
+            .field("peer", &self.peer)
+            .field("generation", &self.generation)
+            .field("input", &self.input.len())
+            .field("output", &(self.output.len() - self.written))
+            .field("readable", &self.readable)
+            .field("writable", &self.writable)
+            .field("closing", &self.closing)
+            .finish()
+    }
+}

@@ -1,0 +1,223 @@
+//! Server modes: the drivers that own the sockets and host the services.
+//!
+//! Every mode takes *bound* listeners ([`Listener`]) and a [`Shutdown`]
+//! handle, never addresses: `main` binds (and reports a port in use before
+//! anything starts), tests bind `127.0.0.1:0` and read the port back.
+//!
+//! - [`evloop`]: one thread, one `mio::Poll`, every socket in it (the default
+//!   and the lesson).
+//! - [`threaded`]: a thread per connection, or a bounded pool of them, like
+//!   `socketserver.ThreadingTCPServer`.
+//! - [`blocking`]: one client at a time, like `socketserver.TCPServer`.
+//!
+//! The modes share the service code, the counters, and (for the last two)
+//! the blocking per-connection driver in [`stream`].
+
+use std::fmt;
+use std::io;
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use crate::service::Factory;
+use crate::stats::Stats;
+
+mod accept;
+mod blocking;
+mod connection;
+pub mod evloop;
+mod stream;
+mod threaded;
+mod udp;
+
+/// How connections are served. One flag switches it; the services are the same.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mode {
+    /// One thread, one `mio::Poll`: every connection in one event loop.
+    Evloop,
+    /// A thread per connection (`--threads N`: a pool of N).
+    Threaded,
+    /// One connection at a time; the next waits in the listen backlog.
+    Blocking,
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Mode::Evloop => "evloop",
+            Mode::Threaded => "threaded",
+            Mode::Blocking => "blocking",
+        })
+    }
+}
+
+/// A bound socket and what to serve on it.
+#[derive(Debug)]
+pub enum Listener {
+    /// A TCP listener; each connection gets a fresh service from `factory`.
+    Tcp {
+        /// Bound and listening (see [`bind_tcp`]).
+        socket: TcpListener,
+        /// Makes the service of each accepted connection.
+        factory: Arc<dyn Factory>,
+    },
+    /// A UDP socket: each datagram is logged and echoed back ([`crate::service::udp`]).
+    Udp {
+        /// Bound.
+        socket: UdpSocket,
+    },
+}
+
+impl Listener {
+    /// The service's name, for log lines.
+    pub fn service_name(&self) -> &'static str {
+        match self {
+            Listener::Tcp { factory, .. } => factory.name(),
+            Listener::Udp { .. } => "udp",
+        }
+    }
+
+    /// The address actually bound (port 0 becomes the real port).
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        match self {
+            Listener::Tcp { socket, .. } => socket.local_addr(),
+            Listener::Udp { socket } => socket.local_addr(),
+        }
+    }
+}
+
+/// The listen backlog: 511, as Redis' `tcp-backlog` (mio's own `bind` uses
+/// 128, too few for a burst of a thousand connects). The kernel clamps it
+/// to `net.core.somaxconn`.
+pub const LISTEN_BACKLOG: i32 = 511;
+
+/// Binds a TCP listener with `SO_REUSEADDR` and a backlog of [`LISTEN_BACKLOG`].
+pub fn bind_tcp(addr: SocketAddr) -> io::Result<TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(LISTEN_BACKLOG)?;
+    Ok(socket.into())
+}
+
+/// Limits every mode keeps. Each default is a named constant saying what
+/// happens when it is hit.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Connections served at once; one more gets the service's busy line and
+    /// is closed.
+    pub max_conns: usize,
+    /// Bytes a client may have sent that its service has not consumed yet.
+    /// Services bound their own input; this is the driver's backstop.
+    pub max_input: usize,
+    /// Unsent output above which a connection stops being read until the
+    /// client catches up (back-pressure).
+    pub max_output: usize,
+    /// Unsent output at which the connection is closed: a single reply
+    /// larger than this cannot be buffered.
+    pub max_output_hard: usize,
+    /// Threaded mode: `Some(n)` serves with a pool of `n` threads; `None`
+    /// starts a thread per connection.
+    pub threads: Option<usize>,
+}
+
+/// [`Options::max_conns`]'s default, as Redis' `maxclients`; clamped at start
+/// to the open-file limit minus [`FD_RESERVE`].
+pub const DEFAULT_MAX_CONNS: usize = 10_000;
+/// File descriptors kept free for listeners, logs and the store.
+pub const FD_RESERVE: usize = 32;
+/// [`Options::max_input`]'s default: 1 MiB, Redis' pre-auth query limit.
+pub const DEFAULT_MAX_INPUT: usize = 1024 * 1024;
+/// [`Options::max_output`]'s default: 1 MiB.
+pub const DEFAULT_MAX_OUTPUT: usize = 1024 * 1024;
+/// [`Options::max_output_hard`]'s default: 32 MiB, Redis'
+/// `client-output-buffer-limit` hard limit.
+pub const DEFAULT_MAX_OUTPUT_HARD: usize = 32 * 1024 * 1024;
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            max_conns: DEFAULT_MAX_CONNS,
+            max_input: DEFAULT_MAX_INPUT,
+            max_output: DEFAULT_MAX_OUTPUT,
+            max_output_hard: DEFAULT_MAX_OUTPUT_HARD,
+            threads: None,
+        }
+    }
+}
+
+/// Asks a running server to stop, from any thread. Cheap to clone.
+///
+/// Each event loop registers its `mio::Waker` here, so a request wakes the
+/// loop at once instead of waiting for the next event.
+#[derive(Debug, Clone, Default)]
+pub struct Shutdown {
+    inner: Arc<ShutdownInner>,
+}
+
+#[derive(Debug, Default)]
+struct ShutdownInner {
+    requested: AtomicBool,
+    wakers: Mutex<Vec<Arc<mio::Waker>>>,
+}
+
+impl Shutdown {
+    /// A handle nobody has triggered yet.
+    pub fn new() -> Shutdown {
+        Shutdown::default()
+    }
+
+    /// Asks the server to stop: stop accepting, finish, return from `run`.
+    pub fn trigger(&self) {
+        self.inner.requested.store(true, Ordering::SeqCst);
+        for waker in self.wakers().iter() {
+            if let Err(e) = waker.wake() {
+                log::error!("cannot wake an event loop for shutdown: {e}");
+            }
+        }
+    }
+
+    /// True once [`trigger`](Self::trigger) was called.
+    pub fn is_requested(&self) -> bool {
+        self.inner.requested.load(Ordering::SeqCst)
+    }
+
+    /// Wakes `waker` on shutdown (at once if shutdown was already asked).
+    fn register(&self, waker: Arc<mio::Waker>) -> io::Result<()> {
+        self.wakers().push(waker.clone());
+        if self.is_requested() {
+            waker.wake()?;
+        }
+        Ok(())
+    }
+
+    fn wakers(&self) -> std::sync::MutexGuard<'_, Vec<Arc<mio::Waker>>> {
+        self.inner.wakers.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Serves `listeners` in `mode` until `shutdown` is triggered.
+///
+/// Returns when every connection is closed. Errors are the server's own
+/// (the poll failed, a thread could not start); a connection's error
+/// closes that connection only.
+pub fn run(
+    listeners: Vec<Listener>,
+    mode: Mode,
+    options: &Options,
+    stats: Arc<Stats>,
+    shutdown: Shutdown,
+) -> io::Result<()> {
+    log::info!("serving in {mode} mode");
+    for listener in &listeners {
+        // Scripts read the port from this line: keep it ending with the address.
+        let addr = listener.local_addr()?;
+        log::info!("{} listening on {addr}", listener.service_name());
+    }
+    match mode {
+        Mode::Evloop => evloop::run(listeners, options, stats, shutdown),
+        Mode::Threaded => threaded::run(listeners, options, stats, shutdown),
+        Mode::Blocking => blocking::run(listeners, options, stats, shutdown),
+    }
+}

@@ -1,0 +1,114 @@
+//! Serving one connection with blocking I/O: the driver of the threaded and
+//! blocking modes (and the one seed 001's `socketserver` handlers assume).
+//!
+//! Read, feed the service, write everything, repeat. A blocking `write_all`
+//! is back-pressure by itself: a client that does not read stops its own
+//! thread, never the others. Jobs run inline on this thread.
+
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use super::{Options, Shutdown};
+use crate::service::{self, Cx, Factory, Next};
+use crate::stats::{self, Stats};
+
+/// How often a thread blocked in `read` looks at the shutdown flag.
+const SHUTDOWN_CHECK: Duration = Duration::from_millis(200);
+
+/// Serves `stream` until the client or the service ends it, or shutdown.
+pub(crate) fn serve(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    factory: &dyn Factory,
+    options: &Options,
+    stats: &Stats,
+    shutdown: &Shutdown,
+) {
+    stats::add(&stats.accepted, 1);
+    log::debug!("peer={peer} accepted by {}", factory.name());
+    match converse(&mut stream, peer, factory, options, stats, shutdown) {
+        Ok(()) => log::debug!("peer={peer} closed"),
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe
+            ) =>
+        {
+            log::debug!("peer={peer} went away: {e}")
+        }
+        Err(e) => log::warn!("peer={peer} closed on error: {e}"),
+    }
+    stats::add(&stats.closed, 1);
+}
+
+fn converse(
+    stream: &mut TcpStream,
+    peer: SocketAddr,
+    factory: &dyn Factory,
+    options: &Options,
+    stats: &Stats,
+    shutdown: &Shutdown,
+) -> io::Result<()> {
+    stream.set_nodelay(true)?;
+    stream.set_read_timeout(Some(SHUTDOWN_CHECK))?;
+    let mut service = factory.make();
+    let mut input = Vec::new();
+    let mut out = Vec::new();
+    let mut buf = vec![0; super::connection::READ_CHUNK];
+    let mut cx = Cx::new(&mut out, Instant::now(), peer);
+    let mut next = service.open(&mut cx);
+    let mut requests = cx.requests;
+    loop {
+        while let Next::Offload(job) = next {
+            let mut cx = Cx::new(&mut out, Instant::now(), peer);
+            next = service.resume(job.run(), &mut cx);
+            requests += cx.requests;
+        }
+        stats::add(&stats.requests, u64::from(std::mem::take(&mut requests)));
+        if !out.is_empty() {
+            stream.write_all(&out)?;
+            stats::add(&stats.bytes_out, out.len() as u64);
+            out.clear();
+        }
+        if next == Next::Close {
+            return Ok(());
+        }
+        let n = match stream.read(&mut buf) {
+            Ok(n) => n,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                if shutdown.is_requested() {
+                    return Ok(()); // everything the client sent has been answered
+                }
+                continue;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        let mut cx = Cx::new(&mut out, Instant::now(), peer);
+        if n == 0 {
+            let _ = service.eof(&input, &mut cx);
+            requests = cx.requests;
+            next = Next::Close;
+            continue;
+        }
+        stats::add(&stats.bytes_in, n as u64);
+        input.extend_from_slice(&buf[..n]);
+        let (consumed, after) = service::feed(service.as_mut(), &input, &mut cx);
+        requests = cx.requests;
+        input.drain(..consumed);
+        next = after;
+        if input.len() >= options.max_input {
+            log::warn!(
+                "peer={peer} sent {} bytes its service did not consume: closing",
+                input.len()
+            );
+            return Ok(());
+        }
+    }
+}
