@@ -16,6 +16,8 @@ use std::time::{Duration, Instant};
 
 pub mod echo;
 pub mod framing;
+pub mod hello;
+pub mod menu;
 #[cfg(test)]
 pub mod testing;
 pub mod upper;
@@ -205,10 +207,22 @@ pub const REGISTRY: &[Entry] = &[
         factory: echo::factory,
     },
     Entry {
+        name: "hello",
+        default_port: 8000,
+        about: "line in, `Hello <LINE UPPER-CASED>` back",
+        factory: hello::factory,
+    },
+    Entry {
         name: "upper",
         default_port: 9999,
         about: "line in, the line upper-cased back",
         factory: upper::factory,
+    },
+    Entry {
+        name: "menu",
+        default_port: 8888,
+        about: "the 10086 phone-menu robot",
+        factory: menu::factory,
     },
 ];
 
