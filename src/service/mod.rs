@@ -20,6 +20,7 @@ pub mod hello;
 pub mod menu;
 #[cfg(test)]
 pub mod testing;
+pub mod todo;
 pub mod upper;
 
 use crate::stats::Stats;
@@ -223,6 +224,12 @@ pub const REGISTRY: &[Entry] = &[
         default_port: 8888,
         about: "the 10086 phone-menu robot",
         factory: menu::factory,
+    },
+    Entry {
+        name: "todo",
+        default_port: 9001,
+        about: "GET/POST line commands over the shared store",
+        factory: todo::factory,
     },
 ];
 
