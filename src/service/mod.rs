@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 pub mod echo;
 pub mod framing;
 pub mod hello;
+pub mod http;
 pub mod menu;
 #[cfg(test)]
 pub mod testing;
@@ -224,6 +225,12 @@ pub const REGISTRY: &[Entry] = &[
         default_port: 8888,
         about: "the 10086 phone-menu robot",
         factory: menu::factory,
+    },
+    Entry {
+        name: "http",
+        default_port: 8080,
+        about: "HTTP/1.1 `Hello, World`, and /metrics",
+        factory: http::factory,
     },
     Entry {
         name: "todo",
