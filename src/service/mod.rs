@@ -16,8 +16,12 @@ use std::time::{Duration, Instant};
 
 pub mod echo;
 pub mod framing;
+pub mod hello;
+pub mod http;
+pub mod menu;
 #[cfg(test)]
 pub mod testing;
+pub mod todo;
 pub mod udp;
 pub mod upper;
 
@@ -229,10 +233,34 @@ pub const REGISTRY: &[Entry] = &[
         factory: echo::factory,
     },
     Entry {
+        name: "hello",
+        default_port: 8000,
+        about: "line in, `Hello <LINE UPPER-CASED>` back",
+        factory: hello::factory,
+    },
+    Entry {
         name: "upper",
         default_port: 9999,
         about: "line in, the line upper-cased back",
         factory: upper::factory,
+    },
+    Entry {
+        name: "menu",
+        default_port: 8888,
+        about: "the 10086 phone-menu robot",
+        factory: menu::factory,
+    },
+    Entry {
+        name: "http",
+        default_port: 8080,
+        about: "HTTP/1.1 `Hello, World`, and /metrics",
+        factory: http::factory,
+    },
+    Entry {
+        name: "todo",
+        default_port: 9001,
+        about: "GET/POST line commands over the shared store",
+        factory: todo::factory,
     },
 ];
 
@@ -251,6 +279,8 @@ pub struct FnFactory {
 
 impl FnFactory {
     /// A factory called `name` that builds each service with `make`.
+    // Returns the trait object every caller (the registry) wants, not `Self`.
+    #[allow(clippy::new_ret_no_self)]
     pub fn new(
         name: &'static str,
         make: impl Fn() -> Box<dyn Service> + Send + Sync + 'static,

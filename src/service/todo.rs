@@ -1,0 +1,251 @@
+//! `todo` (seed 004, the ToDo server): line commands over the shared [`Store`].
+//!
+//! Every reply is one line ending in `\r\n`, as in the seed. Commands are
+//! matched at the start of the line and are case-sensitive:
+//!
+//! | line | reply |
+//! |---|---|
+//! | `GET/<key>/<anything>` | the value, or `no key match` |
+//! | `POST/<key>=<value>/<anything>` | `submit success` (the value is stored) |
+//! | a first `/`-part other than `GET` or `POST` | `data no found` |
+//! | a malformed `GET`/`POST` | `error: <what was wrong>`; the connection stays open |
+//!
+//! # Where `/` and `=` may appear
+//!
+//! - A key is never empty and never contains `/`; it cannot contain `=`
+//!   either, since `POST` ends the key at the first `=`.
+//! - `GET` has exactly three `/`-separated parts: `GET`, the key, and a last
+//!   part that may be empty (`GET/task_01/` is fine, `GET/task_01` is not).
+//! - `POST`: the key runs from after `POST/` to the first `=`. The value runs
+//!   from there to the **last** `/` of the line, so it may contain `/` and
+//!   `=` (`POST/url=a=b/c/x` stores `a=b/c`), and may be empty. The last
+//!   `/<anything>` part is required and cannot itself contain `/`.
+//!
+//! The seed's bugs are gone: `'GET' in data` matched anywhere, a wrong number
+//! of parts raised an exception that silently dropped the client, and the
+//! dict was shared between threads with no lock. [`Store`] is shared by all
+//! connections in every mode and locks internally. Reads are copied straight
+//! into the output buffer ([`Store::get_into`]): nothing is allocated per
+//! `GET`. No I/O here: persistence, if any, is the store's business.
+
+use std::sync::Arc;
+
+use super::framing::{LineHandler, Lines};
+use super::{Cx, Factory, FnFactory, Next, Shared};
+use crate::store::Store;
+
+/// The tasks the seed preloads; stored at start unless the key exists already.
+pub const SEED_TASKS: &[(&str, &str)] = &[
+    ("task_01", "see someone"),
+    ("task_02", "read book"),
+    ("task_03", "play basketball"),
+];
+
+/// The todo line handler: a handle to the shared store.
+#[derive(Debug, Clone)]
+pub struct Todo {
+    store: Store,
+}
+
+impl Todo {
+    /// A handler reading and writing `store`.
+    pub fn new(store: Store) -> Self {
+        Todo { store }
+    }
+
+    /// Runs one command, writing its reply without the line end.
+    fn command(&self, line: &str, out: &mut Vec<u8>) {
+        let (method, rest) = line.split_once('/').unwrap_or((line, ""));
+        let reply: &str = match method {
+            "GET" => match get_key(rest) {
+                Ok(key) => {
+                    if !self.store.get_into(key, out) {
+                        out.extend_from_slice(b"no key match");
+                    }
+                    return;
+                }
+                Err(error) => error,
+            },
+            "POST" => match post_pair(rest) {
+                Ok((key, value)) => {
+                    self.store.set(key, value);
+                    "submit success"
+                }
+                Err(error) => error,
+            },
+            _ => "data no found",
+        };
+        out.extend_from_slice(reply.as_bytes());
+    }
+}
+
+/// The key of `GET/<key>/<anything>`; `rest` is what follows `GET/`.
+fn get_key(rest: &str) -> Result<&str, &'static str> {
+    let Some((key, anything)) = rest.split_once('/') else {
+        return Err("error: expected GET/<key>/<anything>");
+    };
+    if anything.contains('/') {
+        return Err("error: too many '/': expected GET/<key>/<anything>");
+    }
+    if key.is_empty() {
+        return Err("error: empty key");
+    }
+    Ok(key)
+}
+
+/// The key and value of `POST/<key>=<value>/<anything>`; `rest` follows `POST/`.
+fn post_pair(rest: &str) -> Result<(&str, &str), &'static str> {
+    if rest.is_empty() {
+        return Err("error: expected POST/<key>=<value>/<anything>");
+    }
+    let Some((key, after)) = rest.split_once('=') else {
+        return Err("error: '=' missing: expected POST/<key>=<value>/<anything>");
+    };
+    if key.is_empty() {
+        return Err("error: empty key");
+    }
+    if key.contains('/') {
+        return Err("error: key may not contain '/'");
+    }
+    match after.rsplit_once('/') {
+        Some((value, _anything)) => Ok((key, value)),
+        None => Err("error: expected POST/<key>=<value>/<anything>"),
+    }
+}
+
+impl LineHandler for Todo {
+    fn line(&mut self, line: &str, cx: &mut Cx<'_>) -> Next {
+        self.command(line, cx.out);
+        cx.out.extend_from_slice(b"\r\n");
+        cx.requests += 1;
+        Next::Continue
+    }
+
+    /// Framing errors end in `\r\n` like every other reply.
+    fn error(&mut self, reason: &str, cx: &mut Cx<'_>) {
+        cx.out.extend_from_slice(b"error: ");
+        cx.out.extend_from_slice(reason.as_bytes());
+        cx.out.extend_from_slice(b"\r\n");
+        cx.requests += 1;
+    }
+}
+
+/// The factory the registry uses. Preloads [`SEED_TASKS`] into the shared
+/// store (keys already there, e.g. replayed from the log, are kept).
+pub fn factory(shared: &Shared) -> Arc<dyn Factory> {
+    let max_line = shared.limits.max_line;
+    let todo = Todo::new(shared.store.clone());
+    todo.store.insert_missing(SEED_TASKS);
+    FnFactory::new("todo", move || Box::new(Lines::new(todo.clone(), max_line)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::service::Service;
+    use crate::service::testing::{assert_dialogue, run};
+
+    /// A service over a fresh store holding the seed's tasks, so every
+    /// split of a dialogue starts from the same data.
+    fn todo() -> Box<dyn Service> {
+        let store = Store::in_memory();
+        store.insert_missing(SEED_TASKS);
+        Box::new(Lines::new(Todo::new(store), 64))
+    }
+
+    #[test]
+    fn get_reads_the_seed_tasks() {
+        assert_dialogue(
+            todo,
+            b"GET/task_01/status\nGET/task_03/\r\nGET/task_99/x\n",
+            b"see someone\r\nplay basketball\r\nno key match\r\n",
+        );
+    }
+
+    #[test]
+    fn post_stores_and_get_reads_back() {
+        assert_dialogue(
+            todo,
+            b"POST/task_01=sleep/x\nGET/task_01/x\nPOST/new=/x\nGET/new/x\n",
+            b"submit success\r\nsleep\r\nsubmit success\r\n\r\n",
+        );
+    }
+
+    #[test]
+    fn a_value_may_hold_slash_and_equals_up_to_the_last_slash() {
+        assert_dialogue(
+            todo,
+            b"POST/url=a=b/c//x\nGET/url/status\nPOST/k==/\nGET/k/\n",
+            b"submit success\r\na=b/c/\r\nsubmit success\r\n=\r\n",
+        );
+    }
+
+    #[test]
+    fn other_lines_are_data_no_found_even_when_they_contain_get() {
+        assert_dialogue(
+            todo,
+            b"get/task_01/x\nxGET/task_01/x\nGETX/a/b\n\nPUT/a=b/c\n",
+            b"data no found\r\ndata no found\r\ndata no found\r\ndata no found\r\ndata no found\r\n",
+        );
+    }
+
+    #[test]
+    fn malformed_commands_get_an_error_and_the_connection_stays_open() {
+        let input = b"GET\nGET/task_01\nGET//x\nGET/a/b/c\nPOST\nPOST/k/x\nPOST/=v/x\n\
+                      POST/a/b=c/x\nPOST/k=v\nGET/task_02/x\n";
+        let expected = "error: expected GET/<key>/<anything>\r\n\
+                        error: expected GET/<key>/<anything>\r\n\
+                        error: empty key\r\n\
+                        error: too many '/': expected GET/<key>/<anything>\r\n\
+                        error: expected POST/<key>=<value>/<anything>\r\n\
+                        error: '=' missing: expected POST/<key>=<value>/<anything>\r\n\
+                        error: empty key\r\n\
+                        error: key may not contain '/'\r\n\
+                        error: expected POST/<key>=<value>/<anything>\r\n\
+                        read book\r\n";
+        assert_dialogue(todo, input, expected.as_bytes());
+    }
+
+    #[test]
+    fn framing_errors_end_in_crlf() {
+        assert_dialogue(
+            todo,
+            b"\xff\nGET/task_02/x\n",
+            b"error: input is not valid UTF-8\r\nread book\r\n",
+        );
+        let outcome = run(todo().as_mut(), &[&[b'G'; 80]]);
+        assert_eq!(
+            outcome.out,
+            b"error: line too long (the limit is 64 bytes)\r\n"
+        );
+        assert!(outcome.closed);
+    }
+
+    #[test]
+    fn counts_one_request_per_reply() {
+        let mut out = Vec::new();
+        let mut cx = Cx::new(
+            &mut out,
+            std::time::Instant::now(),
+            crate::service::testing::peer(),
+        );
+        let mut service = todo();
+        let (used, next) = service.input(b"GET/task_01/x\nnope\nGET\n", &mut cx);
+        assert_eq!((used, next, cx.requests), (23, Next::Continue, 3));
+    }
+
+    #[test]
+    fn the_factory_preloads_without_overwriting() {
+        let shared = Shared {
+            store: Store::in_memory(),
+            stats: Default::default(),
+            limits: Default::default(),
+        };
+        shared.store.set("task_01", "kept");
+        let _factory = factory(&shared);
+        let mut value = Vec::new();
+        assert!(shared.store.get_into("task_01", &mut value));
+        assert_eq!(value, b"kept");
+        assert_eq!(shared.store.len(), 3);
+    }
+}
