@@ -76,6 +76,10 @@ pub(crate) struct Conn {
     /// events a bit that is not remembered is lost.
     pub(crate) readable: bool,
     pub(crate) writable: bool,
+    /// An event said the peer closed its side (`EPOLLRDHUP`). The FIN may sit
+    /// behind the data in the queue, and no new edge will announce it, so a
+    /// short read must not end reading: read on until `Ok(0)`.
+    pub(crate) peer_closed: bool,
     /// The service said `Close`, or the client sent EOF: send what is
     /// pending, read nothing more, then close.
     closing: bool,
@@ -105,6 +109,7 @@ impl Conn {
             // A fresh socket has room in its send buffer; a write that finds
             // none clears this.
             writable: true,
+            peer_closed: false,
             closing: false,
             finishing: false,
             closed: false,
@@ -155,10 +160,11 @@ impl Conn {
         let mut budget = READ_BUDGET;
         loop {
             // Output first, so replies leave in the order they were made.
-            if self.written < self.output.len() && self.writable {
-                if let Err(e) = self.flush(stats) {
-                    return self.fail(e);
-                }
+            if self.written < self.output.len()
+                && self.writable
+                && let Err(e) = self.flush(stats)
+            {
+                return self.fail(e);
             }
             if self.closing {
                 return if self.written < self.output.len() {
@@ -192,7 +198,7 @@ impl Conn {
                     // arrival raises a new edge. Skipping the read that would
                     // only say WouldBlock saves a syscall per request (nginx
                     // and tokio do the same).
-                    if n < scratch.read.len() {
+                    if n < scratch.read.len() && !self.peer_closed {
                         self.readable = false;
                     }
                     if let Err(e) = self.input_arrived(n, scratch, options, now, stats) {

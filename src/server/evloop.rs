@@ -221,6 +221,7 @@ impl Loop {
                         // counts as both: the next read or write reports it.
                         let broken = event.is_error() || event.is_read_closed();
                         conn.readable |= event.is_readable() || broken;
+                        conn.peer_closed |= event.is_read_closed();
                         conn.writable |=
                             event.is_writable() || event.is_write_closed() || event.is_error();
                         self.pump(token.0, now);

@@ -1,0 +1,147 @@
+//! Bad input gets the error reply PROTOCOLS.md names, and the server goes on
+//! serving everyone else. Every case runs in every mode.
+
+use std::io::Write;
+use std::net::{Shutdown, UdpSocket};
+use std::time::Duration;
+
+use readyloop::server::Options;
+use readyloop::service::Limits;
+use readyloop::service::udp::MAX_DATAGRAM;
+
+use crate::util::{MODES, TestServer, expect, read_to_end};
+
+/// After each bad client, a good one on the same service is still answered.
+fn still_serves(server: &TestServer) {
+    let mut client = server.connect("upper");
+    client.write_all(b"still here\n").unwrap();
+    expect(&mut client, b"STILL HERE\n");
+}
+
+#[test]
+fn over_long_line_is_refused_and_closed() {
+    for &(name, mode, threads) in MODES {
+        let limits = Limits { max_line: 1024 };
+        let server = TestServer::start_with(
+            mode,
+            &["upper"],
+            Options {
+                threads,
+                ..Options::default()
+            },
+            limits,
+        );
+        let mut client = server.connect("upper");
+        client.write_all(b"ok\n").unwrap();
+        client.write_all(&vec![b'x'; 4096]).unwrap();
+        let got = read_to_end(&mut client);
+        assert_eq!(
+            got, b"OK\nerror: line too long (the limit is 1024 bytes)\n",
+            "{name}"
+        );
+        still_serves(&server);
+    }
+}
+
+#[test]
+fn invalid_utf8_gets_an_error_and_the_connection_goes_on() {
+    for &(name, mode, threads) in MODES {
+        let server = TestServer::start_with(
+            mode,
+            &["upper", "hello"],
+            Options {
+                threads,
+                ..Options::default()
+            },
+            Limits::default(),
+        );
+        for (service, reply) in [("upper", "OK\n"), ("hello", "Hello OK\n")] {
+            let mut client = server.connect(service);
+            client.write_all(b"\xff\xfe\xfd\nok\n").unwrap();
+            client.shutdown(Shutdown::Write).unwrap();
+            let got = String::from_utf8(read_to_end(&mut client)).unwrap();
+            assert_eq!(
+                got,
+                format!("error: input is not valid UTF-8\n{reply}"),
+                "{name} {service}"
+            );
+        }
+        still_serves(&server);
+    }
+}
+
+#[test]
+fn malformed_http_gets_400_and_oversized_headers_431() {
+    let cases: [(&[u8], &str); 4] = [
+        (b"GARBAGE\r\n\r\n", "HTTP/1.1 400 Bad Request\r\n"),
+        (b"GET / HTTP/1.1\r\n\r\n", "HTTP/1.1 400 Bad Request\r\n"), // 1.1 without Host
+        (
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc",
+            "HTTP/1.1 405 Method Not Allowed\r\n",
+        ),
+        (b"", "HTTP/1.1 431 Request Header Fields Too Large\r\n"),
+    ];
+    for &(name, mode, threads) in MODES {
+        let server = TestServer::start_with(
+            mode,
+            &["http", "upper"],
+            Options {
+                threads,
+                ..Options::default()
+            },
+            Limits::default(),
+        );
+        for (request, status) in cases {
+            let mut request = request.to_vec();
+            if request.is_empty() {
+                request = format!(
+                    "GET / HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+                    "y".repeat(9000)
+                )
+                .into_bytes();
+            }
+            let mut client = server.connect("http");
+            client.write_all(&request).unwrap();
+            let got = String::from_utf8(read_to_end(&mut client)).unwrap();
+            assert!(got.starts_with(status), "{name}: {got:?}");
+            assert!(got.contains("Connection: close\r\n"), "{name}: {got:?}");
+        }
+        still_serves(&server);
+    }
+}
+
+#[test]
+fn udp_echoes_and_refuses_oversized_datagrams() {
+    for &(name, mode, threads) in MODES {
+        let server = TestServer::start_with(
+            mode,
+            &["udp", "upper"],
+            Options {
+                threads,
+                ..Options::default()
+            },
+            Limits::default(),
+        );
+        let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        client.connect(server.addr("udp")).unwrap();
+        let mut buf = vec![0; 70_000];
+        client.send(b"hello udp").unwrap();
+        let n = client.recv(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"hello udp", "{name}");
+        client.send(&vec![b'z'; MAX_DATAGRAM + 100]).unwrap();
+        let n = client.recv(&mut buf).unwrap();
+        let reply = String::from_utf8_lossy(&buf[..n]).into_owned();
+        assert_eq!(
+            reply,
+            format!(
+                "error: datagram of {} bytes is over the 8192-byte limit\n",
+                MAX_DATAGRAM + 100
+            ),
+            "{name}"
+        );
+        still_serves(&server);
+    }
+}

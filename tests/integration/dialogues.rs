@@ -1,0 +1,156 @@
+//! Every service's dialogue from PROTOCOLS.md, run against every mode, with
+//! the client's bytes sent all in one write and one byte per write. The
+//! client half-closes after its input, so each expected reply is everything
+//! the server sends until it closes.
+
+use std::net::Shutdown;
+
+use readyloop::server::{Mode, Options};
+use readyloop::service::Limits;
+use readyloop::service::menu::{GREETING, OPERATOR, RETRY};
+
+use crate::util::{TestServer, read_to_end, write_bytewise};
+
+/// One client's whole conversation with one service.
+struct Dialogue {
+    service: &'static str,
+    input: Vec<u8>,
+    expected: Vec<u8>,
+}
+
+fn dialogue(
+    service: &'static str,
+    input: impl Into<Vec<u8>>,
+    expected: impl Into<Vec<u8>>,
+) -> Dialogue {
+    Dialogue {
+        service,
+        input: input.into(),
+        expected: expected.into(),
+    }
+}
+
+fn check(d: &Dialogue, mode: Mode, threads: Option<usize>) {
+    let options = Options {
+        threads,
+        ..Options::default()
+    };
+    let server = TestServer::start_with(mode, &[d.service], options, Limits::default());
+    for bytewise in [false, true] {
+        let mut client = server.connect(d.service);
+        if bytewise {
+            write_bytewise(&mut client, &d.input);
+        } else {
+            std::io::Write::write_all(&mut client, &d.input).unwrap();
+        }
+        // The server may have closed first (`--quit--`, HTTP/1.0): fine.
+        let _ = client.shutdown(Shutdown::Write);
+        let got = read_to_end(&mut client);
+        assert_eq!(
+            String::from_utf8_lossy(&got),
+            String::from_utf8_lossy(&d.expected),
+            "{} in {mode:?} mode, bytewise={bytewise}",
+            d.service
+        );
+    }
+}
+
+fn echo_binary() -> Dialogue {
+    let bytes: Vec<u8> = (0..=255u8).chain(b"\r\n\n tail".iter().copied()).collect();
+    dialogue("echo", bytes.clone(), bytes)
+}
+
+fn hello_quits_in_any_case() -> Dialogue {
+    dialogue(
+        "hello",
+        "zack\nMiXeD case\r\n--Quit--\nnever answered\n",
+        "Hello ZACK\nHello MIXED CASE\nGoodbye\n",
+    )
+}
+
+fn upper_lines() -> Dialogue {
+    dialogue(
+        "upper",
+        "  hi there \r\nstraße\n\nno newline",
+        "HI THERE\nSTRASSE\n\nNO NEWLINE\n",
+    )
+}
+
+fn menu_robot() -> Dialogue {
+    dialogue(
+        "menu",
+        "0\n1xxx\nexit\n0\n",
+        format!("{GREETING}{OPERATOR}{RETRY}"),
+    )
+}
+
+fn todo_commands() -> Dialogue {
+    dialogue(
+        "todo",
+        "GET/task_01/x\nPOST/task_09=walk/x\nGET/task_09/\nGET/nothing/\nhello\nPOST/url=a=b/c//x\nGET/url/\n",
+        "see someone\r\nsubmit success\r\nwalk\r\nno key match\r\ndata no found\r\nsubmit success\r\na=b/c/\r\n",
+    )
+}
+
+fn todo_malformed_commands_keep_the_connection() -> Dialogue {
+    dialogue(
+        "todo",
+        "GET/\nPOST/novalue/x\nPOST/=v/x\nGET/task_02/\n",
+        "error: expected GET/<key>/<anything>\r\n\
+         error: '=' missing: expected POST/<key>=<value>/<anything>\r\n\
+         error: empty key\r\n\
+         read book\r\n",
+    )
+}
+
+const HELLO_200: &str =
+    "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 12\r\n\r\nHello, World";
+
+fn http_pipelined_keep_alive() -> Dialogue {
+    let request = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+    let last = "HEAD /any/path HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    let close_head = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 12\r\nConnection: close\r\n\r\n";
+    dialogue(
+        "http",
+        format!("{request}{request}{last}"),
+        format!("{HELLO_200}{HELLO_200}{close_head}"),
+    )
+}
+
+fn http_1_0_closes() -> Dialogue {
+    let reply = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 12\r\nConnection: close\r\n\r\nHello, World";
+    dialogue(
+        "http",
+        "GET / HTTP/1.0\r\n\r\nGET / HTTP/1.0\r\n\r\n",
+        reply,
+    )
+}
+
+macro_rules! stamp {
+    ($module:ident, $mode:expr, $threads:expr; $($case:ident),*) => {
+        mod $module {
+            use super::*;
+            $( #[test] fn $case() { check(&super::$case(), $mode, $threads); } )*
+        }
+    };
+}
+
+macro_rules! every_mode {
+    ($($case:ident),* $(,)?) => {
+        stamp!(evloop, Mode::Evloop, None; $($case),*);
+        stamp!(threaded, Mode::Threaded, None; $($case),*);
+        stamp!(threaded_pool, Mode::Threaded, Some(4); $($case),*);
+        stamp!(blocking, Mode::Blocking, None; $($case),*);
+    };
+}
+
+every_mode!(
+    echo_binary,
+    hello_quits_in_any_case,
+    upper_lines,
+    menu_robot,
+    todo_commands,
+    todo_malformed_commands_keep_the_connection,
+    http_pipelined_keep_alive,
+    http_1_0_closes,
+);

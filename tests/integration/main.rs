@@ -1,0 +1,9 @@
+//! Integration tests over real loopback sockets. One test binary (as ripgrep
+//! does); each module covers one concern, and most run once per server mode.
+
+mod util;
+
+mod bad_input; // error replies, and the server keeps serving
+mod binary; // the real `readyloop` binary: ports, errors, exit codes
+mod dialogues; // every service's dialogue, every mode, every split
+mod load; // big messages, many clients, back-pressure

@@ -1,0 +1,178 @@
+//! Test helpers: an in-process server on port 0, and a line client with
+//! time limits. Everything binds 127.0.0.1 and stops by itself.
+
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::sync::{Arc, Once};
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+use readyloop::server::{self, Listener, Mode, Options, Shutdown};
+use readyloop::service::{self, Limits, Shared};
+use readyloop::stats::Stats;
+use readyloop::store::Store;
+
+/// How long any read in a test may wait.
+pub const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Logs warnings (or RUST_LOG) once per test binary.
+pub fn init_logging() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let _ = simple_logger::SimpleLogger::new()
+            .with_level(log::LevelFilter::Warn)
+            .env()
+            .init();
+    });
+}
+
+/// The modes every dialogue runs under: (name, mode, pool size).
+pub const MODES: &[(&str, Mode, Option<usize>)] = &[
+    ("evloop", Mode::Evloop, None),
+    ("threaded", Mode::Threaded, None),
+    ("threaded pool", Mode::Threaded, Some(4)),
+    ("blocking", Mode::Blocking, None),
+];
+
+/// A server running in this process until dropped.
+pub struct TestServer {
+    addrs: Vec<(String, SocketAddr)>,
+    pub stats: Arc<Stats>,
+    shutdown: Shutdown,
+    thread: Option<JoinHandle<io::Result<()>>>,
+}
+
+impl TestServer {
+    /// Serves `services` (names, `udp` included) on free ports in `mode`.
+    pub fn start(mode: Mode, services: &[&str]) -> TestServer {
+        Self::start_with(mode, services, Options::default(), Limits::default())
+    }
+
+    pub fn start_with(
+        mode: Mode,
+        services: &[&str],
+        options: Options,
+        limits: Limits,
+    ) -> TestServer {
+        init_logging();
+        let stats = Arc::new(Stats::default());
+        let shared = Shared {
+            store: Store::in_memory(),
+            stats: Arc::clone(&stats),
+            limits,
+        };
+        let any_port: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let mut listeners = Vec::new();
+        let mut addrs = Vec::new();
+        for &name in services {
+            let listener = if name == "udp" {
+                Listener::Udp {
+                    socket: UdpSocket::bind(any_port).unwrap(),
+                }
+            } else {
+                let entry = service::by_name(name).unwrap_or_else(|| panic!("no service {name}"));
+                Listener::Tcp {
+                    socket: server::bind_tcp(any_port).unwrap(),
+                    factory: (entry.factory)(&shared),
+                }
+            };
+            addrs.push((name.to_owned(), listener.local_addr().unwrap()));
+            listeners.push(listener);
+        }
+        let shutdown = Shutdown::new();
+        let (handle, run_stats) = (shutdown.clone(), Arc::clone(&stats));
+        let thread =
+            thread::spawn(move || server::run(listeners, mode, &options, run_stats, handle));
+        TestServer {
+            addrs,
+            stats,
+            shutdown,
+            thread: Some(thread),
+        }
+    }
+
+    /// The address `service` listens on.
+    pub fn addr(&self, service: &str) -> SocketAddr {
+        self.addrs
+            .iter()
+            .find(|(name, _)| name == service)
+            .unwrap_or_else(|| panic!("not serving {service}"))
+            .1
+    }
+
+    /// A connected client for `service`.
+    pub fn connect(&self, service: &str) -> TcpStream {
+        connect(self.addr(service))
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.shutdown.trigger();
+        if let Some(thread) = self.thread.take() {
+            let result = thread.join().expect("the server thread panicked");
+            if !thread::panicking() {
+                result.expect("the server failed");
+            }
+        }
+    }
+}
+
+/// Connects with read and write time limits.
+pub fn connect(addr: SocketAddr) -> TcpStream {
+    let stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+    stream.set_write_timeout(Some(TIMEOUT)).unwrap();
+    stream
+}
+
+/// Reads until the server closes (or the time limit fails the test).
+#[track_caller]
+pub fn read_to_end(stream: &mut TcpStream) -> Vec<u8> {
+    let mut out = Vec::new();
+    match stream.read_to_end(&mut out) {
+        Ok(_) => out,
+        // A server that closes with unread input resets the connection; what
+        // arrived before the reset is what it sent.
+        Err(e) if e.kind() == io::ErrorKind::ConnectionReset => out,
+        Err(e) => panic!(
+            "reading until close: {e} after {} bytes: {:?}",
+            out.len(),
+            String::from_utf8_lossy(&out)
+        ),
+    }
+}
+
+/// Reads exactly `n` bytes.
+#[track_caller]
+pub fn read_exact(stream: &mut TcpStream, n: usize) -> Vec<u8> {
+    let mut out = vec![0; n];
+    stream
+        .read_exact(&mut out)
+        .unwrap_or_else(|e| panic!("reading {n} bytes: {e}"));
+    out
+}
+
+/// Reads until `expected.len()` bytes arrived, and compares.
+#[track_caller]
+pub fn expect(stream: &mut TcpStream, expected: &[u8]) {
+    let got = read_exact(stream, expected.len());
+    assert_eq!(
+        String::from_utf8_lossy(&got),
+        String::from_utf8_lossy(expected)
+    );
+}
+
+/// Sends `bytes` one byte per write, so the server sees every split. Stops
+/// early if the server closed (a service may end the dialogue first).
+pub fn write_bytewise(stream: &mut TcpStream, bytes: &[u8]) {
+    stream.set_nodelay(true).unwrap();
+    for (i, byte) in bytes.iter().enumerate() {
+        if stream.write_all(std::slice::from_ref(byte)).is_err() {
+            return;
+        }
+        if i % 8 == 0 {
+            thread::sleep(Duration::from_micros(200));
+        }
+    }
+}
