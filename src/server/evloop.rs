@@ -59,8 +59,6 @@ pub const DATAGRAMS_PER_WAKEUP: usize = 64;
 /// (`EMFILE`/`ENFILE`), as nginx and libuv do, instead of spinning on an
 /// accept that keeps failing.
 pub const ACCEPT_PAUSE: Duration = Duration::from_millis(500);
-/// How long a shutdown waits for connections to finish what they have.
-pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// A listening socket in the loop.
 #[derive(Debug)]
@@ -105,7 +103,7 @@ struct Loop {
 }
 
 /// Serves `listeners` on this thread until `shutdown` is triggered and every
-/// connection has finished (or [`SHUTDOWN_GRACE`] has passed).
+/// connection has finished (or [`Options::shutdown_grace`] has passed).
 pub(super) fn run(
     listeners: Vec<Listener>,
     options: &Options,
@@ -420,7 +418,7 @@ impl Loop {
         }
         self.sources.clear();
         self.still_ready.retain(|token| token.0 < LISTENER_BASE);
-        self.shutdown_deadline = Some(Instant::now() + SHUTDOWN_GRACE);
+        self.shutdown_deadline = Some(Instant::now() + self.options.shutdown_grace);
         let now = Instant::now();
         let keys: Vec<usize> = self.conns.iter().map(|(key, _)| key).collect();
         for key in keys {

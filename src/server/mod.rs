@@ -18,6 +18,7 @@ use std::io;
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use crate::service::Factory;
 use crate::stats::Stats;
@@ -120,6 +121,8 @@ pub struct Options {
     /// Threaded mode: `Some(n)` serves with a pool of `n` threads; `None`
     /// starts a thread per connection.
     pub threads: Option<usize>,
+    /// How long a shutdown waits for connections to finish what they have.
+    pub shutdown_grace: Duration,
 }
 
 /// [`Options::max_conns`]'s default, as Redis' `maxclients`; clamped at start
@@ -135,6 +138,9 @@ pub const DEFAULT_MAX_OUTPUT: usize = 1024 * 1024;
 /// `client-output-buffer-limit` hard limit.
 pub const DEFAULT_MAX_OUTPUT_HARD: usize = 32 * 1024 * 1024;
 
+/// [`Options::shutdown_grace`]'s default: 10 s, as Redis and nginx.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
 impl Default for Options {
     fn default() -> Self {
         Options {
@@ -143,6 +149,7 @@ impl Default for Options {
             max_output: DEFAULT_MAX_OUTPUT,
             max_output_hard: DEFAULT_MAX_OUTPUT_HARD,
             threads: None,
+            shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
         }
     }
 }
