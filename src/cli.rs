@@ -39,6 +39,10 @@ pub struct ServeArgs {
     /// Threaded mode: serve with a pool of N threads instead of a thread per connection.
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
+    /// Event loop: worker threads for slow jobs (disk writes, `slow`).
+    /// 0 runs them on the loop thread, stalling every other client.
+    #[arg(long, value_name = "N", default_value_t = server::DEFAULT_OFFLOAD_WORKERS)]
+    pub offload: usize,
     /// Most connections served at once (clamped to the open-file limit);
     /// more are told "server busy" and closed.
     #[arg(long, value_name = "N", default_value_t = server::DEFAULT_MAX_CONNS)]

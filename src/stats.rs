@@ -28,6 +28,8 @@ pub struct Stats {
     pub events: AtomicU64,
     /// UDP datagrams received.
     pub datagrams: AtomicU64,
+    /// Jobs handed to the offload pool.
+    pub offloaded: AtomicU64,
 }
 
 /// Adds `n` to a counter.
@@ -44,7 +46,7 @@ impl Stats {
 
     /// The counters in the Prometheus text exposition format (version 0.0.4).
     pub fn render_prometheus(&self, out: &mut String) {
-        let counters: [(&str, &str, &AtomicU64); 9] = [
+        let counters: [(&str, &str, &AtomicU64); 10] = [
             ("accepted", "Connections accepted.", &self.accepted),
             ("closed", "Connections closed.", &self.closed),
             (
@@ -58,6 +60,11 @@ impl Stats {
             ("poll_wakeups", "Event-loop wake-ups.", &self.wakeups),
             ("poll_events", "Readiness events handled.", &self.events),
             ("udp_datagrams", "UDP datagrams received.", &self.datagrams),
+            (
+                "offloaded",
+                "Jobs handed to the offload pool.",
+                &self.offloaded,
+            ),
         ];
         for (name, help, value) in counters {
             let _ = writeln!(out, "# HELP readyloop_{name}_total {help}");

@@ -13,7 +13,7 @@ use std::time::Instant;
 use mio::net::TcpStream;
 
 use super::Options;
-use crate::service::{self, Cx, Next, Service};
+use crate::service::{self, Cx, Job, JobOutput, Next, Service};
 use crate::stats::{self, Stats};
 
 /// Bytes asked for per `read` call: 16 KiB, as Redis reads.
@@ -56,6 +56,16 @@ pub(crate) enum Verdict {
     Close,
 }
 
+/// Where a connection's offloaded job is.
+#[derive(Debug)]
+enum JobState {
+    None,
+    /// The service asked for it; the loop has not taken it yet.
+    Asked(Job),
+    /// On the pool; the connection waits for `resume`.
+    Running,
+}
+
 /// One client connection.
 pub(crate) struct Conn {
     pub(crate) socket: TcpStream,
@@ -85,6 +95,12 @@ pub(crate) struct Conn {
     closing: bool,
     /// Shutdown: answer what the client already sent, then close.
     finishing: bool,
+    /// The offloaded job this connection waits for, if any. While there is
+    /// one, nothing is read or fed (the driver contract), so replies stay in order.
+    job: JobState,
+    /// A job just finished: input that arrived behind its request is still
+    /// buffered and must be offered to the service before reading more.
+    refeed: bool,
     /// Set once the loop decided to close it; events still queued for it in
     /// the current batch are ignored.
     pub(crate) closed: bool,
@@ -112,17 +128,25 @@ impl Conn {
             peer_closed: false,
             closing: false,
             finishing: false,
+            job: JobState::None,
+            refeed: false,
             closed: false,
         }
     }
 
     /// The greeting, if the service has one.
-    pub(crate) fn open(&mut self, scratch: &mut Scratch, now: Instant, stats: &Stats) -> Verdict {
+    pub(crate) fn open(
+        &mut self,
+        scratch: &mut Scratch,
+        options: &Options,
+        now: Instant,
+        stats: &Stats,
+    ) -> Verdict {
         scratch.write.clear();
         let mut cx = Cx::new(&mut scratch.write, now, self.peer);
         let next = self.service.open(&mut cx);
         let requests = cx.requests;
-        match self.after_service(next, requests, scratch, stats) {
+        match self.after_service(next, requests, scratch, options, stats) {
             Err(e) => self.fail(e),
             Ok(()) if self.closing && self.written == self.output.len() => Verdict::Close,
             Ok(()) => Verdict::Wait,
@@ -144,6 +168,7 @@ impl Conn {
     /// drains, because `readable` is remembered (rule 4).
     fn wants_read(&self, options: &Options) -> bool {
         !self.closing
+            && matches!(self.job, JobState::None)
             && self.output.len() - self.written < options.max_output
             && self.input.len() < options.max_input
     }
@@ -173,8 +198,20 @@ impl Conn {
                     Verdict::Close
                 };
             }
+            if self.refeed && self.wants_read(options) {
+                self.refeed = false;
+                if !self.input.is_empty() {
+                    if let Err(e) = self.input_arrived(0, scratch, options, now, stats) {
+                        return self.fail(e);
+                    }
+                    continue;
+                }
+            }
             if !self.readable || !self.wants_read(options) {
-                if self.finishing && self.written == self.output.len() {
+                if self.finishing
+                    && self.written == self.output.len()
+                    && matches!(self.job, JobState::None)
+                {
                     return Verdict::Close; // all it sent is answered
                 }
                 return Verdict::Wait;
@@ -186,7 +223,7 @@ impl Conn {
             match self.socket.read(&mut scratch.read) {
                 Ok(0) => {
                     log::trace!("conn peer={} EOF", self.peer);
-                    if let Err(e) = self.end_of_input(scratch, now, stats) {
+                    if let Err(e) = self.end_of_input(scratch, options, now, stats) {
                         return self.fail(e);
                     }
                 }
@@ -256,7 +293,7 @@ impl Conn {
             );
             return Err(io::Error::other("input limit"));
         }
-        self.after_service(next, requests, scratch, stats)?;
+        self.after_service(next, requests, scratch, options, stats)?;
         if self.output.len() - self.written > options.max_output_hard {
             log::warn!(
                 "conn peer={} has {} bytes of unsent output, over the hard limit: closing",
@@ -272,6 +309,7 @@ impl Conn {
     fn end_of_input(
         &mut self,
         scratch: &mut Scratch,
+        options: &Options,
         now: Instant,
         stats: &Stats,
     ) -> io::Result<()> {
@@ -286,7 +324,7 @@ impl Conn {
         let requests = cx.requests;
         self.input = Vec::new();
         self.closing = true;
-        self.after_service(Next::Close, requests, scratch, stats)
+        self.after_service(Next::Close, requests, scratch, options, stats)
     }
 
     /// Acts on what the service said, and sends what it wrote right away
@@ -296,21 +334,27 @@ impl Conn {
         mut next: Next,
         requests: u32,
         scratch: &mut Scratch,
+        options: &Options,
         stats: &Stats,
     ) -> io::Result<()> {
         stats::add(&stats.requests, u64::from(requests));
-        // Without an offload pool a job runs here, on the loop thread, and
-        // every other client waits for it. Its reply goes behind what the
-        // service already wrote.
-        while let Next::Offload(job) = next {
+        // With `--offload 0` a job runs here, on the loop thread, and every
+        // other client waits for it (the lesson of the `slow` service). Its
+        // reply goes behind what the service already wrote.
+        while options.offload_workers == 0
+            && let Next::Offload(job) = next
+        {
             self.output.extend_from_slice(&scratch.write);
             scratch.write.clear();
             let mut cx = Cx::new(&mut self.output, Instant::now(), self.peer);
             next = self.service.resume(job.run(), &mut cx);
             stats::add(&stats.requests, u64::from(cx.requests));
+            self.refeed = true;
         }
-        if next == Next::Close {
-            self.closing = true;
+        match next {
+            Next::Continue => {}
+            Next::Close => self.closing = true,
+            Next::Offload(job) => self.job = JobState::Asked(job), // the loop takes it
         }
         if !scratch.write.is_empty() {
             self.send_scratch(&scratch.write, stats)?;
@@ -320,6 +364,44 @@ impl Conn {
             self.flush(stats)?;
         }
         Ok(())
+    }
+
+    /// The job the service asked for, for the loop to hand to the pool.
+    pub(crate) fn take_job(&mut self) -> Option<Job> {
+        match std::mem::replace(&mut self.job, JobState::Running) {
+            JobState::Asked(job) => Some(job),
+            other => {
+                self.job = other;
+                None
+            }
+        }
+    }
+
+    /// The pool finished this connection's job: let the service answer,
+    /// then go on with whatever input waited behind the request.
+    pub(crate) fn resume(
+        &mut self,
+        done: JobOutput,
+        scratch: &mut Scratch,
+        options: &Options,
+        now: Instant,
+        stats: &Stats,
+    ) -> Verdict {
+        self.job = JobState::None;
+        self.refeed = true;
+        scratch.write.clear();
+        let out = if self.written < self.output.len() {
+            &mut self.output
+        } else {
+            &mut scratch.write
+        };
+        let mut cx = Cx::new(out, now, self.peer);
+        let next = self.service.resume(done, &mut cx);
+        let requests = cx.requests;
+        if let Err(e) = self.after_service(next, requests, scratch, options, stats) {
+            return self.fail(e);
+        }
+        self.pump(scratch, options, now, stats)
     }
 
     /// Writes a reply that is still in the loop's buffer; whatever the socket

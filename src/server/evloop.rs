@@ -35,6 +35,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 
 use super::connection::{Conn, Scratch, Verdict};
+use super::offload::{Pool, Ticket};
 use super::udp::Datagrams;
 use super::{Listener, Options, Shutdown};
 use crate::service::Factory;
@@ -43,7 +44,8 @@ use crate::stats::{self, Stats};
 // Rule 1: tokens are slab keys; the reserved ones live far outside the slab's range.
 /// Listener `i` (TCP or UDP) has token `LISTENER_BASE + i`.
 const LISTENER_BASE: usize = usize::MAX / 2;
-/// The waker other threads use to interrupt `poll` (shutdown, for now).
+/// The waker other threads use to interrupt `poll`: a shutdown request, or
+/// offloaded jobs that finished. One waker per poll, shared by `Arc`.
 const WAKER: Token = Token(usize::MAX);
 
 /// Events taken from the kernel per `poll` call; more wait for the next call.
@@ -88,6 +90,8 @@ struct Loop {
     /// Buffers lent to the connection being pumped (rules 11 and 12).
     scratch: Scratch,
     datagrams: Datagrams,
+    /// Worker threads for slow jobs; `None` with `--offload 0` (jobs run inline).
+    pool: Option<Pool>,
     /// Sources and connections that stopped with work left (a spent budget
     /// or accept cap). Edge-triggered events will not repeat themselves, so
     /// the next `poll` does not sleep and these are served again after it.
@@ -112,7 +116,11 @@ pub(super) fn run(
 ) -> io::Result<()> {
     let poll = Poll::new()?;
     let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
-    shutdown.register(waker)?;
+    shutdown.register(Arc::clone(&waker))?;
+    let pool = match options.offload_workers {
+        0 => None,
+        workers => Some(Pool::start(workers, waker)?),
+    };
     let mut sources = Vec::with_capacity(listeners.len());
     for (i, listener) in listeners.into_iter().enumerate() {
         let token = Token(LISTENER_BASE + i);
@@ -151,6 +159,7 @@ pub(super) fn run(
         sources,
         scratch: Scratch::new(),
         datagrams: Datagrams::new(),
+        pool,
         to_close: Vec::new(),
         next_generation: 0,
         shutdown_deadline: None,
@@ -197,7 +206,8 @@ impl Loop {
 
             for event in events.iter() {
                 match event.token() {
-                    WAKER => {} // the shutdown flag is checked at the top
+                    // Shutdown is checked at the top; finished jobs are handled here.
+                    WAKER => self.complete_jobs(now),
                     Token(t) if t >= LISTENER_BASE => self.serve_source(t - LISTENER_BASE, now),
                     token => {
                         log::trace!(
@@ -264,7 +274,17 @@ impl Loop {
         self.settle(key, verdict);
     }
 
+    /// Acts on a pump's verdict, and hands over a job the service asked for.
     fn settle(&mut self, key: usize, verdict: Verdict) {
+        if let (Some(pool), Some(job)) = (&mut self.pool, self.conns[key].take_job()) {
+            // Rule 7: the job carries (key, generation), not a reference.
+            let ticket = Ticket {
+                key,
+                generation: self.conns[key].generation,
+            };
+            stats::add(&self.stats.offloaded, 1);
+            pool.submit(ticket, job);
+        }
         match verdict {
             Verdict::Wait => {}
             Verdict::StillReady => self.still_ready.push(Token(key)),
@@ -272,6 +292,31 @@ impl Loop {
                 self.conns[key].closed = true;
                 self.to_close.push(key);
             }
+        }
+    }
+
+    /// Gives each finished job's output to the connection that asked for it,
+    /// if that connection is still there.
+    fn complete_jobs(&mut self, now: Instant) {
+        let Some(pool) = &mut self.pool else { return };
+        for (ticket, done) in pool.take_completions() {
+            // Rule 7: between submit and now, the connection may have closed
+            // and its slab slot been given to a new one. The generation tells
+            // them apart; a stale output is dropped (its Drop cleans up, e.g.
+            // an upload's temporary file).
+            let Some(conn) = self.conns.get_mut(ticket.key) else {
+                continue;
+            };
+            if conn.generation != ticket.generation || conn.closed {
+                log::debug!(
+                    "conn={}/{}: dropping the output of a job for a closed connection",
+                    ticket.key,
+                    ticket.generation
+                );
+                continue;
+            }
+            let verdict = conn.resume(done, &mut self.scratch, &self.options, now, &self.stats);
+            self.settle(ticket.key, verdict);
         }
     }
 
@@ -376,7 +421,7 @@ impl Loop {
             conn.generation,
             factory.name()
         );
-        let verdict = conn.open(&mut self.scratch, now, &self.stats);
+        let verdict = conn.open(&mut self.scratch, &self.options, now, &self.stats);
         self.settle(key, verdict);
     }
 

@@ -27,6 +27,7 @@ mod accept;
 mod blocking;
 mod connection;
 pub mod evloop;
+mod offload;
 mod stream;
 mod threaded;
 mod udp;
@@ -123,7 +124,15 @@ pub struct Options {
     pub threads: Option<usize>,
     /// How long a shutdown waits for connections to finish what they have.
     pub shutdown_grace: Duration,
+    /// Event loop: worker threads for slow jobs. 0 runs jobs on the loop
+    /// thread itself, where they stall every client (for teaching).
+    pub offload_workers: usize,
 }
+
+/// [`Options::offload_workers`]' default. Jobs are disk writes and sleeps
+/// more than CPU work, so more threads than cores is fine (nginx's thread
+/// pools default to 32).
+pub const DEFAULT_OFFLOAD_WORKERS: usize = 4;
 
 /// [`Options::max_conns`]'s default, as Redis' `maxclients`; clamped at start
 /// to the open-file limit minus [`FD_RESERVE`].
@@ -150,6 +159,7 @@ impl Default for Options {
             max_output_hard: DEFAULT_MAX_OUTPUT_HARD,
             threads: None,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+            offload_workers: DEFAULT_OFFLOAD_WORKERS,
         }
     }
 }

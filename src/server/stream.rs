@@ -59,11 +59,14 @@ fn converse(
     let mut cx = Cx::new(&mut out, Instant::now(), peer);
     let mut next = service.open(&mut cx);
     let mut requests = cx.requests;
+    // Input that waited behind an offloaded request is offered again after it.
+    let mut refeed = false;
     loop {
         while let Next::Offload(job) = next {
             let mut cx = Cx::new(&mut out, Instant::now(), peer);
             next = service.resume(job.run(), &mut cx);
             requests += cx.requests;
+            refeed = true;
         }
         stats::add(&stats.requests, u64::from(std::mem::take(&mut requests)));
         if !out.is_empty() {
@@ -73,6 +76,14 @@ fn converse(
         }
         if next == Next::Close {
             return Ok(());
+        }
+        if std::mem::take(&mut refeed) && !input.is_empty() {
+            let mut cx = Cx::new(&mut out, Instant::now(), peer);
+            let (consumed, after) = service::feed(service.as_mut(), &input, &mut cx);
+            requests = cx.requests;
+            input.drain(..consumed);
+            next = after;
+            continue;
         }
         let n = match stream.read(&mut buf) {
             Ok(n) => n,
