@@ -18,6 +18,7 @@
 //! - [`store`]: the key-value store shared by every connection.
 //! - [`stats`]: counters every mode updates, rendered for Prometheus.
 //! - [`config`] and [`cli`]: flags in, validated settings out.
+//! - [`fdlimit`]: lifts the open-file limit, for the server and `bench`.
 #![warn(
     missing_docs,
     missing_debug_implementations,
@@ -25,6 +26,7 @@
     unreachable_pub
 )]
 
+pub mod fdlimit;
 // `FnFactory::new` returns `Arc<dyn Factory>` on purpose (the registry stores
 // factories behind Arc); clippy's `new_ret_no_self` would fail `-D warnings`.
 #[allow(clippy::new_ret_no_self)]
