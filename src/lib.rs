@@ -18,6 +18,8 @@
 //! - [`store`]: the key-value store shared by every connection.
 //! - [`stats`]: counters every mode updates, rendered for Prometheus.
 //! - [`config`] and [`cli`]: flags in, validated settings out.
+//! - [`bench`]: the bounded loopback load generator and its reports (table,
+//!   JSON, SVG chart) that compare the modes.
 //! - [`fdlimit`]: lifts the open-file limit, for the server and `bench`.
 #![warn(
     missing_docs,
@@ -26,6 +28,7 @@
     unreachable_pub
 )]
 
+pub mod bench;
 pub mod fdlimit;
 // `FnFactory::new` returns `Arc<dyn Factory>` on purpose (the registry stores
 // factories behind Arc); clippy's `new_ret_no_self` would fail `-D warnings`.
