@@ -207,8 +207,20 @@ pub fn svg(results: &Results) -> Result<String, String> {
         let root = SVGBackend::with_string(&mut svg, CHART_SIZE).into_drawing_area();
         root.fill(&WHITE).map_err(|e| e.to_string())?;
         let (left, right) = root.split_horizontally(CHART_SIZE.0 / 2);
-        panel(&left, results, "throughput (req/s)", |p| p.throughput)?;
-        panel(&right, results, "p99 latency (ms)", |p| p.p99_us / 1_000.0)?;
+        panel(
+            &left,
+            results,
+            "throughput (req/s)",
+            |p| p.throughput,
+            |y| format!("{y:.0}"),
+        )?;
+        panel(
+            &right,
+            results,
+            "p99 latency (ms)",
+            |p| p.p99_us / 1_000.0,
+            |y| format!("{y:.1}"),
+        )?;
         root.present().map_err(|e| e.to_string())?;
     }
     Ok(svg)
@@ -220,6 +232,7 @@ fn panel(
     results: &Results,
     title: &str,
     value: impl Fn(&Point) -> f64,
+    y_label: fn(&f64) -> String,
 ) -> Result<(), String> {
     let err = |e: DrawingAreaErrorKind<_>| e.to_string();
     let conns = results.points.iter().map(|p| p.conns.max(1) as f64);
@@ -248,6 +261,7 @@ fn panel(
         .x_desc("connections")
         .y_desc(title)
         .x_label_formatter(&|x| format!("{x:.0}"))
+        .y_label_formatter(&y_label)
         .label_style(("sans-serif", LABEL_SIZE))
         .axis_desc_style(("sans-serif", LABEL_SIZE))
         .draw()
