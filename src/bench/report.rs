@@ -150,6 +150,13 @@ fn micros(us: f64) -> String {
     }
 }
 
+/// An axis tick: at most three decimals, trailing zeros dropped (`80000`,
+/// `0.25`, `1.5`).
+fn tick(y: f64) -> String {
+    let text = format!("{y:.3}");
+    text.trim_end_matches('0').trim_end_matches('.').to_string()
+}
+
 /// A size for people: `812 B`, `2.3 KiB`, `1.1 MiB`.
 fn bytes(b: f64) -> String {
     if b < 1024.0 {
@@ -171,6 +178,9 @@ const SERIES_STROKE: &str = "stroke-width=\"2\"";
 /// Caption and label sizes, in pixels.
 const CAPTION_SIZE: u32 = 22;
 const LABEL_SIZE: u32 = 14;
+/// The y axis ends this many times above the highest point, leaving the
+/// top band for the legend.
+const HEADROOM: f64 = 1.35;
 /// One color per mode, in order (cycled past the end).
 const MODE_COLORS: [RGBColor; 6] = [
     RGBColor(31, 119, 180),
@@ -207,20 +217,8 @@ pub fn svg(results: &Results) -> Result<String, String> {
         let root = SVGBackend::with_string(&mut svg, CHART_SIZE).into_drawing_area();
         root.fill(&WHITE).map_err(|e| e.to_string())?;
         let (left, right) = root.split_horizontally(CHART_SIZE.0 / 2);
-        panel(
-            &left,
-            results,
-            "throughput (req/s)",
-            |p| p.throughput,
-            |y| format!("{y:.0}"),
-        )?;
-        panel(
-            &right,
-            results,
-            "p99 latency (ms)",
-            |p| p.p99_us / 1_000.0,
-            |y| format!("{y:.1}"),
-        )?;
+        panel(&left, results, "throughput (req/s)", |p| p.throughput)?;
+        panel(&right, results, "p99 latency (ms)", |p| p.p99_us / 1_000.0)?;
         root.present().map_err(|e| e.to_string())?;
     }
     Ok(svg)
@@ -232,7 +230,6 @@ fn panel(
     results: &Results,
     title: &str,
     value: impl Fn(&Point) -> f64,
-    y_label: fn(&f64) -> String,
 ) -> Result<(), String> {
     let err = |e: DrawingAreaErrorKind<_>| e.to_string();
     let conns = results.points.iter().map(|p| p.conns.max(1) as f64);
@@ -245,7 +242,8 @@ fn panel(
         (0.5, 2.0)
     };
     let top = results.points.iter().map(&value).fold(0.0, f64::max);
-    let top = if top > 0.0 { top * 1.15 } else { 1.0 };
+    // Headroom above the highest point keeps the legend off the lines.
+    let top = if top > 0.0 { top * HEADROOM } else { 1.0 };
     let mut chart = ChartBuilder::on(area)
         .caption(
             format!("{title} vs connections"),
@@ -261,7 +259,7 @@ fn panel(
         .x_desc("connections")
         .y_desc(title)
         .x_label_formatter(&|x| format!("{x:.0}"))
-        .y_label_formatter(&y_label)
+        .y_label_formatter(&|y| tick(*y))
         .label_style(("sans-serif", LABEL_SIZE))
         .axis_desc_style(("sans-serif", LABEL_SIZE))
         .draw()
@@ -382,6 +380,14 @@ mod tests {
         let table = markdown(&results);
         assert!(table.contains("| held | RSS/conn |"));
         assert!(table.contains("| 50 | 3.0 KiB |"), "{table}");
+    }
+
+    #[test]
+    fn ticks_drop_useless_decimals() {
+        assert_eq!(tick(80000.0), "80000");
+        assert_eq!(tick(0.30000000000000004), "0.3");
+        assert_eq!(tick(0.05), "0.05");
+        assert_eq!(tick(0.0), "0");
     }
 
     #[test]
