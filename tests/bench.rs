@@ -61,6 +61,54 @@ impl Drop for EchoServer {
     }
 }
 
+/// An HTTP/1.1 keep-alive server on 127.0.0.1:0 that answers
+/// `Connection: close` (and closes) on every [`CLOSE_EVERY`]th response, as
+/// servers with a per-connection request limit do. Stopped on drop.
+fn start_http_server() -> EchoServer {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    let addr = listener.local_addr().unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let stopping = stop.clone();
+    let accept = std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            if stopping.load(Ordering::SeqCst) {
+                break;
+            }
+            let Ok(stream) = stream else { continue };
+            std::thread::spawn(move || serve_http(stream));
+        }
+    });
+    EchoServer {
+        addr,
+        stop,
+        accept: Some(accept),
+    }
+}
+
+const CLOSE_EVERY: usize = 5;
+
+fn serve_http(mut stream: TcpStream) {
+    const OK: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 12\r\n\r\nHello, World";
+    const LAST: &[u8] =
+        b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 12\r\n\r\nHello, World";
+    let (mut buf, mut answered) = (Vec::new(), 0);
+    let mut chunk = [0u8; 4096];
+    while let Ok(n) = stream.read(&mut chunk) {
+        if n == 0 {
+            return;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            buf.drain(..end + 4);
+            answered += 1;
+            let last = answered % CLOSE_EVERY == 0;
+            if stream.write_all(if last { LAST } else { OK }).is_err() || last {
+                return;
+            }
+        }
+    }
+}
+
 /// A path in the temp dir, unique to this test; removed on drop.
 struct TempPath(PathBuf);
 
@@ -174,6 +222,34 @@ fn idle_connections_are_held() {
     assert_eq!(
         point["requests"], 50,
         "each connection proved by one round trip"
+    );
+}
+
+#[test]
+fn http_keep_alive_with_announced_closes() {
+    let server = start_http_server();
+    let json = TempPath::new("http.json");
+    let results = run_against(
+        &server,
+        &[
+            "--workload",
+            "http",
+            "--conns",
+            "3",
+            "--duration",
+            "300ms",
+            "--warmup",
+            "50ms",
+            "--pipeline",
+            "2",
+        ],
+        &json,
+    );
+    let point = &results["points"][0];
+    assert_sane(point);
+    assert!(
+        point["reconnects"].as_u64().unwrap() > 0,
+        "a `Connection: close` reply reopens the connection: {point}"
     );
 }
 

@@ -524,6 +524,7 @@ impl Client<'_> {
         }
 
         // 2. Write what is pending; partial writes are normal.
+        let mut write_error = None;
         while conn.writable && conn.written < conn.out.len() {
             match stream.write(&conn.out[conn.written..]) {
                 Ok(0) => return Err("the server stopped accepting bytes".into()),
@@ -536,7 +537,11 @@ impl Client<'_> {
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => conn.writable = false,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(format!("write: {e}")),
+                Err(e) => {
+                    // Acted on after reading, like a read error (step 3).
+                    write_error = Some(e);
+                    conn.writable = false;
+                }
             }
         }
         if conn.written == conn.out.len() {
@@ -544,8 +549,12 @@ impl Client<'_> {
             conn.written = 0;
         }
 
-        // 3. Read until WouldBlock.
+        // 3. Read until WouldBlock. An end or a reset is acted on only after
+        // the bytes before it were matched: a server that closes after an
+        // announced last reply may reset the connection (unread pipelined
+        // requests make the kernel send RST), and that reply still counts.
         let mut eof = false;
+        let mut read_error = None;
         while conn.readable {
             if conn.filled == conn.input.len() {
                 let bigger = conn.input.len() * 2;
@@ -565,7 +574,10 @@ impl Client<'_> {
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => conn.readable = false,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(format!("read: {e}")),
+                Err(e) => {
+                    read_error = Some(e);
+                    conn.readable = false;
+                }
             }
         }
 
@@ -579,7 +591,6 @@ impl Client<'_> {
                 Reply::Done { len, close } => {
                     start += len;
                     conn.in_flight.pop_front();
-                    conn.closing |= close;
                     // Idle counts its proving round trips (made during setup).
                     if plan.idle || self.measure_from.is_some_and(|from| sent >= from) {
                         let ns = now.duration_since(sent).as_nanos() as u64;
@@ -588,6 +599,14 @@ impl Client<'_> {
                             .saturating_record(ns.clamp(1, MAX_LATENCY_NS));
                         self.tally.requests += 1;
                         self.unreported += 1;
+                    }
+                    if close {
+                        // Nothing after this reply will be answered: the
+                        // pipelined requests behind it are resent on the
+                        // new connection, not counted as failures.
+                        conn.closing = true;
+                        conn.in_flight.clear();
+                        start = conn.filled;
                     }
                 }
             }
@@ -612,6 +631,12 @@ impl Client<'_> {
             self.tally.reconnects += 1;
             self.open(i);
             return Ok(false);
+        }
+        if let Some(e) = read_error {
+            return Err(format!("read: {e}"));
+        }
+        if let Some(e) = write_error {
+            return Err(format!("write: {e}"));
         }
         if eof {
             return Err("the server closed the connection".into());
