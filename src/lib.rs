@@ -18,7 +18,7 @@
 //! - [`store`]: the key-value store shared by every connection.
 //! - [`stats`]: counters every mode updates, rendered for Prometheus.
 //! - [`config`] and [`cli`]: flags in, validated settings out.
-//! - [`bench`]: the bounded loopback load generator and its reports (table,
+//! - [`bench`](mod@bench): the bounded loopback load generator and its reports (table,
 //!   JSON, SVG chart) that compare the modes.
 //! - [`fdlimit`]: lifts the open-file limit, for the server and `bench`.
 #![warn(

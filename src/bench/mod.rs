@@ -1,7 +1,7 @@
 //! `readyloop bench`: a bounded load generator for comparing server modes.
 //!
 //! It opens many nonblocking connections from its own `mio` loop(s)
-//! ([`client`]), keeps `--pipeline` requests in flight on each, and measures
+//! (`client.rs`), keeps `--pipeline` requests in flight on each, and measures
 //! every request from write to complete reply. For each connection count of
 //! `--conns` it reports throughput, latency percentiles, errors and (when
 //! the server is a local process) server CPU per request; the `idle`
@@ -241,8 +241,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(duration)
 }
 
-/// Runs the benchmark `args` describes, prints the table on stdout, and
-/// writes the files asked for.
+/// Runs the benchmark `args` describes: one line per point on stderr as it
+/// finishes, the markdown table on stdout at the end, then the files asked
+/// for (`--json`, `--out`).
 ///
 /// # Errors
 ///

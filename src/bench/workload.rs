@@ -2,8 +2,8 @@
 //!
 //! Pure: requests are written into a caller-owned buffer, replies are checked
 //! in a caller-owned slice, and nothing here touches a socket or the clock. A
-//! connection keeps one [`Expect`] per request in flight and asks
-//! [`Workload::check`] whether the bytes received so far hold a complete reply
+//! connection keeps one `Expect` per request in flight and asks
+//! `Workload::check` whether the bytes received so far hold a complete reply
 //! for the oldest one. Nothing allocates per request.
 
 use std::io::Write as _;
