@@ -18,6 +18,9 @@
 //! - [`store`]: the key-value store shared by every connection.
 //! - [`stats`]: counters every mode updates, rendered for Prometheus.
 //! - [`config`] and [`cli`]: flags in, validated settings out.
+//! - [`bench`](mod@bench): the bounded loopback load generator and its reports (table,
+//!   JSON, SVG chart) that compare the modes.
+//! - [`fdlimit`]: lifts the open-file limit, for the server and `bench`.
 #![warn(
     missing_docs,
     missing_debug_implementations,
@@ -25,10 +28,12 @@
     unreachable_pub
 )]
 
+pub mod bench;
 pub mod cli;
 pub mod client;
 pub mod config;
 pub mod error;
+pub mod fdlimit;
 pub mod server;
 pub mod service;
 pub mod stats;
