@@ -23,6 +23,8 @@ pub enum Command {
     Serve(ServeArgs),
     /// The seeds' interactive line client: type a line, see the reply; `quit` leaves.
     Client(ClientArgs),
+    /// Load-test a server (or `--spawn` readyloop in several modes) and compare.
+    Bench(crate::bench::BenchArgs),
 }
 
 /// `readyloop serve`.

@@ -14,9 +14,13 @@ use readyloop::{client, stats::Stats, store::Store};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result = match &cli.command {
-        Command::Serve(args) => serve(args),
-        Command::Client(args) => client::run(&args.addr).map_err(StartupError::from),
+    let result: Result<(), Box<dyn std::error::Error>> = match &cli.command {
+        Command::Serve(args) => serve(args).map_err(Into::into),
+        Command::Client(args) => client::run(&args.addr).map_err(Into::into),
+        Command::Bench(args) => {
+            init_logging(LevelFilter::Warn);
+            readyloop::bench::run(args).map_err(Into::into)
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -35,12 +39,30 @@ fn serve(args: &ServeArgs) -> Result<(), StartupError> {
         (_, _, 1) => LevelFilter::Debug,
         _ => LevelFilter::Info,
     };
-    simple_logger::SimpleLogger::new()
-        .with_level(level)
-        .with_utc_timestamps()
-        .init()
-        .expect("the logger is set once");
+    init_logging(level);
 
+    let mut options = config.options.clone();
+    // Each connection is a descriptor: take all the system allows, and never
+    // promise more connections than descriptors (Redis clamps maxclients so).
+    match readyloop::fdlimit::raise_nofile_limit() {
+        Ok(limit) => {
+            let room = usize::try_from(limit)
+                .unwrap_or(usize::MAX)
+                .saturating_sub(server::FD_RESERVE);
+            if options.max_conns > room {
+                log::warn!(
+                    "--max-conns {} lowered to {room}: the open-file limit is {limit}",
+                    options.max_conns
+                );
+                options.max_conns = room.max(1);
+            }
+            log::info!(
+                "open-file limit {limit}, at most {} connections",
+                options.max_conns
+            );
+        }
+        Err(e) => log::warn!("cannot read or raise the open-file limit: {e}"),
+    }
     let stats = Arc::new(Stats::default());
     let shared = Shared {
         store: Store::in_memory(),
@@ -61,12 +83,14 @@ fn serve(args: &ServeArgs) -> Result<(), StartupError> {
             },
         });
     }
-    server::run(
-        listeners,
-        config.mode,
-        &config.options,
-        stats,
-        Shutdown::new(),
-    )?;
+    server::run(listeners, config.mode, &options, stats, Shutdown::new())?;
     Ok(())
+}
+
+fn init_logging(level: LevelFilter) {
+    simple_logger::SimpleLogger::new()
+        .with_level(level)
+        .with_utc_timestamps()
+        .init()
+        .expect("the logger is set once");
 }

@@ -282,7 +282,6 @@ fn a_refused_connection_is_an_error_not_a_panic() {
 }
 
 #[test]
-#[ignore = "needs the readyloop serve command from the core branch"]
 fn spawned_modes_are_compared() {
     let out = TempPath::new("spawn-out");
     let status = Command::new(env!("CARGO_BIN_EXE_readyloop"))
