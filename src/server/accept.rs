@@ -26,11 +26,16 @@ const ACCEPT_PAUSE: Duration = Duration::from_millis(500);
 /// How often a UDP thread blocked in `recv_from` looks at the shutdown flag.
 const UDP_SHUTDOWN_CHECK: Duration = Duration::from_millis(200);
 
-/// Accepts until shutdown, calling `on_accept` for each connection.
+/// How often the accept loop wakes for housekeeping when nothing happens.
+const TICK: Duration = Duration::from_millis(200);
+
+/// Accepts until shutdown, calling `on_accept` for each connection and
+/// `housekeeping` at least every [`TICK`] (to reap children, say).
 pub(crate) fn run(
     listeners: Vec<Listener>,
     stats: &Arc<Stats>,
     shutdown: &Shutdown,
+    mut housekeeping: impl FnMut(),
     mut on_accept: impl FnMut(TcpStream, SocketAddr, &Arc<dyn Factory>),
 ) -> io::Result<()> {
     let mut poll = Poll::new()?;
@@ -73,7 +78,8 @@ pub(crate) fn run(
     }
     let mut events = Events::with_capacity(64);
     while !shutdown.is_requested() {
-        if let Err(e) = poll.poll(&mut events, None) {
+        housekeeping();
+        if let Err(e) = poll.poll(&mut events, Some(TICK)) {
             if e.kind() == io::ErrorKind::Interrupted {
                 continue;
             }

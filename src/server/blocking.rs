@@ -16,9 +16,15 @@ pub(super) fn run(
     stats: Arc<Stats>,
     shutdown: Shutdown,
 ) -> io::Result<()> {
-    accept::run(listeners, &stats, &shutdown, |socket, peer, factory| {
-        stream::serve(socket, peer, factory.as_ref(), options, &stats, &shutdown);
-    })?;
+    accept::run(
+        listeners,
+        &stats,
+        &shutdown,
+        || {},
+        |socket, peer, factory| {
+            stream::serve(socket, peer, factory.as_ref(), options, &stats, &shutdown);
+        },
+    )?;
     log::info!("blocking server stopped");
     Ok(())
 }

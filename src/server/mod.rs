@@ -9,6 +9,7 @@
 //! - [`threaded`]: a thread per connection, or a bounded pool of them, like
 //!   `socketserver.ThreadingTCPServer`.
 //! - [`blocking`]: one client at a time, like `socketserver.TCPServer`.
+//! - [`forking`]: a process per connection, like `socketserver.ForkingTCPServer`.
 //!
 //! The modes share the service code, the counters, and (for the last two)
 //! the blocking per-connection driver in [`stream`].
@@ -27,6 +28,7 @@ mod accept;
 mod blocking;
 mod connection;
 pub mod evloop;
+mod forking;
 mod offload;
 mod stream;
 mod threaded;
@@ -41,6 +43,9 @@ pub enum Mode {
     Threaded,
     /// One connection at a time; the next waits in the listen backlog.
     Blocking,
+    /// A process per connection (`socketserver.ForkingTCPServer`); each
+    /// child has its own copy of the store.
+    Forking,
 }
 
 impl fmt::Display for Mode {
@@ -49,6 +54,7 @@ impl fmt::Display for Mode {
             Mode::Evloop => "evloop",
             Mode::Threaded => "threaded",
             Mode::Blocking => "blocking",
+            Mode::Forking => "forking",
         })
     }
 }
@@ -236,5 +242,6 @@ pub fn run(
         Mode::Evloop => evloop::run(listeners, options, stats, shutdown),
         Mode::Threaded => threaded::run(listeners, options, stats, shutdown),
         Mode::Blocking => blocking::run(listeners, options, stats, shutdown),
+        Mode::Forking => forking::run(listeners, options, stats, shutdown),
     }
 }

@@ -44,49 +44,63 @@ pub(super) fn run(
         )?),
         None => None,
     };
-    accept::run(listeners, &stats, &shutdown, |mut socket, peer, factory| {
-        if active.load(Ordering::SeqCst) >= options.max_conns {
-            stats::add(&stats.refused, 1);
-            log::debug!(
-                "{}: refusing peer={peer}: {} connections is the limit",
-                factory.name(),
-                options.max_conns
-            );
-            let _ = socket.write(factory.busy_reply());
-            return;
-        }
-        active.fetch_add(1, Ordering::SeqCst);
-        match &pool {
-            Some(queue) => {
-                if queue.send((socket, peer, Arc::clone(factory))).is_err() {
-                    active.fetch_sub(1, Ordering::SeqCst); // the pool is gone: shutting down
-                }
-            }
-            None => {
-                threads.retain(|t| !t.is_finished());
-                let (factory, options, stats, shutdown, done) = (
-                    Arc::clone(factory),
-                    options.clone(),
-                    Arc::clone(&stats),
-                    shutdown.clone(),
-                    Arc::clone(&active),
+    accept::run(
+        listeners,
+        &stats,
+        &shutdown,
+        || {},
+        |mut socket, peer, factory| {
+            if active.load(Ordering::SeqCst) >= options.max_conns {
+                stats::add(&stats.refused, 1);
+                log::debug!(
+                    "{}: refusing peer={peer}: {} connections is the limit",
+                    factory.name(),
+                    options.max_conns
                 );
-                let spawned = thread::Builder::new()
-                    .stack_size(THREAD_STACK)
-                    .spawn(move || {
-                        stream::serve(socket, peer, factory.as_ref(), &options, &stats, &shutdown);
-                        done.fetch_sub(1, Ordering::SeqCst);
-                    });
-                match spawned {
-                    Ok(handle) => threads.push(handle),
-                    Err(e) => {
-                        active.fetch_sub(1, Ordering::SeqCst);
-                        log::error!("peer={peer}: cannot start a thread: {e}");
+                let _ = socket.write(factory.busy_reply());
+                return;
+            }
+            active.fetch_add(1, Ordering::SeqCst);
+            match &pool {
+                Some(queue) => {
+                    if queue.send((socket, peer, Arc::clone(factory))).is_err() {
+                        active.fetch_sub(1, Ordering::SeqCst); // the pool is gone: shutting down
+                    }
+                }
+                None => {
+                    threads.retain(|t| !t.is_finished());
+                    let (factory, options, stats, shutdown, done) = (
+                        Arc::clone(factory),
+                        options.clone(),
+                        Arc::clone(&stats),
+                        shutdown.clone(),
+                        Arc::clone(&active),
+                    );
+                    let spawned =
+                        thread::Builder::new()
+                            .stack_size(THREAD_STACK)
+                            .spawn(move || {
+                                stream::serve(
+                                    socket,
+                                    peer,
+                                    factory.as_ref(),
+                                    &options,
+                                    &stats,
+                                    &shutdown,
+                                );
+                                done.fetch_sub(1, Ordering::SeqCst);
+                            });
+                    match spawned {
+                        Ok(handle) => threads.push(handle),
+                        Err(e) => {
+                            active.fetch_sub(1, Ordering::SeqCst);
+                            log::error!("peer={peer}: cannot start a thread: {e}");
+                        }
                     }
                 }
             }
-        }
-    })?;
+        },
+    )?;
     drop(pool); // workers see the queue close once it is empty
     log::info!(
         "waiting for {} connection threads",

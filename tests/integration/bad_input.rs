@@ -5,7 +5,7 @@ use std::io::Write;
 use std::net::{Shutdown, UdpSocket};
 use std::time::Duration;
 
-use readyloop::server::Options;
+use readyloop::server::{Mode, Options};
 use readyloop::service::Limits;
 use readyloop::service::udp::MAX_DATAGRAM;
 
@@ -112,7 +112,8 @@ fn malformed_http_gets_400_and_oversized_headers_431() {
 
 #[test]
 fn udp_echoes_and_refuses_oversized_datagrams() {
-    for &(name, mode, threads) in MODES {
+    // The forking mode serves TCP only (it starts no threads before fork).
+    for &(name, mode, threads) in MODES.iter().filter(|(_, mode, _)| *mode != Mode::Forking) {
         let server = TestServer::start_with(
             mode,
             &["udp", "upper"],

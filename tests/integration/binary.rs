@@ -93,3 +93,49 @@ fn unknown_services_and_bad_addresses_exit_2_without_a_backtrace() {
         assert_eq!(stderr.lines().count(), 1, "{arg}: {stderr}");
     }
 }
+
+/// Processes whose parent is `pid`, with their state letter (Z: zombie).
+fn children_of(pid: u32) -> Vec<(u32, char)> {
+    let mut children = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // "pid (comm) state ppid ...": comm may hold spaces, so cut at the last ')'.
+        let Some((head, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let mut fields = rest.split_whitespace();
+        let (Some(state), Some(ppid)) = (fields.next(), fields.next()) else {
+            continue;
+        };
+        if ppid.parse() == Ok(pid) {
+            let child = head.split_whitespace().next().unwrap().parse().unwrap();
+            children.push((child, state.chars().next().unwrap()));
+        }
+    }
+    children
+}
+
+#[test]
+fn forking_mode_serves_each_client_in_a_child_and_leaves_no_zombie() {
+    let (server, addrs) = serve(&["--mode", "forking", "upper@127.0.0.1:0"], 1);
+    let pid = server.0.id();
+    let mut clients: Vec<_> = (0..5).map(|_| connect(addrs[0])).collect();
+    for (i, client) in clients.iter_mut().enumerate() {
+        client.write_all(format!("child {i}\n").as_bytes()).unwrap();
+        expect(client, format!("CHILD {i}\n").as_bytes());
+    }
+    assert_eq!(children_of(pid).len(), 5, "one process per client");
+    drop(clients);
+    // Each child exits when its client leaves; the parent reaps it within a tick.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !children_of(pid).is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(
+        children_of(pid),
+        vec![],
+        "children (Z = zombie) left behind"
+    );
+}

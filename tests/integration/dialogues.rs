@@ -141,6 +141,7 @@ macro_rules! every_mode {
         stamp!(threaded, Mode::Threaded, None; $($case),*);
         stamp!(threaded_pool, Mode::Threaded, Some(4); $($case),*);
         stamp!(blocking, Mode::Blocking, None; $($case),*);
+        stamp!(forking, Mode::Forking, None; $($case),*);
     };
 }
 

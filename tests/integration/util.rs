@@ -32,6 +32,7 @@ pub const MODES: &[(&str, Mode, Option<usize>)] = &[
     ("threaded", Mode::Threaded, None),
     ("threaded pool", Mode::Threaded, Some(4)),
     ("blocking", Mode::Blocking, None),
+    ("forking", Mode::Forking, None),
 ];
 
 /// A server running in this process until dropped.
