@@ -41,6 +41,17 @@ fn serve(args: &ServeArgs) -> Result<(), StartupError> {
         .init()
         .expect("the logger is set once");
 
+    let uploads = config
+        .listeners
+        .iter()
+        .any(|spec| spec.service.name() == "upload");
+    if uploads {
+        let dir = &config.limits.upload_dir;
+        std::fs::create_dir_all(dir).map_err(|source| StartupError::UploadDir {
+            dir: dir.clone(),
+            source,
+        })?;
+    }
     let stats = Arc::new(Stats::default());
     let shared = Shared {
         store: Store::in_memory(),
