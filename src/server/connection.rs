@@ -88,6 +88,10 @@ pub(crate) struct Conn {
     /// Set once the loop decided to close it; events still queued for it in
     /// the current batch are ignored.
     pub(crate) closed: bool,
+    /// A job finished since `input` last saw `self.input`: the bytes that
+    /// came behind the job's request (an upload's body behind its header)
+    /// must be fed again, as no new read may ever bring them back.
+    resumed: bool,
 }
 
 impl Conn {
@@ -113,6 +117,7 @@ impl Conn {
             closing: false,
             finishing: false,
             closed: false,
+            resumed: false,
         }
     }
 
@@ -172,6 +177,15 @@ impl Conn {
                 } else {
                     Verdict::Close
                 };
+            }
+            if self.resumed
+                && !self.input.is_empty()
+                && self.output.len() - self.written < options.max_output
+            {
+                if let Err(e) = self.feed_pending(scratch, now, stats) {
+                    return self.fail(e);
+                }
+                continue;
             }
             if !self.readable || !self.wants_read(options) {
                 if self.finishing && self.written == self.output.len() {
@@ -268,6 +282,32 @@ impl Conn {
         Ok(())
     }
 
+    /// Feeds the bytes left over from before a job ran (driver contract,
+    /// step 3: input resumes after `resume`, starting with what is pending).
+    fn feed_pending(
+        &mut self,
+        scratch: &mut Scratch,
+        now: Instant,
+        stats: &Stats,
+    ) -> io::Result<()> {
+        self.resumed = false;
+        let input = std::mem::take(&mut self.input);
+        scratch.write.clear();
+        let out = if self.written < self.output.len() {
+            &mut self.output
+        } else {
+            &mut scratch.write
+        };
+        let mut cx = Cx::new(out, now, self.peer);
+        let (consumed, next) = service::feed(self.service.as_mut(), &input, &mut cx);
+        let requests = cx.requests;
+        if consumed < input.len() {
+            self.input = input;
+            self.input.drain(..consumed);
+        }
+        self.after_service(next, requests, scratch, stats)
+    }
+
     /// The client finished sending: the service may answer a last request.
     fn end_of_input(
         &mut self,
@@ -308,6 +348,7 @@ impl Conn {
             let mut cx = Cx::new(&mut self.output, Instant::now(), self.peer);
             next = self.service.resume(job.run(), &mut cx);
             stats::add(&stats.requests, u64::from(cx.requests));
+            self.resumed = true;
         }
         if next == Next::Close {
             self.closing = true;

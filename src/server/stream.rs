@@ -60,10 +60,12 @@ fn converse(
     let mut next = service.open(&mut cx);
     let mut requests = cx.requests;
     loop {
+        let mut resumed = false;
         while let Next::Offload(job) = next {
             let mut cx = Cx::new(&mut out, Instant::now(), peer);
             next = service.resume(job.run(), &mut cx);
             requests += cx.requests;
+            resumed = true;
         }
         stats::add(&stats.requests, u64::from(std::mem::take(&mut requests)));
         if !out.is_empty() {
@@ -73,6 +75,16 @@ fn converse(
         }
         if next == Next::Close {
             return Ok(());
+        }
+        if resumed && !input.is_empty() {
+            // The bytes behind the job's request arrived before it ran: feed
+            // them now, since the client may send nothing more until answered.
+            let mut cx = Cx::new(&mut out, Instant::now(), peer);
+            let (consumed, after) = service::feed(service.as_mut(), &input, &mut cx);
+            requests = cx.requests;
+            input.drain(..consumed);
+            next = after;
+            continue;
         }
         let n = match stream.read(&mut buf) {
             Ok(n) => n,
