@@ -32,7 +32,7 @@ pub enum Command {
 pub struct ServeArgs {
     /// Listeners as SERVICE[@ADDR]: `echo`, `echo@9000`, `http@0.0.0.0:8080`,
     /// `upper@[::1]:0` (port 0: any free port; the log says which). Services:
-    /// echo hello upper menu http todo udp.
+    /// echo hello upper menu http todo upload slow udp.
     #[arg(value_name = "SERVICE@ADDR")]
     pub listeners: Vec<String>,
     /// How connections are served.
@@ -56,6 +56,14 @@ pub struct ServeArgs {
     /// that client until it catches up (bytes; k/M suffixes allowed).
     #[arg(long, value_name = "BYTES", default_value_t = server::DEFAULT_MAX_OUTPUT.to_string())]
     pub max_output: String,
+    /// Where `upload` stores files; created at start if an `upload`
+    /// listener is configured.
+    #[arg(long, value_name = "DIR", default_value = service::DEFAULT_UPLOAD_DIR)]
+    pub upload_dir: std::path::PathBuf,
+    /// Largest file `upload` accepts (bytes; k/M/G suffixes allowed); a
+    /// bigger size is refused before any byte is written.
+    #[arg(long, value_name = "BYTES", default_value_t = service::DEFAULT_MAX_UPLOAD.to_string())]
+    pub max_upload: String,
     /// More log lines: -v per connection, -vv every poll wake-up and event.
     #[arg(short, long, action = clap::ArgAction::Count)]
     pub verbose: u8,

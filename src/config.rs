@@ -72,6 +72,7 @@ impl Config {
         };
         let max_line = parse_size("--max-line", &args.max_line)?;
         let max_output = parse_size("--max-output", &args.max_output)?;
+        let max_upload = parse_size("--max-upload", &args.max_upload)? as u64;
         if args.max_conns == 0 {
             return Err(bad("--max-conns", "must be at least 1"));
         }
@@ -97,7 +98,11 @@ impl Config {
             listeners,
             mode: args.mode,
             options,
-            limits: Limits { max_line },
+            limits: Limits {
+                max_line,
+                upload_dir: args.upload_dir.clone(),
+                max_upload,
+            },
         })
     }
 }

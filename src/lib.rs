@@ -8,7 +8,7 @@
 //!   socket ──► [ server: evloop | threaded | blocking ] ──► socket
 //!                    │  Service::input(&[u8], &mut Cx) -> (consumed, Next)
 //!                    ▼
-//!              [ service: echo | hello | upper | menu | http | todo ]
+//!              [ service: echo | hello | upper | menu | http | todo | upload | slow ]
 //! ```
 //!
 //! - [`service`]: protocol logic with no I/O (sans-I/O state machines), the

@@ -41,6 +41,17 @@ fn serve(args: &ServeArgs) -> Result<(), StartupError> {
     };
     init_logging(level);
 
+    let uploads = config
+        .listeners
+        .iter()
+        .any(|spec| spec.service.name() == "upload");
+    if uploads {
+        let dir = &config.limits.upload_dir;
+        std::fs::create_dir_all(dir).map_err(|source| StartupError::UploadDir {
+            dir: dir.clone(),
+            source,
+        })?;
+    }
     let mut options = config.options.clone();
     // Each connection is a descriptor: take all the system allows, and never
     // promise more connections than descriptors (Redis clamps maxclients so).

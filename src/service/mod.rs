@@ -11,18 +11,21 @@
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 pub mod echo;
 pub mod framing;
 pub mod hello;
 pub mod http;
 pub mod menu;
+pub mod slow;
 #[cfg(test)]
 pub mod testing;
 pub mod todo;
 pub mod udp;
+pub mod upload;
 pub mod upper;
 
 use crate::stats::Stats;
@@ -43,21 +46,23 @@ pub enum Next {
 }
 
 /// Slow work, described rather than done, so that tests can assert on what
-/// was asked and the driver can choose where to run it.
+/// was asked and the driver can choose where to run it. Each service that
+/// offloads owns its own work and result types; these enums only route them.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Job {
-    /// Sleep for this long, then answer (the `slow` service's `sleep`).
-    Sleep(Duration),
+    /// The `slow` service's sleeping and hashing.
+    Slow(slow::Work),
+    /// The `upload` service's file creation, chunk writes and commit.
+    Upload(upload::Work),
 }
 
 impl Job {
-    /// Does the work, on whatever thread the driver picked.
+    /// Does the work, on whatever thread the driver picked. Blocking is
+    /// fine here (sleeping, fsync): this is the one place that may.
     pub fn run(self) -> JobOutput {
         match self {
-            Job::Sleep(duration) => {
-                std::thread::sleep(duration);
-                JobOutput::Slept(duration)
-            }
+            Job::Slow(work) => JobOutput::Slow(slow::run(work)),
+            Job::Upload(work) => JobOutput::Upload(upload::run(work)),
         }
     }
 }
@@ -65,10 +70,13 @@ impl Job {
 /// The result of a [`Job`], handed back to the service that asked for it.
 #[derive(Debug, PartialEq, Eq)]
 pub enum JobOutput {
-    /// A [`Job::Sleep`] is over.
-    Slept(Duration),
+    /// A [`Job::Slow`] is done.
+    Slow(slow::Done),
+    /// A [`Job::Upload`] is done (or failed; the reason is inside).
+    Upload(upload::Done),
     /// The job panicked; the message says where. The service answers with an
-    /// error reply; the worker and the server go on.
+    /// error reply; the worker and the server go on. Whatever the job owned
+    /// was dropped while unwinding (an upload's temporary file is removed).
     Panicked(String),
 }
 
@@ -173,16 +181,32 @@ pub fn feed(service: &mut dyn Service, input: &[u8], cx: &mut Cx<'_>) -> (usize,
 pub struct Limits {
     /// The longest line a line service accepts, in bytes, without its `\n`.
     pub max_line: usize,
+    /// Where `upload` stores files (and its temporary files, so that the
+    /// final rename stays on one file system).
+    pub upload_dir: PathBuf,
+    /// The largest file `upload` accepts, in bytes; a bigger size in a
+    /// header is refused before any byte is written.
+    pub max_upload: u64,
 }
 
 /// [`Limits::max_line`]'s default: 64 KiB, Redis' inline-command limit. A longer
 /// line gets an error reply and the connection is closed.
 pub const DEFAULT_MAX_LINE: usize = 64 * 1024;
 
+/// [`Limits::upload_dir`]'s default, relative to the working directory.
+/// `serve` creates it at start when an `upload` listener is configured.
+pub const DEFAULT_UPLOAD_DIR: &str = "./readyloop-data/uploads";
+
+/// [`Limits::max_upload`]'s default: 1 GiB. A header announcing more gets
+/// `error ...` and the connection is closed; pass `--max-upload` to raise it.
+pub const DEFAULT_MAX_UPLOAD: u64 = 1 << 30;
+
 impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_line: DEFAULT_MAX_LINE,
+            upload_dir: PathBuf::from(DEFAULT_UPLOAD_DIR),
+            max_upload: DEFAULT_MAX_UPLOAD,
         }
     }
 }
@@ -261,6 +285,18 @@ pub const REGISTRY: &[Entry] = &[
         default_port: 9001,
         about: "GET/POST line commands over the shared store",
         factory: todo::factory,
+    },
+    Entry {
+        name: "upload",
+        default_port: 9998,
+        about: "`put|<name>|<size>`, then the bytes, stored durably in --upload-dir",
+        factory: upload::factory,
+    },
+    Entry {
+        name: "slow",
+        default_port: 9002,
+        about: "`sleep <ms>` and `hash <rounds>`, run as offloaded jobs",
+        factory: slow::factory,
     },
 ];
 

@@ -21,7 +21,10 @@ fn still_serves(server: &TestServer) {
 #[test]
 fn over_long_line_is_refused_and_closed() {
     for &(name, mode, threads) in MODES {
-        let limits = Limits { max_line: 1024 };
+        let limits = Limits {
+            max_line: 1024,
+            ..Limits::default()
+        };
         let server = TestServer::start_with(
             mode,
             &["upper"],

@@ -139,3 +139,24 @@ fn forking_mode_serves_each_client_in_a_child_and_leaves_no_zombie() {
         "children (Z = zombie) left behind"
     );
 }
+
+#[test]
+fn an_upload_dir_that_cannot_be_created_is_one_clear_line_and_exit_2() {
+    let file = crate::util::TempDir::new("not-a-dir");
+    let blocker = file.path().join("file");
+    std::fs::write(&blocker, b"").unwrap();
+    let dir = blocker.join("uploads"); // under a plain file: cannot exist
+    let output = run(&[
+        "serve",
+        "upload@127.0.0.1:0",
+        "--upload-dir",
+        dir.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("cannot create the upload directory") && stderr.contains("--upload-dir"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+}

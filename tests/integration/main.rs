@@ -7,3 +7,5 @@ mod bad_input; // error replies, and the server keeps serving
 mod binary; // the real `readyloop` binary: ports, errors, exit codes
 mod dialogues; // every service's dialogue, every mode, every split
 mod load; // big messages, many clients, back-pressure
+mod slow; // offloaded sleeps and hashes, every mode
+mod uploads; // files stored byte-exact and durably, refusals, clients that leave

@@ -3,6 +3,8 @@
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Once};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
@@ -47,6 +49,24 @@ impl TestServer {
     /// Serves `services` (names, `udp` included) on free ports in `mode`.
     pub fn start(mode: Mode, services: &[&str]) -> TestServer {
         Self::start_with(mode, services, Options::default(), Limits::default())
+    }
+
+    /// Serves `services` in `mode` with `threads`, uploads going to `dir`.
+    pub fn start_in(
+        mode: Mode,
+        threads: Option<usize>,
+        services: &[&str],
+        dir: &Path,
+    ) -> TestServer {
+        let options = Options {
+            threads,
+            ..Options::default()
+        };
+        let limits = Limits {
+            upload_dir: dir.to_owned(),
+            ..Limits::default()
+        };
+        Self::start_with(mode, services, options, limits)
     }
 
     pub fn start_with(
@@ -116,6 +136,42 @@ impl Drop for TestServer {
                 result.expect("the server failed");
             }
         }
+    }
+}
+
+/// A fresh empty directory under the system's temp dir, removed on drop.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new(what: &str) -> TempDir {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "readyloop-test-{what}-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&path).unwrap();
+        TempDir(path)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+
+    /// The names of the entries in the directory, sorted.
+    pub fn names(&self) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(&self.0)
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 
