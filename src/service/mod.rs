@@ -18,6 +18,7 @@ pub mod echo;
 pub mod framing;
 pub mod hello;
 pub mod http;
+pub mod kv;
 pub mod menu;
 #[cfg(test)]
 pub mod testing;
@@ -48,6 +49,8 @@ pub enum Next {
 pub enum Job {
     /// Sleep for this long, then answer (the `slow` service's `sleep`).
     Sleep(Duration),
+    /// Store work: wait until a change is on disk (`--fsync always`).
+    Store(crate::store::Work),
 }
 
 impl Job {
@@ -58,6 +61,7 @@ impl Job {
                 std::thread::sleep(duration);
                 JobOutput::Slept(duration)
             }
+            Job::Store(work) => JobOutput::Store(crate::store::run(work)),
         }
     }
 }
@@ -67,6 +71,8 @@ impl Job {
 pub enum JobOutput {
     /// A [`Job::Sleep`] is over.
     Slept(Duration),
+    /// A [`Job::Store`] is done.
+    Store(crate::store::Done),
     /// The job panicked; the message says where. The service answers with an
     /// error reply; the worker and the server go on.
     Panicked(String),
@@ -190,7 +196,7 @@ impl Default for Limits {
 /// What the services of one server share: the store, the counters, the limits.
 #[derive(Debug, Clone)]
 pub struct Shared {
-    /// The key-value store behind `todo`.
+    /// The key-value store behind `todo` and `kv`.
     pub store: Store,
     /// Counters of the whole server, all modes.
     pub stats: Arc<Stats>,
@@ -261,6 +267,12 @@ pub const REGISTRY: &[Entry] = &[
         default_port: 9001,
         about: "GET/POST line commands over the shared store",
         factory: todo::factory,
+    },
+    Entry {
+        name: "kv",
+        default_port: 6380,
+        about: "a Redis (RESP2) subset over the shared store",
+        factory: kv::factory,
     },
 ];
 
