@@ -41,9 +41,12 @@ fn serve(args: &ServeArgs) -> Result<(), StartupError> {
         .init()
         .expect("the logger is set once");
 
+    // Before binding: a damaged log or a locked directory stops the start,
+    // and the services find the replayed data there when they are built.
+    let store = Store::open(&config.data_dir, config.fsync)?;
     let stats = Arc::new(Stats::default());
     let shared = Shared {
-        store: Store::in_memory(),
+        store: store.clone(),
         stats: Arc::clone(&stats),
         limits: config.limits.clone(),
     };
@@ -61,12 +64,20 @@ fn serve(args: &ServeArgs) -> Result<(), StartupError> {
             },
         });
     }
-    server::run(
+    let served = server::run(
         listeners,
         config.mode,
         &config.options,
         stats,
         Shutdown::new(),
-    )?;
-    Ok(())
+    );
+    // Every connection is closed: write and fsync what is pending, even if
+    // the server stopped on an error.
+    let closed = store.close().map_err(|source| StartupError::Store {
+        path: config.data_dir.clone(),
+        action: "write the last changes to the log",
+        source,
+    });
+    served?;
+    closed
 }
