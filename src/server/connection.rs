@@ -256,7 +256,11 @@ impl Conn {
             );
             return Err(io::Error::other("input limit"));
         }
+        let offloaded = matches!(next, Next::Offload(_));
         self.after_service(next, requests, scratch, stats)?;
+        if offloaded {
+            self.feed_leftover(scratch, now, stats)?;
+        }
         if self.output.len() - self.written > options.max_output_hard {
             log::warn!(
                 "conn peer={} has {} bytes of unsent output, over the hard limit: closing",
@@ -264,6 +268,31 @@ impl Conn {
                 self.output.len() - self.written
             );
             return Err(io::Error::other("output limit"));
+        }
+        Ok(())
+    }
+
+    /// After a job and its `resume`, gives the service the input it stopped
+    /// before (contract rule 3: a pipeline behind a job is not forgotten
+    /// until the client sends more). It may ask for another job.
+    fn feed_leftover(
+        &mut self,
+        scratch: &mut Scratch,
+        now: Instant,
+        stats: &Stats,
+    ) -> io::Result<()> {
+        while !self.closing && !self.input.is_empty() {
+            let mut input = std::mem::take(&mut self.input);
+            let mut cx = Cx::new(&mut self.output, now, self.peer);
+            let (consumed, next) = service::feed(self.service.as_mut(), &input, &mut cx);
+            let requests = cx.requests;
+            input.drain(..consumed);
+            self.input = input;
+            let offloaded = matches!(next, Next::Offload(_));
+            self.after_service(next, requests, scratch, stats)?;
+            if !offloaded {
+                break;
+            }
         }
         Ok(())
     }

@@ -63,6 +63,12 @@ fn converse(
         while let Next::Offload(job) = next {
             let mut cx = Cx::new(&mut out, Instant::now(), peer);
             next = service.resume(job.run(), &mut cx);
+            // The service stopped at the job: give it the rest (contract rule 3).
+            if next == Next::Continue && !input.is_empty() {
+                let (consumed, after) = service::feed(service.as_mut(), &input, &mut cx);
+                input.drain(..consumed);
+                next = after;
+            }
             requests += cx.requests;
         }
         stats::add(&stats.requests, u64::from(std::mem::take(&mut requests)));

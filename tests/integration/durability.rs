@@ -210,3 +210,34 @@ fn a_corrupt_record_in_the_middle_stops_the_start_naming_the_offset() {
         "the log was left alone"
     );
 }
+
+#[test]
+fn a_pipeline_behind_a_durable_write_is_answered_in_every_mode() {
+    for mode in ["evloop", "threaded", "blocking"] {
+        let dir = TempDir::new("pipeline");
+        let data_dir = dir.path().to_str().unwrap();
+        let server = BinServer::start(
+            &[
+                "--mode",
+                mode,
+                "--fsync",
+                "always",
+                "--data-dir",
+                data_dir,
+                "todo@127.0.0.1:0",
+                "kv@127.0.0.1:0",
+            ],
+            &["todo", "kv"],
+        );
+        // Everything in one write: the replies must not wait for more input.
+        let mut todo = connect(server.addr("todo"));
+        todo.write_all(b"POST/a=1/x\nPOST/b=2/x\nGET/a/x\nGET/b/x\n")
+            .unwrap();
+        crate::util::expect(&mut todo, b"submit success\r\nsubmit success\r\n1\r\n2\r\n");
+        drop(todo); // the blocking mode serves one client at a time
+        let mut kv = connect(server.addr("kv"));
+        kv.write_all(b"SET c 3\r\nINCR n\r\nDEL c\r\nGET a\r\n")
+            .unwrap();
+        crate::util::expect(&mut kv, b"+OK\r\n:1\r\n:1\r\n$1\r\n1\r\n");
+    }
+}
