@@ -5,6 +5,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::server::{self, Mode};
 use crate::service;
+use crate::store::{self, Fsync};
 
 /// readyloop: a single-threaded event-loop TCP/UDP server, with threaded and
 /// blocking modes to compare it against.
@@ -32,7 +33,7 @@ pub enum Command {
 pub struct ServeArgs {
     /// Listeners as SERVICE[@ADDR]: `echo`, `echo@9000`, `http@0.0.0.0:8080`,
     /// `upper@[::1]:0` (port 0: any free port; the log says which). Services:
-    /// echo hello upper menu http todo upload slow udp.
+    /// echo hello upper menu http todo kv upload slow udp.
     #[arg(value_name = "SERVICE@ADDR")]
     pub listeners: Vec<String>,
     /// How connections are served.
@@ -64,6 +65,14 @@ pub struct ServeArgs {
     /// bigger size is refused before any byte is written.
     #[arg(long, value_name = "BYTES", default_value_t = service::DEFAULT_MAX_UPLOAD.to_string())]
     pub max_upload: String,
+    /// Where the store keeps its append-only log (created if missing;
+    /// one server per directory).
+    #[arg(long, value_name = "PATH", default_value = store::DEFAULT_DATA_DIR)]
+    pub data_dir: std::path::PathBuf,
+    /// When the store's log is fsynced: `always` answers a change only once
+    /// it is on disk, `everysec` fsyncs once a second, `no` leaves it to the OS.
+    #[arg(long, value_enum, value_name = "WHEN", default_value_t = Fsync::Everysec)]
+    pub fsync: Fsync,
     /// More log lines: -v per connection, -vv every poll wake-up and event.
     #[arg(short, long, action = clap::ArgAction::Count)]
     pub verbose: u8,

@@ -2,11 +2,13 @@
 //! [`StartupError`] that tells the user what to change.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
 
 use crate::cli::ServeArgs;
 use crate::error::StartupError;
 use crate::server::{Mode, Options};
 use crate::service::{self, Limits};
+use crate::store::Fsync;
 
 /// What a listener serves.
 #[derive(Debug, Clone, Copy)]
@@ -57,7 +59,15 @@ pub struct Config {
     pub options: Options,
     /// The services' limits.
     pub limits: Limits,
+    /// The store's directory (`--data-dir`).
+    pub data_dir: PathBuf,
+    /// When the store's log is fsynced (`--fsync`).
+    pub fsync: Fsync,
 }
+
+/// The longest `--max-line`: 512 MiB, Redis' bulk limit. A todo line is
+/// stored as one log record, and records stay under 1 GiB.
+pub const MAX_MAX_LINE: usize = 512 * 1024 * 1024;
 
 impl Config {
     /// Checks the flags of `readyloop serve`.
@@ -73,6 +83,15 @@ impl Config {
         let max_line = parse_size("--max-line", &args.max_line)?;
         let max_output = parse_size("--max-output", &args.max_output)?;
         let max_upload = parse_size("--max-upload", &args.max_upload)? as u64;
+        if max_line > MAX_MAX_LINE {
+            return Err(bad("--max-line", "must be at most 512M"));
+        }
+        if args.data_dir.as_os_str().is_empty() {
+            return Err(bad(
+                "--data-dir",
+                "must name a directory, e.g. --data-dir ./readyloop-data",
+            ));
+        }
         if args.max_conns == 0 {
             return Err(bad("--max-conns", "must be at least 1"));
         }
@@ -103,6 +122,8 @@ impl Config {
                 upload_dir: args.upload_dir.clone(),
                 max_upload,
             },
+            data_dir: args.data_dir.clone(),
+            fsync: args.fsync,
         })
     }
 }

@@ -8,14 +8,18 @@
 //!   socket ──► [ server: evloop | threaded | blocking ] ──► socket
 //!                    │  Service::input(&[u8], &mut Cx) -> (consumed, Next)
 //!                    ▼
-//!              [ service: echo | hello | upper | menu | http | todo | upload | slow ]
+//!              [ service: echo | hello | upper | menu | http | todo | kv | upload | slow ]
+//!                    │  Next::Offload(Job::Store(..))   (--fsync always)
+//!                    ▼
+//!              [ store: map + append-only log; flusher thread; group commit ]
 //! ```
 //!
 //! - [`service`]: protocol logic with no I/O (sans-I/O state machines), the
 //!   line framing they share, and the registry of services by name.
 //! - [`server`]: the drivers that own the sockets. `server/evloop.rs` is the
 //!   lesson: one `mio::Poll`, a `slab` of connections, readiness dispatch.
-//! - [`store`]: the key-value store shared by every connection.
+//! - [`store`]: the key-value store shared by every connection, made
+//!   durable by an append-only log in `--data-dir` (`--fsync` policy).
 //! - [`stats`]: counters every mode updates, rendered for Prometheus.
 //! - [`config`] and [`cli`]: flags in, validated settings out.
 //! - [`bench`](mod@bench): the bounded loopback load generator and its reports (table,

@@ -74,9 +74,12 @@ fn serve(args: &ServeArgs) -> Result<(), StartupError> {
         }
         Err(e) => log::warn!("cannot read or raise the open-file limit: {e}"),
     }
+    // Before binding: a damaged log or a locked directory stops the start,
+    // and the services find the replayed data there when they are built.
+    let store = Store::open(&config.data_dir, config.fsync)?;
     let stats = Arc::new(Stats::default());
     let shared = Shared {
-        store: Store::in_memory(),
+        store: store.clone(),
         stats: Arc::clone(&stats),
         limits: config.limits.clone(),
     };
@@ -94,8 +97,16 @@ fn serve(args: &ServeArgs) -> Result<(), StartupError> {
             },
         });
     }
-    server::run(listeners, config.mode, &options, stats, Shutdown::new())?;
-    Ok(())
+    let served = server::run(listeners, config.mode, &options, stats, Shutdown::new());
+    // Every connection is closed: write and fsync what is pending, even if
+    // the server stopped on an error.
+    let closed = store.close().map_err(|source| StartupError::Store {
+        path: config.data_dir.clone(),
+        action: "write the last changes to the log",
+        source,
+    });
+    served?;
+    closed
 }
 
 fn init_logging(level: LevelFilter) {

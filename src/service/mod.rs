@@ -19,6 +19,7 @@ pub mod echo;
 pub mod framing;
 pub mod hello;
 pub mod http;
+pub mod kv;
 pub mod menu;
 pub mod slow;
 #[cfg(test)]
@@ -54,6 +55,8 @@ pub enum Job {
     Slow(slow::Work),
     /// The `upload` service's file creation, chunk writes and commit.
     Upload(upload::Work),
+    /// Store work: wait until a change is on disk (`--fsync always`).
+    Store(crate::store::Work),
 }
 
 impl Job {
@@ -63,6 +66,7 @@ impl Job {
         match self {
             Job::Slow(work) => JobOutput::Slow(slow::run(work)),
             Job::Upload(work) => JobOutput::Upload(upload::run(work)),
+            Job::Store(work) => JobOutput::Store(crate::store::run(work)),
         }
     }
 }
@@ -74,6 +78,8 @@ pub enum JobOutput {
     Slow(slow::Done),
     /// A [`Job::Upload`] is done (or failed; the reason is inside).
     Upload(upload::Done),
+    /// A [`Job::Store`] is done.
+    Store(crate::store::Done),
     /// The job panicked; the message says where. The service answers with an
     /// error reply; the worker and the server go on. Whatever the job owned
     /// was dropped while unwinding (an upload's temporary file is removed).
@@ -214,7 +220,7 @@ impl Default for Limits {
 /// What the services of one server share: the store, the counters, the limits.
 #[derive(Debug, Clone)]
 pub struct Shared {
-    /// The key-value store behind `todo`.
+    /// The key-value store behind `todo` and `kv`.
     pub store: Store,
     /// Counters of the whole server, all modes.
     pub stats: Arc<Stats>,
@@ -297,6 +303,12 @@ pub const REGISTRY: &[Entry] = &[
         default_port: 9002,
         about: "`sleep <ms>` and `hash <rounds>`, run as offloaded jobs",
         factory: slow::factory,
+    },
+    Entry {
+        name: "kv",
+        default_port: 6380,
+        about: "a Redis (RESP2) subset over the shared store",
+        factory: kv::factory,
     },
 ];
 

@@ -26,13 +26,17 @@
 //! dict was shared between threads with no lock. [`Store`] is shared by all
 //! connections in every mode and locks internally. Reads are copied straight
 //! into the output buffer ([`Store::get_into`]): nothing is allocated per
-//! `GET`. No I/O here: persistence, if any, is the store's business.
+//! `GET`. No I/O here: persistence is the store's business. Under
+//! `--fsync always` a `POST` is answered `submit success` only once its
+//! record is on disk: the line handler returns the store's
+//! [`Job::Store`](crate::service::Job::Store) and writes the reply in
+//! `resume`, so the event loop never waits for the disk itself.
 
 use std::sync::Arc;
 
 use super::framing::{LineHandler, Lines};
-use super::{Cx, Factory, FnFactory, Next, Shared};
-use crate::store::Store;
+use super::{Cx, Factory, FnFactory, Job, JobOutput, Next, Shared};
+use crate::store::{Done, Store};
 
 /// The tasks the seed preloads; stored at start unless the key exists already.
 pub const SEED_TASKS: &[(&str, &str)] = &[
@@ -53,8 +57,9 @@ impl Todo {
         Todo { store }
     }
 
-    /// Runs one command, writing its reply without the line end.
-    fn command(&self, line: &str, out: &mut Vec<u8>) {
+    /// Runs one command, writing its reply without the line end, or
+    /// returns the job to run before a `POST` may be acknowledged.
+    fn command(&self, line: &str, out: &mut Vec<u8>) -> Option<Job> {
         let (method, rest) = line.split_once('/').unwrap_or((line, ""));
         let reply: &str = match method {
             "GET" => match get_key(rest) {
@@ -62,22 +67,29 @@ impl Todo {
                     if !self.store.get_into(key, out) {
                         out.extend_from_slice(b"no key match");
                     }
-                    return;
+                    return None;
                 }
                 Err(error) => error,
             },
             "POST" => match post_pair(rest) {
                 Ok((key, value)) => {
-                    self.store.set(key, value);
-                    "submit success"
+                    let seq = self.store.set(key, value);
+                    if let Some(work) = self.store.sync_work(seq) {
+                        return Some(Job::Store(work));
+                    }
+                    SUBMITTED
                 }
                 Err(error) => error,
             },
             _ => "data no found",
         };
         out.extend_from_slice(reply.as_bytes());
+        None
     }
 }
+
+/// The reply to a stored `POST`.
+const SUBMITTED: &str = "submit success";
 
 /// The key of `GET/<key>/<anything>`; `rest` is what follows `GET/`.
 fn get_key(rest: &str) -> Result<&str, &'static str> {
@@ -115,7 +127,28 @@ fn post_pair(rest: &str) -> Result<(&str, &str), &'static str> {
 
 impl LineHandler for Todo {
     fn line(&mut self, line: &str, cx: &mut Cx<'_>) -> Next {
-        self.command(line, cx.out);
+        if let Some(job) = self.command(line, cx.out) {
+            return Next::Offload(job); // `resume` replies
+        }
+        cx.out.extend_from_slice(b"\r\n");
+        cx.requests += 1;
+        Next::Continue
+    }
+
+    /// A `POST`'s record is on disk (or could not be written).
+    fn resume(&mut self, done: JobOutput, cx: &mut Cx<'_>) -> Next {
+        match done {
+            JobOutput::Store(Done::Synced(_)) => cx.out.extend_from_slice(SUBMITTED.as_bytes()),
+            JobOutput::Store(Done::Failed(reason)) => {
+                cx.out
+                    .extend_from_slice(b"error: stored in memory but not on disk: ");
+                cx.out.extend_from_slice(reason.as_bytes());
+            }
+            other => {
+                log::error!("peer={} unexpected job output {other:?}", cx.peer);
+                return Next::Close;
+            }
+        }
         cx.out.extend_from_slice(b"\r\n");
         cx.requests += 1;
         Next::Continue
@@ -232,6 +265,42 @@ mod tests {
         let mut service = todo();
         let (used, next) = service.input(b"GET/task_01/x\nnope\nGET\n", &mut cx);
         assert_eq!((used, next, cx.requests), (23, Next::Continue, 3));
+    }
+
+    #[test]
+    fn under_fsync_always_post_is_answered_after_its_record_is_on_disk() {
+        use crate::service::{Job, JobOutput};
+        use crate::store::{self, Fsync};
+        let dir =
+            std::env::temp_dir().join(format!("readyloop-todo-always-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let store = Store::open(&dir, Fsync::Always).unwrap();
+        let mut service = Lines::new(Todo::new(store.clone()), 64);
+        let mut out = Vec::new();
+        let mut cx = Cx::new(
+            &mut out,
+            std::time::Instant::now(),
+            crate::service::testing::peer(),
+        );
+        let (used, next) = service.input(b"POST/k=v/x\nGET/k/x\n", &mut cx);
+        assert_eq!((used, cx.requests), (11, 0));
+        let Next::Offload(Job::Store(work)) = next else {
+            panic!("{next:?}");
+        };
+        assert!(out.is_empty(), "no reply before the record is durable");
+        let mut cx = Cx::new(
+            &mut out,
+            std::time::Instant::now(),
+            crate::service::testing::peer(),
+        );
+        let next = service.resume(JobOutput::Store(store::run(work)), &mut cx);
+        assert_eq!((next, cx.requests), (Next::Continue, 1));
+        assert_eq!(out, b"submit success\r\n");
+        // Every split, jobs run inline by the test driver.
+        let make = || -> Box<dyn Service> { Box::new(Lines::new(Todo::new(store.clone()), 64)) };
+        assert_dialogue(make, b"POST/a=1/x\nGET/a/x\n", b"submit success\r\n1\r\n");
+        drop((service, store));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

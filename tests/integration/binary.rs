@@ -5,30 +5,36 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::process::{Child, Command, Output, Stdio};
 
-use crate::util::{connect, expect};
+use crate::util::{TempDir, connect, expect};
 
 const BIN: &str = env!("CARGO_BIN_EXE_readyloop");
 
-/// A server child process, killed when dropped.
-struct Running(Child);
+/// A server child process, killed when dropped, with the directory it ran
+/// in (its default `./readyloop-data` goes there, not into the repository).
+struct Running {
+    child: Child,
+    _cwd: TempDir,
+}
 
 impl Drop for Running {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
 /// Starts `readyloop serve ARGS` and returns the addresses it logged, in order.
 fn serve(args: &[&str], listeners: usize) -> (Running, Vec<SocketAddr>) {
+    let cwd = TempDir::new("binary");
     let mut child = Command::new(BIN)
+        .current_dir(cwd.path())
         .arg("serve")
         .args(args)
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let stderr = BufReader::new(child.stderr.take().unwrap());
-    let running = Running(child);
+    let running = Running { child, _cwd: cwd };
     let mut addrs = Vec::new();
     for line in stderr.lines() {
         let line = line.unwrap();
@@ -48,7 +54,12 @@ fn serve(args: &[&str], listeners: usize) -> (Running, Vec<SocketAddr>) {
 }
 
 fn run(args: &[&str]) -> Output {
-    Command::new(BIN).args(args).output().unwrap()
+    let cwd = TempDir::new("binary");
+    Command::new(BIN)
+        .current_dir(cwd.path())
+        .args(args)
+        .output()
+        .unwrap()
 }
 
 #[test]
@@ -120,7 +131,7 @@ fn children_of(pid: u32) -> Vec<(u32, char)> {
 #[test]
 fn forking_mode_serves_each_client_in_a_child_and_leaves_no_zombie() {
     let (server, addrs) = serve(&["--mode", "forking", "upper@127.0.0.1:0"], 1);
-    let pid = server.0.id();
+    let pid = server.child.id();
     let mut clients: Vec<_> = (0..5).map(|_| connect(addrs[0])).collect();
     for (i, client) in clients.iter_mut().enumerate() {
         client.write_all(format!("child {i}\n").as_bytes()).unwrap();

@@ -6,6 +6,8 @@ mod util;
 mod bad_input; // error replies, and the server keeps serving
 mod binary; // the real `readyloop` binary: ports, errors, exit codes
 mod dialogues; // every service's dialogue, every mode, every split
+mod durability; // the store's log: kill -9, torn tails, corruption
 mod load; // big messages, many clients, back-pressure
+mod redis;
 mod slow; // offloaded sleeps and hashes, every mode
-mod uploads; // files stored byte-exact and durably, refusals, clients that leave
+mod uploads; // files stored byte-exact and durably, refusals, clients that leave // kv with redis-cli and redis-benchmark

@@ -233,3 +233,76 @@ pub fn write_bytewise(stream: &mut TcpStream, bytes: &[u8]) {
         }
     }
 }
+
+/// The real `readyloop` binary, serving in a child process; killed on drop.
+/// Its stderr is drained by a thread into `log`, so it never blocks.
+pub struct BinServer {
+    pub child: std::process::Child,
+    addrs: Vec<(String, SocketAddr)>,
+    pub log: Arc<std::sync::Mutex<String>>,
+}
+
+impl BinServer {
+    /// Starts `readyloop serve ARGS`; `services` are the listeners' names,
+    /// in order, whose "<service> listening on <addr>" lines to wait for.
+    pub fn start(args: &[&str], services: &[&str]) -> BinServer {
+        use std::io::{BufRead, BufReader};
+        use std::process::{Command, Stdio};
+        let mut child = Command::new(env!("CARGO_BIN_EXE_readyloop"))
+            .arg("serve")
+            .args(args)
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let log = Arc::new(std::sync::Mutex::new(String::new()));
+        let mut server = BinServer {
+            child,
+            addrs: Vec::new(),
+            log: Arc::clone(&log),
+        };
+        // Bounded: the child either logs its listeners or exits (EOF).
+        while server.addrs.len() < services.len() {
+            let Some(Ok(line)) = lines.next() else { break };
+            log.lock().unwrap().push_str(&format!("{line}\n"));
+            if let Some((head, addr)) = line.split_once(" listening on ") {
+                let name = head.rsplit(' ').next().unwrap().to_owned();
+                server.addrs.push((name, addr.trim().parse().unwrap()));
+            }
+        }
+        assert_eq!(
+            server.addrs.len(),
+            services.len(),
+            "the server did not log its listeners:\n{}",
+            log.lock().unwrap()
+        );
+        thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                log.lock().unwrap().push_str(&format!("{line}\n"));
+            }
+        });
+        server
+    }
+
+    pub fn addr(&self, service: &str) -> SocketAddr {
+        self.addrs
+            .iter()
+            .find(|(name, _)| name == service)
+            .unwrap_or_else(|| panic!("not serving {service}"))
+            .1
+    }
+
+    /// `kill -9`: no flush, no goodbye.
+    pub fn sigkill(&mut self) {
+        let pid = self.child.id() as libc::pid_t;
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for BinServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,518 @@
+//! `kv`: the subset of Redis' RESP2 protocol that `redis-cli` and
+//! `redis-benchmark` need, over the same shared [`Store`] as `todo`.
+//!
+//! Requests are multibulk (`*2\r\n$3\r\nGET\r\n$1\r\nk\r\n`, what clients
+//! send) or inline (`GET k\r\n`, typed in `nc`; split on spaces and tabs,
+//! no quoting). Commands, case-insensitive:
+//!
+//! | command | reply |
+//! |---|---|
+//! | `PING [msg]`, `ECHO msg` | `+PONG` or the message |
+//! | `GET key` | the value, or nil |
+//! | `SET key value` | `+OK`; any option (`EX`, `NX`, ...) is `-ERR syntax error` |
+//! | `DEL key...`, `EXISTS key...` | how many (`EXISTS` counts repeats, as Redis) |
+//! | `INCR key` | the new value; `-ERR value is not an integer or out of range` |
+//! | `DBSIZE` | the number of keys |
+//! | `QUIT` | `+OK`, then the connection is closed |
+//! | `COMMAND [COUNT\|DOCS\|INFO\|LIST]` | empty arrays (redis-cli 7 then uses its own help) |
+//! | `CONFIG GET name...` | `save`, `appendonly`, `appendfsync`; others are left out |
+//!
+//! Errors: `-ERR unknown command 'X'`, `-ERR wrong number of arguments for
+//! 'get' command`, and for malformed frames `-ERR Protocol error: ...`
+//! followed by a close (we cannot find the next request in a broken stream).
+//!
+//! Keys and values are binary-safe (the store holds bytes). Requests are
+//! parsed into ranges of the input and `GET` copies the value straight into
+//! the output under the store's lock: no allocation per `GET` or per `SET`
+//! of an existing key. Pipelined requests are all answered in one call.
+//!
+//! Under `--fsync always`, `SET`, `DEL` and `INCR` return the store's
+//! [`Job::Store`] and reply in `resume`, once their record is on disk.
+//!
+//! No I/O here, like every service.
+
+use std::fmt;
+use std::ops::Range;
+use std::sync::Arc;
+
+use super::{Cx, Factory, Job, JobOutput, Next, Service, Shared};
+use crate::store::{self, Done, IncrError, Seq, Store};
+
+/// The longest bulk string, as Redis' `proto-max-bulk-len`: 512 MiB. A
+/// longer declared length is a protocol error.
+pub const MAX_BULK: usize = 512 * 1024 * 1024;
+/// The most bytes one multibulk request may take, headers included: 64 MiB.
+/// A request declaring more is refused before it is buffered (protocol
+/// error, then close). The driver's input limit may be lower still.
+pub const MAX_REQUEST: usize = 64 * 1024 * 1024;
+/// The most arguments in one request, as Redis' multibulk limit (1M).
+pub const MAX_ARGS: usize = 1024 * 1024;
+/// The longest `*<count>` or `$<len>` line, CRLF included; a number needs
+/// at most 20 digits. Longer is a protocol error.
+const MAX_HEADER: usize = 32;
+
+/// The commands, with Redis' arity: `n` exactly n words, `-n` at least n.
+const COMMANDS: &[(&str, Cmd, i32)] = &[
+    ("get", Cmd::Get, 2),
+    ("set", Cmd::Set, -3),
+    ("ping", Cmd::Ping, -1),
+    ("echo", Cmd::Echo, 2),
+    ("del", Cmd::Del, -2),
+    ("exists", Cmd::Exists, -2),
+    ("incr", Cmd::Incr, 2),
+    ("dbsize", Cmd::DbSize, 1),
+    ("quit", Cmd::Quit, -1),
+    ("command", Cmd::Command, -1),
+    ("config", Cmd::Config, -2),
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cmd {
+    Get,
+    Set,
+    Ping,
+    Echo,
+    Del,
+    Exists,
+    Incr,
+    DbSize,
+    Quit,
+    Command,
+    Config,
+}
+
+/// A write's reply, held while its record is made durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ack {
+    Ok,
+    Int(i64),
+}
+
+/// What the parser found at the start of the input.
+#[derive(Debug, PartialEq, Eq)]
+enum Frame {
+    /// Not a whole request yet.
+    Incomplete,
+    /// A request of this many bytes; its words are in `args`.
+    Request(usize),
+    /// Malformed: the reason, for `-ERR Protocol error: <reason>`.
+    Malformed(String),
+}
+
+/// One `kv` connection.
+#[derive(Debug)]
+pub struct Kv {
+    store: Store,
+    /// The longest inline request, without its `\n` (`--max-line`).
+    max_inline: usize,
+    /// The current request's words, as ranges of its bytes. Reused, so it
+    /// allocates only when a request has more words than any before.
+    args: Vec<Range<usize>>,
+    /// The reply a write gives once its record is durable (`resume`).
+    waiting: Option<Ack>,
+}
+
+impl Kv {
+    /// A connection over `store`; inline requests of at most `max_inline` bytes.
+    pub fn new(store: Store, max_inline: usize) -> Kv {
+        Kv {
+            store,
+            max_inline,
+            args: Vec::new(),
+            waiting: None,
+        }
+    }
+
+    /// Runs the request whose words are in `self.args`, ranges of `request`.
+    fn execute(&mut self, request: &[u8], out: &mut Vec<u8>) -> Next {
+        let Kv {
+            store,
+            args,
+            waiting,
+            ..
+        } = self;
+        let arg = |i: usize| &request[args[i].clone()];
+        let Some(name) = args.first().map(|r| &request[r.clone()]) else {
+            return Next::Continue; // `*0` or a blank line: Redis ignores them
+        };
+        let Some(&(lower, command, arity)) = COMMANDS
+            .iter()
+            .find(|(lower, ..)| name.eq_ignore_ascii_case(lower.as_bytes()))
+        else {
+            out.extend_from_slice(b"-ERR unknown command '");
+            printable(name, out);
+            out.extend_from_slice(b"'\r\n");
+            return Next::Continue;
+        };
+        let n = args.len();
+        if (arity >= 0 && n != arity as usize) || n < arity.unsigned_abs() as usize {
+            arity_error(lower, out);
+            return Next::Continue;
+        }
+        match command {
+            Cmd::Get => store.get_with(arg(1), |value| match value {
+                Some(value) => bulk(value, out),
+                None => out.extend_from_slice(b"$-1\r\n"),
+            }),
+            Cmd::Set if n > 3 => out.extend_from_slice(b"-ERR syntax error\r\n"),
+            Cmd::Set => {
+                let seq = store.set(arg(1), arg(2));
+                return ack(store, waiting, Ack::Ok, seq, out);
+            }
+            Cmd::Ping if n > 2 => arity_error("ping", out),
+            Cmd::Ping if n == 2 => bulk(arg(1), out),
+            Cmd::Ping => out.extend_from_slice(b"+PONG\r\n"),
+            Cmd::Echo => bulk(arg(1), out),
+            Cmd::Del => {
+                let keys = args[1..].iter().map(|r| &request[r.clone()]);
+                let (removed, seq) = store.del(keys);
+                if removed > 0 {
+                    return ack(store, waiting, Ack::Int(removed as i64), seq, out);
+                }
+                integer(0, out);
+            }
+            Cmd::Exists => {
+                let found = (1..n).filter(|&i| store.contains(arg(i))).count();
+                integer(found as i64, out);
+            }
+            Cmd::Incr => match store.incr(arg(1)) {
+                Ok((value, seq)) => return ack(store, waiting, Ack::Int(value), seq, out),
+                Err(IncrError::NotAnInteger) => {
+                    out.extend_from_slice(b"-ERR value is not an integer or out of range\r\n")
+                }
+                Err(IncrError::Overflow) => {
+                    out.extend_from_slice(b"-ERR increment or decrement would overflow\r\n")
+                }
+            },
+            Cmd::DbSize => integer(store.len() as i64, out),
+            Cmd::Quit => {
+                out.extend_from_slice(b"+OK\r\n");
+                return Next::Close;
+            }
+            Cmd::Command => command_command(if n > 1 { Some(arg(1)) } else { None }, out),
+            Cmd::Config => {
+                let params = (2..n).map(arg);
+                config(arg(1), params, store.policy(), out);
+            }
+        }
+        Next::Continue
+    }
+}
+
+/// Acknowledges a change now, or returns the job after which `resume` will.
+fn ack(store: &Store, waiting: &mut Option<Ack>, reply: Ack, seq: Seq, out: &mut Vec<u8>) -> Next {
+    if let Some(work) = store.sync_work(seq) {
+        *waiting = Some(reply);
+        return Next::Offload(Job::Store(work));
+    }
+    write_ack(reply, out);
+    Next::Continue
+}
+
+fn write_ack(reply: Ack, out: &mut Vec<u8>) {
+    match reply {
+        Ack::Ok => out.extend_from_slice(b"+OK\r\n"),
+        Ack::Int(n) => integer(n, out),
+    }
+}
+
+fn arity_error(name: &str, out: &mut Vec<u8>) {
+    out.extend_from_slice(b"-ERR wrong number of arguments for '");
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b"' command\r\n");
+}
+
+/// `COMMAND`: enough for redis-cli 7 to start (it asks `COMMAND DOCS` for
+/// its hints, and falls back to its built-in help on an empty answer).
+fn command_command(sub: Option<&[u8]>, out: &mut Vec<u8>) {
+    match sub {
+        Some(sub) if sub.eq_ignore_ascii_case(b"count") => integer(COMMANDS.len() as i64, out),
+        None => out.extend_from_slice(b"*0\r\n"),
+        Some(sub)
+            if [&b"docs"[..], b"info", b"list"]
+                .iter()
+                .any(|s| sub.eq_ignore_ascii_case(s)) =>
+        {
+            out.extend_from_slice(b"*0\r\n")
+        }
+        Some(sub) => unknown_subcommand(sub, "COMMAND", out),
+    }
+}
+
+/// `CONFIG GET`: the settings redis-benchmark asks for (`save`,
+/// `appendonly`), answered truthfully for this server; unknown names are
+/// left out of the reply, as Redis does.
+fn config<'a>(
+    sub: &[u8],
+    params: impl Iterator<Item = &'a [u8]> + Clone,
+    policy: Option<store::Fsync>,
+    out: &mut Vec<u8>,
+) {
+    if !sub.eq_ignore_ascii_case(b"get") {
+        return unknown_subcommand(sub, "CONFIG", out);
+    }
+    let appendonly: &[u8] = if policy.is_some() { b"yes" } else { b"no" };
+    let appendfsync: &[u8] = match policy {
+        Some(store::Fsync::Always) => b"always",
+        Some(store::Fsync::Everysec) | None => b"everysec",
+        Some(store::Fsync::No) => b"no",
+    };
+    let value = |name: &[u8]| -> Option<(&'static str, &[u8])> {
+        if name.eq_ignore_ascii_case(b"save") {
+            Some(("save", b""))
+        } else if name.eq_ignore_ascii_case(b"appendonly") {
+            Some(("appendonly", appendonly))
+        } else if name.eq_ignore_ascii_case(b"appendfsync") {
+            Some(("appendfsync", appendfsync))
+        } else {
+            None
+        }
+    };
+    let found = params.clone().filter_map(value).count();
+    array(2 * found, out);
+    for (name, value) in params.filter_map(value) {
+        bulk(name.as_bytes(), out);
+        bulk(value, out);
+    }
+}
+
+fn unknown_subcommand(sub: &[u8], command: &str, out: &mut Vec<u8>) {
+    out.extend_from_slice(b"-ERR unknown subcommand '");
+    printable(sub, out);
+    out.extend_from_slice(b"'. Try ");
+    out.extend_from_slice(command.as_bytes());
+    out.extend_from_slice(b" HELP.\r\n");
+}
+
+/// Copies a client's word into an error line: at most 128 bytes, CR and LF
+/// made spaces (they would end the error line early), as Redis does.
+fn printable(word: &[u8], out: &mut Vec<u8>) {
+    out.extend(word.iter().take(128).map(|&b| match b {
+        b'\r' | b'\n' => b' ',
+        b => b,
+    }));
+}
+
+fn integer(n: i64, out: &mut Vec<u8>) {
+    let mut digits = [0; 20];
+    out.push(b':');
+    out.extend_from_slice(store::format_i64(n, &mut digits));
+    out.extend_from_slice(b"\r\n");
+}
+
+fn array(len: usize, out: &mut Vec<u8>) {
+    let mut digits = [0; 20];
+    out.push(b'*');
+    out.extend_from_slice(store::format_i64(len as i64, &mut digits));
+    out.extend_from_slice(b"\r\n");
+}
+
+fn bulk(value: &[u8], out: &mut Vec<u8>) {
+    let mut digits = [0; 20];
+    out.push(b'$');
+    out.extend_from_slice(store::format_i64(value.len() as i64, &mut digits));
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Finds the request at the start of `input` (not empty), its words into `args`.
+fn parse(input: &[u8], args: &mut Vec<Range<usize>>, max_inline: usize) -> Frame {
+    args.clear();
+    let result = if input[0] == b'*' {
+        parse_multibulk(input, args)
+    } else {
+        parse_inline(input, args, max_inline)
+    };
+    result.unwrap_or_else(Frame::Malformed)
+}
+
+/// `*<count>\r\n` then `count` times `$<len>\r\n<bytes>\r\n`.
+fn parse_multibulk(input: &[u8], args: &mut Vec<Range<usize>>) -> Result<Frame, String> {
+    let Some((count, mut at)) = header(input, 0, "multibulk")? else {
+        return Ok(Frame::Incomplete);
+    };
+    if count > MAX_ARGS as i64 {
+        return Err("invalid multibulk length".to_owned());
+    }
+    for _ in 0..count.max(0) {
+        let Some(&first) = input.get(at) else {
+            return Ok(Frame::Incomplete);
+        };
+        if first != b'$' {
+            let mut got = Vec::new();
+            printable(&[first], &mut got);
+            return Err(format!("expected '$', got '{}'", got.escape_ascii()));
+        }
+        let Some((len, start)) = header(input, at, "bulk")? else {
+            return Ok(Frame::Incomplete);
+        };
+        if !(0..=MAX_BULK as i64).contains(&len) {
+            return Err("invalid bulk length".to_owned());
+        }
+        let end = start + len as usize;
+        if end + 2 > MAX_REQUEST {
+            return Err(format!(
+                "request over {} MiB (kv's limit)",
+                MAX_REQUEST >> 20
+            ));
+        }
+        match input.get(end..end + 2) {
+            None => return Ok(Frame::Incomplete),
+            Some(b"\r\n") => {}
+            Some(_) => return Err("expected CRLF after a bulk string".to_owned()),
+        }
+        args.push(start..end);
+        at = end + 2;
+    }
+    Ok(Frame::Request(at))
+}
+
+/// The number on the `*`/`$` line at `at`, and where the line ends.
+fn header(input: &[u8], at: usize, what: &str) -> Result<Option<(i64, usize)>, String> {
+    let line = &input[at + 1..];
+    let window = &line[..line.len().min(MAX_HEADER)];
+    let Some(cr) = window.iter().position(|&b| b == b'\r') else {
+        if line.len() >= MAX_HEADER {
+            return Err(format!("too big {what} length line"));
+        }
+        return Ok(None);
+    };
+    match line.get(cr + 1) {
+        None => return Ok(None),
+        Some(b'\n') => {}
+        Some(_) => return Err(format!("expected LF after CR in the {what} length")),
+    }
+    let number = std::str::from_utf8(&line[..cr])
+        .ok()
+        .and_then(|text| text.parse::<i64>().ok());
+    match number {
+        Some(n) => Ok(Some((n, at + 1 + cr + 2))),
+        None => Err(format!("invalid {what} length")),
+    }
+}
+
+/// A line of words separated by spaces or tabs, ended by `\n` (`\r\n`).
+fn parse_inline(
+    input: &[u8],
+    args: &mut Vec<Range<usize>>,
+    max_inline: usize,
+) -> Result<Frame, String> {
+    let newline = input.iter().position(|&b| b == b'\n');
+    // `+ 1`: a `\r` before the `\n` is not part of the line.
+    if newline.unwrap_or(input.len()) > max_inline + 1 {
+        return Err("too big inline request".to_owned());
+    }
+    let Some(newline) = newline else {
+        return Ok(Frame::Incomplete);
+    };
+    let line = &input[..newline];
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let mut start = None;
+    for (i, &b) in line.iter().chain(b" ").enumerate() {
+        match (b == b' ' || b == b'\t', start) {
+            (true, Some(s)) => {
+                args.push(s..i);
+                start = None;
+            }
+            (false, None) => start = Some(i),
+            _ => {}
+        }
+    }
+    Ok(Frame::Request(newline + 1))
+}
+
+impl Service for Kv {
+    /// Answers every whole request in `input`, stopping early only for a
+    /// close or a job.
+    fn input(&mut self, input: &[u8], cx: &mut Cx<'_>) -> (usize, Next) {
+        let mut consumed = 0;
+        while consumed < input.len() {
+            let rest = &input[consumed..];
+            match parse(rest, &mut self.args, self.max_inline) {
+                Frame::Incomplete => {
+                    // The parser refuses a request before it outgrows these.
+                    debug_assert!(rest.len() <= MAX_REQUEST.max(self.max_inline) + MAX_HEADER);
+                    break;
+                }
+                Frame::Malformed(reason) => {
+                    log::debug!("peer={} kv protocol error: {reason}", cx.peer);
+                    cx.out.extend_from_slice(b"-ERR Protocol error: ");
+                    cx.out.extend_from_slice(reason.as_bytes());
+                    cx.out.extend_from_slice(b"\r\n");
+                    cx.requests += 1;
+                    return (input.len(), Next::Close);
+                }
+                Frame::Request(len) => {
+                    consumed += len;
+                    let next = self.execute(&rest[..len], cx.out);
+                    if !matches!(next, Next::Offload(_)) && !self.args.is_empty() {
+                        cx.requests += 1;
+                    }
+                    if next != Next::Continue {
+                        return (consumed, next);
+                    }
+                }
+            }
+        }
+        (consumed, Next::Continue)
+    }
+
+    /// A write's record is on disk (or could not be written).
+    fn resume(&mut self, done: JobOutput, cx: &mut Cx<'_>) -> Next {
+        let Some(reply) = self.waiting.take() else {
+            log::error!("peer={} kv: a job nobody waited for: {done:?}", cx.peer);
+            return Next::Close;
+        };
+        cx.requests += 1;
+        match done {
+            JobOutput::Store(Done::Synced(_)) => write_ack(reply, cx.out),
+            JobOutput::Store(Done::Failed(reason)) => {
+                cx.out
+                    .extend_from_slice(b"-ERR stored in memory but not on disk: ");
+                printable(reason.as_bytes(), cx.out);
+                cx.out.extend_from_slice(b"\r\n");
+            }
+            other => {
+                log::error!("peer={} kv: unexpected job output {other:?}", cx.peer);
+                return Next::Close;
+            }
+        }
+        Next::Continue
+    }
+}
+
+/// Makes `kv` connections; tells a client turned away in RESP.
+struct KvFactory {
+    store: Store,
+    max_inline: usize,
+}
+
+impl fmt::Debug for KvFactory {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KvFactory").finish_non_exhaustive()
+    }
+}
+
+impl Factory for KvFactory {
+    fn name(&self) -> &'static str {
+        "kv"
+    }
+    fn make(&self) -> Box<dyn Service> {
+        Box::new(Kv::new(self.store.clone(), self.max_inline))
+    }
+    fn busy_reply(&self) -> &'static [u8] {
+        b"-ERR max number of clients reached\r\n"
+    }
+}
+
+/// The factory the registry uses.
+pub fn factory(shared: &Shared) -> Arc<dyn Factory> {
+    Arc::new(KvFactory {
+        store: shared.store.clone(),
+        max_inline: shared.limits.max_line,
+    })
+}
+
+#[cfg(test)]
+mod tests;
