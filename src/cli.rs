@@ -59,6 +59,10 @@ pub struct ServeArgs {
     /// Log warnings and errors only.
     #[arg(short, long, conflicts_with_all = ["verbose", "trace"])]
     pub quiet: bool,
+    /// On SIGTERM/SIGINT, how long connections may take to finish what they
+    /// sent before the process exits anyway (`500ms`, `10s`, `1m`).
+    #[arg(long, value_name = "DURATION", default_value = "10s")]
+    pub shutdown_timeout: String,
 }
 
 /// `readyloop client`.

@@ -2,6 +2,7 @@
 //! [`StartupError`] that tells the user what to change.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
 
 use crate::cli::ServeArgs;
 use crate::error::StartupError;
@@ -91,6 +92,7 @@ impl Config {
             max_conns: args.max_conns,
             max_output,
             threads: args.threads,
+            shutdown_grace: parse_duration("--shutdown-timeout", &args.shutdown_timeout)?,
             ..Options::default()
         };
         Ok(Config {
@@ -201,6 +203,31 @@ pub fn parse_size(flag: &'static str, text: &str) -> Result<usize, StartupError>
     }
 }
 
+/// Parses a duration: `500ms`, `10s`, `1m`; a bare number is seconds.
+pub fn parse_duration(flag: &'static str, text: &str) -> Result<Duration, StartupError> {
+    let lower = text.trim().to_ascii_lowercase();
+    let digits_end = lower
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(lower.len());
+    let (digits, unit) = lower.split_at(digits_end);
+    let wrong = || {
+        bad(
+            flag,
+            &format!("'{text}' is not a duration: use ms, s or m, e.g. 500ms, 10s, 1m"),
+        )
+    };
+    let value: u64 = digits.parse().map_err(|_| wrong())?;
+    let millis = match unit.trim() {
+        "ms" => Some(value),
+        "" | "s" => value.checked_mul(1_000),
+        "m" | "min" => value.checked_mul(60_000),
+        _ => return Err(wrong()),
+    };
+    millis
+        .map(Duration::from_millis)
+        .ok_or_else(|| bad(flag, &format!("'{text}' is too long")))
+}
+
 fn bad(flag: &'static str, reason: &str) -> StartupError {
     StartupError::BadFlag {
         flag,
@@ -251,5 +278,28 @@ mod tests {
         assert!(parse_size("--x", "0").is_err());
         assert!(parse_size("--x", "12q").is_err());
         assert!(parse_size("--x", "99999999999G").is_err());
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(
+            parse_duration("--x", "500ms").unwrap(),
+            Duration::from_millis(500)
+        );
+        assert_eq!(
+            parse_duration("--x", "10s").unwrap(),
+            Duration::from_secs(10)
+        );
+        assert_eq!(
+            parse_duration("--x", "10").unwrap(),
+            Duration::from_secs(10)
+        );
+        assert_eq!(
+            parse_duration("--x", "1m").unwrap(),
+            Duration::from_secs(60)
+        );
+        let err = parse_duration("--x", "5h").unwrap_err().to_string();
+        assert!(err.contains("500ms"), "{err}");
+        assert!(parse_duration("--x", "s").is_err());
     }
 }
