@@ -1,6 +1,8 @@
 //! The command line, as clap derive structs: raw flags only. Validation and
 //! every user-facing error text live in [`crate::config`].
 
+use std::path::PathBuf;
+
 use clap::{Args, Parser, Subcommand};
 
 use crate::server::{self, Mode};
@@ -63,6 +65,10 @@ pub struct ServeArgs {
     /// sent before the process exits anyway (`500ms`, `10s`, `1m`).
     #[arg(long, value_name = "DURATION", default_value = "10s")]
     pub shutdown_timeout: String,
+    /// Append log lines to this file instead of stderr; SIGHUP reopens it
+    /// (for logrotate).
+    #[arg(long, value_name = "PATH")]
+    pub log_file: Option<PathBuf>,
 }
 
 /// `readyloop client`.

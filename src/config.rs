@@ -2,6 +2,7 @@
 //! [`StartupError`] that tells the user what to change.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::cli::ServeArgs;
@@ -58,6 +59,8 @@ pub struct Config {
     pub options: Options,
     /// The services' limits.
     pub limits: Limits,
+    /// Where log lines go (absolute); `None` is stderr.
+    pub log_file: Option<PathBuf>,
 }
 
 impl Config {
@@ -95,11 +98,19 @@ impl Config {
             shutdown_grace: parse_duration("--shutdown-timeout", &args.shutdown_timeout)?,
             ..Options::default()
         };
+        // Resolve relative paths against the directory the user typed them
+        // in, now: a daemon changes directory to `/`.
+        let log_file = args
+            .log_file
+            .as_deref()
+            .map(|p| absolute("--log-file", p))
+            .transpose()?;
         Ok(Config {
             listeners,
             mode: args.mode,
             options,
             limits: Limits { max_line },
+            log_file,
         })
     }
 }
@@ -226,6 +237,22 @@ pub fn parse_duration(flag: &'static str, text: &str) -> Result<Duration, Startu
     millis
         .map(Duration::from_millis)
         .ok_or_else(|| bad(flag, &format!("'{text}' is too long")))
+}
+
+/// `path` made absolute against the current directory.
+fn absolute(flag: &'static str, path: &Path) -> Result<PathBuf, StartupError> {
+    if path.as_os_str().is_empty() {
+        return Err(bad(flag, "needs a file path, e.g. /var/log/readyloop.log"));
+    }
+    std::path::absolute(path).map_err(|e| {
+        bad(
+            flag,
+            &format!(
+                "cannot resolve '{}': {e}; pass an absolute path",
+                path.display()
+            ),
+        )
+    })
 }
 
 fn bad(flag: &'static str, reason: &str) -> StartupError {

@@ -3,6 +3,7 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 /// Why readyloop could not start (exit code 2).
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +53,14 @@ pub enum StartupError {
         source: io::Error,
         /// A suggestion, if we have one.
         hint: &'static str,
+    },
+    /// The log file cannot be opened for appending.
+    #[error("cannot open log file {}: {source}: check that its directory exists and is writable, or leave out --log-file", path.display())]
+    LogFile {
+        /// The file.
+        path: PathBuf,
+        /// The system's error.
+        source: io::Error,
     },
     /// The server failed while running (the poll itself failed).
     #[error("the server stopped on an error: {0}")]

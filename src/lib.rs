@@ -18,6 +18,7 @@
 //! - [`store`]: the key-value store shared by every connection.
 //! - [`stats`]: counters every mode updates, rendered for Prometheus.
 //! - [`config`] and [`cli`]: flags in, validated settings out.
+//! - [`logger`]: log lines to stderr or a file that can be reopened.
 #![warn(
     missing_docs,
     missing_debug_implementations,
@@ -29,6 +30,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod error;
+pub mod logger;
 pub mod server;
 pub mod service;
 pub mod stats;

@@ -10,7 +10,7 @@ use readyloop::config::{Config, ServiceKind};
 use readyloop::error::StartupError;
 use readyloop::server::{self, Listener, Shutdown};
 use readyloop::service::Shared;
-use readyloop::{client, stats::Stats, store::Store};
+use readyloop::{client, logger, stats::Stats, store::Store};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -35,11 +35,7 @@ fn serve(args: &ServeArgs) -> Result<(), StartupError> {
         (_, _, 1) => LevelFilter::Debug,
         _ => LevelFilter::Info,
     };
-    simple_logger::SimpleLogger::new()
-        .with_level(level)
-        .with_utc_timestamps()
-        .init()
-        .expect("the logger is set once");
+    logger::init(level, config.log_file.as_deref())?;
 
     let stats = Arc::new(Stats::default());
     let shared = Shared {
