@@ -19,6 +19,7 @@
 //! - [`stats`]: counters every mode updates, rendered for Prometheus.
 //! - [`config`] and [`cli`]: flags in, validated settings out.
 //! - [`logger`]: log lines to stderr or a file that can be reopened.
+//! - [`signals`]: graceful shutdown on SIGTERM/SIGINT, log reopen on SIGHUP.
 #![warn(
     missing_docs,
     missing_debug_implementations,
@@ -33,5 +34,6 @@ pub mod error;
 pub mod logger;
 pub mod server;
 pub mod service;
+pub mod signals;
 pub mod stats;
 pub mod store;

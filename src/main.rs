@@ -10,7 +10,7 @@ use readyloop::config::{Config, ServiceKind};
 use readyloop::error::StartupError;
 use readyloop::server::{self, Listener, Shutdown};
 use readyloop::service::Shared;
-use readyloop::{client, logger, stats::Stats, store::Store};
+use readyloop::{client, logger, signals, stats::Stats, store::Store};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -35,7 +35,7 @@ fn serve(args: &ServeArgs) -> Result<(), StartupError> {
         (_, _, 1) => LevelFilter::Debug,
         _ => LevelFilter::Info,
     };
-    logger::init(level, config.log_file.as_deref())?;
+    let logger = logger::init(level, config.log_file.as_deref())?;
 
     let stats = Arc::new(Stats::default());
     let shared = Shared {
@@ -57,12 +57,14 @@ fn serve(args: &ServeArgs) -> Result<(), StartupError> {
             },
         });
     }
-    server::run(
-        listeners,
-        config.mode,
-        &config.options,
-        stats,
-        Shutdown::new(),
-    )?;
+    let shutdown = Shutdown::new();
+    signals::spawn(signals::Actions {
+        shutdown: shutdown.clone(),
+        grace: config.options.shutdown_grace,
+        logger,
+        pidfile: None,
+    })?;
+    server::run(listeners, config.mode, &config.options, stats, shutdown)?;
+    log::info!("stopped");
     Ok(())
 }
