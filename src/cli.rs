@@ -69,6 +69,14 @@ pub struct ServeArgs {
     /// (for logrotate).
     #[arg(long, value_name = "PATH")]
     pub log_file: Option<PathBuf>,
+    /// Detach from the terminal and run in the background, once every
+    /// listener is bound. Pair it with --pidfile and --log-file.
+    #[arg(long)]
+    pub daemon: bool,
+    /// Write the server's pid here once it listens, and hold a lock on it
+    /// so a second server with the same file refuses to start.
+    #[arg(long, value_name = "PATH")]
+    pub pidfile: Option<PathBuf>,
 }
 
 /// `readyloop client`.

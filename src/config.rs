@@ -61,6 +61,10 @@ pub struct Config {
     pub limits: Limits,
     /// Where log lines go (absolute); `None` is stderr.
     pub log_file: Option<PathBuf>,
+    /// The pid file (absolute), if any.
+    pub pidfile: Option<PathBuf>,
+    /// Detach into the background once listening.
+    pub daemon: bool,
 }
 
 impl Config {
@@ -105,12 +109,19 @@ impl Config {
             .as_deref()
             .map(|p| absolute("--log-file", p))
             .transpose()?;
+        let pidfile = args
+            .pidfile
+            .as_deref()
+            .map(|p| absolute("--pidfile", p))
+            .transpose()?;
         Ok(Config {
             listeners,
             mode: args.mode,
             options,
             limits: Limits { max_line },
             log_file,
+            pidfile,
+            daemon: args.daemon,
         })
     }
 }
@@ -242,7 +253,7 @@ pub fn parse_duration(flag: &'static str, text: &str) -> Result<Duration, Startu
 /// `path` made absolute against the current directory.
 fn absolute(flag: &'static str, path: &Path) -> Result<PathBuf, StartupError> {
     if path.as_os_str().is_empty() {
-        return Err(bad(flag, "needs a file path, e.g. /var/log/readyloop.log"));
+        return Err(bad(flag, "needs a file path; leave the flag out instead"));
     }
     std::path::absolute(path).map_err(|e| {
         bad(

@@ -20,6 +20,7 @@
 //! - [`config`] and [`cli`]: flags in, validated settings out.
 //! - [`logger`]: log lines to stderr or a file that can be reopened.
 //! - [`signals`]: graceful shutdown on SIGTERM/SIGINT, log reopen on SIGHUP.
+//! - [`daemon`]: the pid file and its lock, detaching from the terminal.
 #![warn(
     missing_docs,
     missing_debug_implementations,
@@ -30,6 +31,7 @@
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod daemon;
 pub mod error;
 pub mod logger;
 pub mod server;

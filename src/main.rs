@@ -1,4 +1,5 @@
 //! The `readyloop` binary: parse flags, set up logging, run a subcommand.
+//! The order of `serve`'s steps matters; `daemon.rs` says why.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -7,6 +8,7 @@ use clap::Parser;
 use log::LevelFilter;
 use readyloop::cli::{Cli, Command, ServeArgs};
 use readyloop::config::{Config, ServiceKind};
+use readyloop::daemon::{self, PidFile};
 use readyloop::error::StartupError;
 use readyloop::server::{self, Listener, Shutdown};
 use readyloop::service::Shared;
@@ -36,6 +38,8 @@ fn serve(args: &ServeArgs) -> Result<(), StartupError> {
         _ => LevelFilter::Info,
     };
     let logger = logger::init(level, config.log_file.as_deref())?;
+    // The lock before the ports: a second server hears about the pid file.
+    let mut pidfile = config.pidfile.as_deref().map(PidFile::lock).transpose()?;
 
     let stats = Arc::new(Stats::default());
     let shared = Shared {
@@ -57,14 +61,18 @@ fn serve(args: &ServeArgs) -> Result<(), StartupError> {
             },
         });
     }
+
+    daemon::go_live(config.daemon, pidfile.as_mut(), logger)?;
+
     let shutdown = Shutdown::new();
     signals::spawn(signals::Actions {
         shutdown: shutdown.clone(),
         grace: config.options.shutdown_grace,
         logger,
-        pidfile: None,
+        pidfile: pidfile.as_ref().map(|p| p.path().to_owned()),
     })?;
     server::run(listeners, config.mode, &config.options, stats, shutdown)?;
+    drop(pidfile); // removes it: a clean exit
     log::info!("stopped");
     Ok(())
 }
