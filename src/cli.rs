@@ -1,6 +1,8 @@
 //! The command line, as clap derive structs: raw flags only. Validation and
 //! every user-facing error text live in [`crate::config`].
 
+use std::path::PathBuf;
+
 use clap::{Args, Parser, Subcommand};
 
 use crate::server::{self, Mode};
@@ -82,6 +84,22 @@ pub struct ServeArgs {
     /// Log warnings and errors only.
     #[arg(short, long, conflicts_with_all = ["verbose", "trace"])]
     pub quiet: bool,
+    /// On SIGTERM/SIGINT, how long connections may take to finish what they
+    /// sent before the process exits anyway (`500ms`, `10s`, `1m`).
+    #[arg(long, value_name = "DURATION", default_value = "10s")]
+    pub shutdown_timeout: String,
+    /// Append log lines to this file instead of stderr; SIGHUP reopens it
+    /// (for logrotate).
+    #[arg(long, value_name = "PATH")]
+    pub log_file: Option<PathBuf>,
+    /// Detach from the terminal and run in the background, once every
+    /// listener is bound. Pair it with --pidfile and --log-file.
+    #[arg(long)]
+    pub daemon: bool,
+    /// Write the server's pid here once it listens, and hold a lock on it
+    /// so a second server with the same file refuses to start.
+    #[arg(long, value_name = "PATH")]
+    pub pidfile: Option<PathBuf>,
 }
 
 /// `readyloop client`.

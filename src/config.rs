@@ -2,7 +2,8 @@
 //! [`StartupError`] that tells the user what to change.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use crate::cli::ServeArgs;
 use crate::error::StartupError;
@@ -63,6 +64,12 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// When the store's log is fsynced (`--fsync`).
     pub fsync: Fsync,
+    /// Where log lines go (absolute); `None` is stderr.
+    pub log_file: Option<PathBuf>,
+    /// The pid file (absolute), if any.
+    pub pidfile: Option<PathBuf>,
+    /// Detach into the background once listening.
+    pub daemon: bool,
 }
 
 /// The longest `--max-line`: 512 MiB, Redis' bulk limit. A todo line is
@@ -111,19 +118,36 @@ impl Config {
             max_conns: args.max_conns,
             max_output,
             threads: args.threads,
+            offload_workers: args.offload,
+            shutdown_grace: parse_duration("--shutdown-timeout", &args.shutdown_timeout)?,
             ..Options::default()
         };
+        // Resolve relative paths against the directory the user typed them
+        // in, now: a daemon changes directory to `/`.
+        let log_file = args
+            .log_file
+            .as_deref()
+            .map(|p| absolute("--log-file", p))
+            .transpose()?;
+        let pidfile = args
+            .pidfile
+            .as_deref()
+            .map(|p| absolute("--pidfile", p))
+            .transpose()?;
         Ok(Config {
             listeners,
             mode: args.mode,
             options,
             limits: Limits {
                 max_line,
-                upload_dir: args.upload_dir.clone(),
+                upload_dir: absolute("--upload-dir", &args.upload_dir)?,
                 max_upload,
             },
-            data_dir: args.data_dir.clone(),
+            data_dir: absolute("--data-dir", &args.data_dir)?,
             fsync: args.fsync,
+            log_file,
+            pidfile,
+            daemon: args.daemon,
         })
     }
 }
@@ -227,6 +251,47 @@ pub fn parse_size(flag: &'static str, text: &str) -> Result<usize, StartupError>
     }
 }
 
+/// Parses a duration: `500ms`, `10s`, `1m`; a bare number is seconds.
+pub fn parse_duration(flag: &'static str, text: &str) -> Result<Duration, StartupError> {
+    let lower = text.trim().to_ascii_lowercase();
+    let digits_end = lower
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(lower.len());
+    let (digits, unit) = lower.split_at(digits_end);
+    let wrong = || {
+        bad(
+            flag,
+            &format!("'{text}' is not a duration: use ms, s or m, e.g. 500ms, 10s, 1m"),
+        )
+    };
+    let value: u64 = digits.parse().map_err(|_| wrong())?;
+    let millis = match unit.trim() {
+        "ms" => Some(value),
+        "" | "s" => value.checked_mul(1_000),
+        "m" | "min" => value.checked_mul(60_000),
+        _ => return Err(wrong()),
+    };
+    millis
+        .map(Duration::from_millis)
+        .ok_or_else(|| bad(flag, &format!("'{text}' is too long")))
+}
+
+/// `path` made absolute against the current directory.
+fn absolute(flag: &'static str, path: &Path) -> Result<PathBuf, StartupError> {
+    if path.as_os_str().is_empty() {
+        return Err(bad(flag, "needs a file path; leave the flag out instead"));
+    }
+    std::path::absolute(path).map_err(|e| {
+        bad(
+            flag,
+            &format!(
+                "cannot resolve '{}': {e}; pass an absolute path",
+                path.display()
+            ),
+        )
+    })
+}
+
 fn bad(flag: &'static str, reason: &str) -> StartupError {
     StartupError::BadFlag {
         flag,
@@ -277,5 +342,28 @@ mod tests {
         assert!(parse_size("--x", "0").is_err());
         assert!(parse_size("--x", "12q").is_err());
         assert!(parse_size("--x", "99999999999G").is_err());
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(
+            parse_duration("--x", "500ms").unwrap(),
+            Duration::from_millis(500)
+        );
+        assert_eq!(
+            parse_duration("--x", "10s").unwrap(),
+            Duration::from_secs(10)
+        );
+        assert_eq!(
+            parse_duration("--x", "10").unwrap(),
+            Duration::from_secs(10)
+        );
+        assert_eq!(
+            parse_duration("--x", "1m").unwrap(),
+            Duration::from_secs(60)
+        );
+        let err = parse_duration("--x", "5h").unwrap_err().to_string();
+        assert!(err.contains("500ms"), "{err}");
+        assert!(parse_duration("--x", "s").is_err());
     }
 }

@@ -89,6 +89,46 @@ pub enum StartupError {
         /// What is wrong with it.
         reason: String,
     },
+    /// The log file cannot be opened for appending.
+    #[error("cannot open log file {}: {source}: check that its directory exists and is writable, or leave out --log-file", path.display())]
+    LogFile {
+        /// The file.
+        path: PathBuf,
+        /// The system's error.
+        source: io::Error,
+    },
+    /// Another server holds the pid file's lock.
+    #[error("pid file {} is held by a running readyloop{}, or pass another --pidfile",
+        path.display(),
+        match pid {
+            Some(pid) => format!(" (pid {pid}): stop it first with `kill -TERM {pid}`"),
+            None => " that is still starting: wait for it or stop it first".to_owned(),
+        })]
+    PidFileLocked {
+        /// The file.
+        path: PathBuf,
+        /// The pid written in it, if it is there yet.
+        pid: Option<u32>,
+    },
+    /// The pid file cannot be created, locked or written.
+    #[error("cannot use pid file {}: {source}: check that its directory exists and is writable, or pass another --pidfile", path.display())]
+    PidFile {
+        /// The file.
+        path: PathBuf,
+        /// The system's error.
+        source: io::Error,
+    },
+    /// A step of detaching into the background failed.
+    #[error("cannot run as a daemon: {step} failed: {source}; run without --daemon to see more")]
+    Daemon {
+        /// The step: `fork`, `setsid`, `pipe`...
+        step: &'static str,
+        /// The system's error.
+        source: io::Error,
+    },
+    /// The detached server reported a failure before it was ready.
+    #[error("the daemon did not start: {0}")]
+    DaemonChild(String),
     /// The server failed while running (the poll itself failed).
     #[error("the server stopped on an error: {0}")]
     Serve(#[from] io::Error),

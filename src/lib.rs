@@ -25,6 +25,10 @@
 //! - [`bench`](mod@bench): the bounded loopback load generator and its reports (table,
 //!   JSON, SVG chart) that compare the modes.
 //! - [`fdlimit`]: lifts the open-file limit, for the server and `bench`.
+//! - [`logger`]: log lines to stderr or a file that can be reopened.
+//! - [`serve`]: `readyloop serve`'s start-up sequence, and why in that order.
+//! - [`signals`]: graceful shutdown on SIGTERM/SIGINT, log reopen on SIGHUP.
+//! - [`daemon`]: the pid file and its lock, detaching from the terminal.
 #![warn(
     missing_docs,
     missing_debug_implementations,
@@ -36,9 +40,13 @@ pub mod bench;
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod daemon;
 pub mod error;
 pub mod fdlimit;
+pub mod logger;
+pub mod serve;
 pub mod server;
 pub mod service;
+pub mod signals;
 pub mod stats;
 pub mod store;

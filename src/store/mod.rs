@@ -214,7 +214,39 @@ impl Store {
     /// Opens the store in `dir` (created if missing, locked, its log
     /// replayed and a torn last record truncated) and starts its flusher.
     pub fn open(dir: &Path, policy: Fsync) -> Result<Store, StartupError> {
+        let store = Store::open_with(dir, policy, COMPACT_MIN_SIZE)?;
+        store.start_flusher()?;
+        Ok(store)
+    }
+
+    /// Like [`open`](Self::open), without starting the flusher thread: a
+    /// server that will fork into a daemon opens the store first (so a
+    /// damaged log is reported on the terminal) and starts the thread after
+    /// the fork, which a thread would not survive.
+    pub fn open_unstarted(dir: &Path, policy: Fsync) -> Result<Store, StartupError> {
         Store::open_with(dir, policy, COMPACT_MIN_SIZE)
+    }
+
+    /// Starts the thread that writes (and fsyncs) changes in the background.
+    pub fn start_flusher(&self) -> Result<(), StartupError> {
+        let Some(log) = &self.handle.core.log else {
+            return Ok(());
+        };
+        let core = Arc::clone(&self.handle.core);
+        let flusher = std::thread::Builder::new()
+            .name("store-flusher".to_owned())
+            .spawn(move || core.flusher())
+            .map_err(|source| StartupError::Store {
+                path: log.dir.clone(),
+                action: "start the store's flusher thread",
+                source,
+            })?;
+        *self
+            .handle
+            .flusher
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(flusher);
+        Ok(())
     }
 
     fn open_with(dir: &Path, policy: Fsync, compact_min: u64) -> Result<Store, StartupError> {
@@ -240,22 +272,7 @@ impl Store {
             durable: AtomicU64::new(0),
             _lock: opened.lock,
         };
-        let store = Store::new(opened.map, Some(log));
-        let core = Arc::clone(&store.handle.core);
-        let flusher = std::thread::Builder::new()
-            .name("store-flusher".to_owned())
-            .spawn(move || core.flusher())
-            .map_err(|source| StartupError::Store {
-                path: dir.to_owned(),
-                action: "start the store's flusher thread",
-                source,
-            })?;
-        *store
-            .handle
-            .flusher
-            .lock()
-            .unwrap_or_else(|p| p.into_inner()) = Some(flusher);
-        Ok(store)
+        Ok(Store::new(opened.map, Some(log)))
     }
 
     fn new(map: HashMap<Vec<u8>, Vec<u8>>, log: Option<Log>) -> Store {

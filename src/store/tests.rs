@@ -377,6 +377,7 @@ fn writes_during_compaction_survive() {
 fn the_flusher_compacts_by_itself() {
     let dir = TempDir::new("auto");
     let store = Store::open_with(&dir.0, Fsync::Everysec, 4096).unwrap();
+    store.start_flusher().unwrap();
     for i in 0..2000 {
         store.set("k", format!("{i:>32}"));
     }

@@ -1,0 +1,128 @@
+//! `readyloop serve`: the start-up sequence, in the one order that works.
+//!
+//! 1. Validate flags, start logging (a file or stderr).
+//! 2. Lock the pid file before any port: a second server hears about the
+//!    pid file, not about a port in use.
+//! 3. Create the upload directory and open the store (lock, replay), so a
+//!    bad directory or a damaged log is reported on the terminal.
+//! 4. Raise the open-file limit; clamp `--max-conns` to it.
+//! 5. Bind every listener. Any failure so far: one line, exit code 2.
+//! 6. Detach if `--daemon` (fork: only now, and no thread may exist yet,
+//!    since a thread does not survive fork), write the pid file.
+//! 7. Start the threads: the store's flusher, the signal handler.
+//! 8. Serve until a signal; then flush the store and remove the pid file.
+
+use std::sync::Arc;
+
+use log::LevelFilter;
+
+use crate::cli::ServeArgs;
+use crate::config::{Config, ServiceKind};
+use crate::daemon::{self, PidFile};
+use crate::error::StartupError;
+use crate::server::{self, Listener, Options, Shutdown};
+use crate::service::Shared;
+use crate::stats::Stats;
+use crate::store::Store;
+use crate::{fdlimit, logger, signals};
+
+/// Runs `readyloop serve` to the end.
+pub fn run(args: &ServeArgs) -> Result<(), StartupError> {
+    let config = Config::from_args(args)?;
+    let level = match (args.quiet, args.trace, args.verbose) {
+        (true, _, _) => LevelFilter::Warn,
+        (_, true, _) | (_, _, 2..) => LevelFilter::Trace,
+        (_, _, 1) => LevelFilter::Debug,
+        _ => LevelFilter::Info,
+    };
+    let logger = logger::init(level, config.log_file.as_deref())?;
+    let mut pidfile = config.pidfile.as_deref().map(PidFile::lock).transpose()?;
+
+    if config
+        .listeners
+        .iter()
+        .any(|spec| spec.service.name() == "upload")
+    {
+        let dir = &config.limits.upload_dir;
+        std::fs::create_dir_all(dir).map_err(|source| StartupError::UploadDir {
+            dir: dir.clone(),
+            source,
+        })?;
+    }
+    let store = Store::open_unstarted(&config.data_dir, config.fsync)?;
+    let options = clamp_to_fd_limit(config.options.clone());
+    let stats = Arc::new(Stats::default());
+    let shared = Shared {
+        store: store.clone(),
+        stats: Arc::clone(&stats),
+        limits: config.limits.clone(),
+    };
+    let listeners = bind(&config, &shared)?;
+
+    daemon::go_live(config.daemon, pidfile.as_mut(), logger)?;
+    store.start_flusher()?;
+    let shutdown = Shutdown::new();
+    signals::spawn(signals::Actions {
+        shutdown: shutdown.clone(),
+        grace: options.shutdown_grace,
+        logger,
+        pidfile: pidfile.as_ref().map(|p| p.path().to_owned()),
+    })?;
+
+    let served = server::run(listeners, config.mode, &options, stats, shutdown);
+    // Every connection is closed: write and fsync what is pending, even if
+    // the server stopped on an error.
+    let closed = store.close().map_err(|source| StartupError::Store {
+        path: config.data_dir.clone(),
+        action: "write the last changes to the log",
+        source,
+    });
+    served?;
+    closed?;
+    drop(pidfile); // removes it: a clean exit
+    log::info!("stopped");
+    Ok(())
+}
+
+/// Binds every listener before serving anything: a port in use stops the start.
+fn bind(config: &Config, shared: &Shared) -> Result<Vec<Listener>, StartupError> {
+    let mut listeners = Vec::with_capacity(config.listeners.len());
+    for spec in &config.listeners {
+        let bind_error = |e| StartupError::bind(spec.service.name(), spec.addr, e);
+        listeners.push(match spec.service {
+            ServiceKind::Tcp(entry) => Listener::Tcp {
+                socket: server::bind_tcp(spec.addr).map_err(bind_error)?,
+                factory: (entry.factory)(shared),
+            },
+            ServiceKind::Udp => Listener::Udp {
+                socket: std::net::UdpSocket::bind(spec.addr).map_err(bind_error)?,
+            },
+        });
+    }
+    Ok(listeners)
+}
+
+/// Each connection is a descriptor: take all the system allows, and never
+/// promise more connections than descriptors (Redis clamps `maxclients` so).
+fn clamp_to_fd_limit(mut options: Options) -> Options {
+    match fdlimit::raise_nofile_limit() {
+        Ok(limit) => {
+            let room = usize::try_from(limit)
+                .unwrap_or(usize::MAX)
+                .saturating_sub(server::FD_RESERVE);
+            if options.max_conns > room {
+                log::warn!(
+                    "--max-conns {} lowered to {room}: the open-file limit is {limit}",
+                    options.max_conns
+                );
+                options.max_conns = room.max(1);
+            }
+            log::info!(
+                "open-file limit {limit}, at most {} connections",
+                options.max_conns
+            );
+        }
+        Err(e) => log::warn!("cannot read or raise the open-file limit: {e}"),
+    }
+    options
+}
