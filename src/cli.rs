@@ -88,6 +88,13 @@ pub struct ServeArgs {
     /// sent before the process exits anyway (`500ms`, `10s`, `1m`).
     #[arg(long, value_name = "DURATION", default_value = "10s")]
     pub shutdown_timeout: String,
+    /// Close connections that sent nothing for this long (`30s`, `5m`).
+    /// Default: HTTP keep-alive 75s, other services never.
+    #[arg(long, value_name = "DURATION")]
+    pub idle_timeout: Option<String>,
+    /// Log one line of counters this often (`10s`); off by default.
+    #[arg(long, value_name = "DURATION")]
+    pub stats_interval: Option<String>,
     /// Append log lines to this file instead of stderr; SIGHUP reopens it
     /// (for logrotate).
     #[arg(long, value_name = "PATH")]

@@ -70,6 +70,8 @@ pub struct Config {
     pub pidfile: Option<PathBuf>,
     /// Detach into the background once listening.
     pub daemon: bool,
+    /// Log the counters this often (`--stats-interval`).
+    pub stats_interval: Option<Duration>,
 }
 
 /// The longest `--max-line`: 512 MiB, Redis' bulk limit. A todo line is
@@ -120,6 +122,11 @@ impl Config {
             threads: args.threads,
             offload_workers: args.offload,
             shutdown_grace: parse_duration("--shutdown-timeout", &args.shutdown_timeout)?,
+            idle_timeout: args
+                .idle_timeout
+                .as_deref()
+                .map(|text| parse_duration("--idle-timeout", text))
+                .transpose()?,
             ..Options::default()
         };
         // Resolve relative paths against the directory the user typed them
@@ -148,6 +155,11 @@ impl Config {
             log_file,
             pidfile,
             daemon: args.daemon,
+            stats_interval: args
+                .stats_interval
+                .as_deref()
+                .map(|text| parse_duration("--stats-interval", text))
+                .transpose()?,
         })
     }
 }

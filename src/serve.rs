@@ -69,6 +69,9 @@ pub fn run(args: &ServeArgs) -> Result<(), StartupError> {
         pidfile: pidfile.as_ref().map(|p| p.path().to_owned()),
     })?;
 
+    if let Some(every) = config.stats_interval {
+        log_stats_every(every, Arc::clone(&stats))?;
+    }
     let served = server::run(listeners, config.mode, &options, stats, shutdown);
     // Every connection is closed: write and fsync what is pending, even if
     // the server stopped on an error.
@@ -82,6 +85,21 @@ pub fn run(args: &ServeArgs) -> Result<(), StartupError> {
     drop(pidfile); // removes it: a clean exit
     log::info!("stopped");
     Ok(())
+}
+
+/// Logs the counters on one info line every `every`, from a thread of its
+/// own (it works the same in every mode; it is never on a request's path).
+fn log_stats_every(every: std::time::Duration, stats: Arc<Stats>) -> Result<(), StartupError> {
+    std::thread::Builder::new()
+        .name("stats".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(every);
+                log::info!("{}", stats.summary());
+            }
+        })
+        .map(drop)
+        .map_err(|e| StartupError::Serve(e))
 }
 
 /// Binds every listener before serving anything: a port in use stops the start.

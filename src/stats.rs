@@ -6,6 +6,7 @@
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
 
 /// The server's counters.
 #[derive(Debug, Default)]
@@ -30,6 +31,22 @@ pub struct Stats {
     pub datagrams: AtomicU64,
     /// Jobs handed to the offload pool.
     pub offloaded: AtomicU64,
+    /// Counters per service, registered at start ([`Stats::service`]).
+    services: Mutex<Vec<Arc<ServiceStats>>>,
+    /// Connections accepted per event loop (`--loops N`), by loop index.
+    loops: Mutex<Vec<Arc<AtomicU64>>>,
+}
+
+/// One service's counters. Drivers hold an `Arc` per connection, so the
+/// hot path adds to an atomic without a lookup.
+#[derive(Debug)]
+pub struct ServiceStats {
+    /// The service's name.
+    pub name: &'static str,
+    /// Connections accepted for it.
+    pub accepted: AtomicU64,
+    /// Requests it answered.
+    pub requests: AtomicU64,
 }
 
 /// Adds `n` to a counter.
@@ -38,6 +55,30 @@ pub fn add(counter: &AtomicU64, n: u64) {
 }
 
 impl Stats {
+    /// The counters of the service called `name`, created on first use.
+    pub fn service(&self, name: &'static str) -> Arc<ServiceStats> {
+        let mut services = self.services.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(found) = services.iter().find(|s| s.name == name) {
+            return Arc::clone(found);
+        }
+        let new = Arc::new(ServiceStats {
+            name,
+            accepted: AtomicU64::new(0),
+            requests: AtomicU64::new(0),
+        });
+        services.push(Arc::clone(&new));
+        new
+    }
+
+    /// The accepted-connections counter of event loop `index`.
+    pub fn event_loop(&self, index: usize) -> Arc<AtomicU64> {
+        let mut loops = self.loops.lock().unwrap_or_else(|p| p.into_inner());
+        while loops.len() <= index {
+            loops.push(Arc::default());
+        }
+        Arc::clone(&loops[index])
+    }
+
     /// Connections open now.
     pub fn active(&self) -> u64 {
         let accepted = self.accepted.load(Relaxed);
@@ -77,6 +118,57 @@ impl Stats {
         );
         let _ = writeln!(out, "# TYPE readyloop_connections_active gauge");
         let _ = writeln!(out, "readyloop_connections_active {}", self.active());
+        let services = self.services.lock().unwrap_or_else(|p| p.into_inner());
+        for (metric, help) in [
+            ("accepted", "Connections accepted, per service."),
+            ("requests", "Requests answered, per service."),
+        ] {
+            let _ = writeln!(out, "# HELP readyloop_service_{metric}_total {help}");
+            let _ = writeln!(out, "# TYPE readyloop_service_{metric}_total counter");
+            for service in services.iter() {
+                let value = if metric == "accepted" {
+                    &service.accepted
+                } else {
+                    &service.requests
+                };
+                let _ = writeln!(
+                    out,
+                    "readyloop_service_{metric}_total{{service=\"{}\"}} {}",
+                    service.name,
+                    value.load(Relaxed)
+                );
+            }
+        }
+        let loops = self.loops.lock().unwrap_or_else(|p| p.into_inner());
+        let _ = writeln!(
+            out,
+            "# HELP readyloop_loop_accepted_total Connections accepted, per event loop."
+        );
+        let _ = writeln!(out, "# TYPE readyloop_loop_accepted_total counter");
+        for (index, accepted) in loops.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "readyloop_loop_accepted_total{{loop=\"{index}\"}} {}",
+                accepted.load(Relaxed)
+            );
+        }
+    }
+
+    /// One line with the main counters, for `--stats-interval` and the console.
+    pub fn summary(&self) -> String {
+        format!(
+            "stats: active={} accepted={} closed={} refused={} requests={} bytes_in={} bytes_out={} wakeups={} events={} offloaded={}",
+            self.active(),
+            self.accepted.load(Relaxed),
+            self.closed.load(Relaxed),
+            self.refused.load(Relaxed),
+            self.requests.load(Relaxed),
+            self.bytes_in.load(Relaxed),
+            self.bytes_out.load(Relaxed),
+            self.wakeups.load(Relaxed),
+            self.events.load(Relaxed),
+            self.offloaded.load(Relaxed),
+        )
     }
 }
 
@@ -93,8 +185,20 @@ mod tests {
         stats.render_prometheus(&mut text);
         assert!(text.contains("readyloop_accepted_total 3\n"));
         assert!(text.contains("readyloop_connections_active 2\n"));
+        add(&stats.service("echo").requests, 5);
+        stats.event_loop(1);
+        text.clear();
+        stats.render_prometheus(&mut text);
+        assert!(
+            text.contains("readyloop_service_requests_total{service=\"echo\"} 5\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("readyloop_loop_accepted_total{loop=\"1\"} 0\n"),
+            "{text}"
+        );
         for line in text.lines().filter(|l| !l.starts_with('#')) {
-            let (name, value) = line.split_once(' ').unwrap();
+            let (name, value) = line.rsplit_once(' ').unwrap();
             assert!(name.starts_with("readyloop_"), "{line}");
             value.parse::<u64>().unwrap();
         }

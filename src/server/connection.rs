@@ -14,7 +14,8 @@ use mio::net::TcpStream;
 
 use super::Options;
 use crate::service::{self, Cx, Job, JobOutput, Next, Service};
-use crate::stats::{self, Stats};
+use crate::stats::{self, ServiceStats, Stats};
+use std::sync::Arc;
 
 /// Bytes asked for per `read` call: 16 KiB, as Redis reads.
 pub(crate) const READ_CHUNK: usize = 16 * 1024;
@@ -60,8 +61,9 @@ pub(crate) enum Verdict {
 #[derive(Debug)]
 enum JobState {
     None,
-    /// The service asked for it; the loop has not taken it yet.
-    Asked(Job),
+    /// The service asked for it; the loop has not taken it yet. Boxed: a
+    /// job is rare and large, a connection common and kept small.
+    Asked(Box<Job>),
     /// On the pool; the connection waits for `resume`.
     Running,
 }
@@ -74,6 +76,8 @@ pub(crate) struct Conn {
     /// before it (see rule 7 in `evloop.rs`).
     pub(crate) generation: u32,
     service: Box<dyn Service>,
+    /// The counters of this connection's service.
+    service_stats: Arc<ServiceStats>,
     /// Received bytes the service has not consumed (a partial request).
     /// Unallocated whenever empty.
     input: Vec<u8>,
@@ -101,6 +105,9 @@ pub(crate) struct Conn {
     /// A job just finished: input that arrived behind its request is still
     /// buffered and must be offered to the service before reading more.
     refeed: bool,
+    /// When the client last sent bytes (or the connection opened): the
+    /// idle timer's reference (rule 9).
+    pub(crate) last_input: Instant,
     /// Set once the loop decided to close it; events still queued for it in
     /// the current batch are ignored.
     pub(crate) closed: bool,
@@ -112,12 +119,14 @@ impl Conn {
         peer: SocketAddr,
         generation: u32,
         service: Box<dyn Service>,
+        service_stats: Arc<ServiceStats>,
     ) -> Conn {
         Conn {
             socket,
             peer,
             generation,
             service,
+            service_stats,
             input: Vec::new(),
             output: Vec::new(),
             written: 0,
@@ -130,6 +139,7 @@ impl Conn {
             finishing: false,
             job: JobState::None,
             refeed: false,
+            last_input: Instant::now(),
             closed: false,
         }
     }
@@ -228,6 +238,7 @@ impl Conn {
                     }
                 }
                 Ok(n) => {
+                    self.last_input = now;
                     stats::add(&stats.bytes_in, n as u64);
                     log::trace!("conn peer={} read {n} bytes", self.peer);
                     budget = budget.saturating_sub(n);
@@ -337,7 +348,7 @@ impl Conn {
         options: &Options,
         stats: &Stats,
     ) -> io::Result<()> {
-        stats::add(&stats.requests, u64::from(requests));
+        self.count_requests(requests, stats);
         // With `--offload 0` a job runs here, on the loop thread, and every
         // other client waits for it (the lesson of the `slow` service). Its
         // reply goes behind what the service already wrote.
@@ -348,13 +359,14 @@ impl Conn {
             scratch.write.clear();
             let mut cx = Cx::new(&mut self.output, Instant::now(), self.peer);
             next = self.service.resume(job.run(), &mut cx);
-            stats::add(&stats.requests, u64::from(cx.requests));
+            let requests = cx.requests;
+            self.count_requests(requests, stats);
             self.refeed = true;
         }
         match next {
             Next::Continue => {}
             Next::Close => self.closing = true,
-            Next::Offload(job) => self.job = JobState::Asked(job), // the loop takes it
+            Next::Offload(job) => self.job = JobState::Asked(Box::new(job)), // the loop takes it
         }
         if !scratch.write.is_empty() {
             self.send_scratch(&scratch.write, stats)?;
@@ -366,10 +378,23 @@ impl Conn {
         Ok(())
     }
 
+    fn count_requests(&self, requests: u32, stats: &Stats) {
+        if requests > 0 {
+            stats::add(&stats.requests, u64::from(requests));
+            stats::add(&self.service_stats.requests, u64::from(requests));
+        }
+    }
+
+    /// True while an offloaded job runs for it: the client waits for us,
+    /// so it is not idle.
+    pub(crate) fn waiting_for_job(&self) -> bool {
+        !matches!(self.job, JobState::None)
+    }
+
     /// The job the service asked for, for the loop to hand to the pool.
     pub(crate) fn take_job(&mut self) -> Option<Job> {
         match std::mem::replace(&mut self.job, JobState::Running) {
-            JobState::Asked(job) => Some(job),
+            JobState::Asked(job) => Some(*job),
             other => {
                 self.job = other;
                 None

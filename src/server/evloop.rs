@@ -36,10 +36,11 @@ use slab::Slab;
 
 use super::connection::{Conn, Scratch, Verdict};
 use super::offload::{Pool, Ticket};
+use super::timers::{Deadline, IdleTimers};
 use super::udp::Datagrams;
 use super::{Listener, Options, Shutdown};
 use crate::service::Factory;
-use crate::stats::{self, Stats};
+use crate::stats::{self, ServiceStats, Stats};
 
 // Rule 1: tokens are slab keys; the reserved ones live far outside the slab's range.
 /// Listener `i` (TCP or UDP) has token `LISTENER_BASE + i`.
@@ -75,6 +76,9 @@ enum SourceKind {
     Tcp {
         socket: TcpListener,
         factory: Arc<dyn Factory>,
+        /// Idle connections of this listener close after this long.
+        idle_timeout: Option<Duration>,
+        counters: Arc<ServiceStats>,
     },
     Udp {
         socket: UdpSocket,
@@ -96,6 +100,8 @@ struct Loop {
     /// or accept cap). Edge-triggered events will not repeat themselves, so
     /// the next `poll` does not sleep and these are served again after it.
     still_ready: Vec<Token>,
+    /// Idle deadlines (rule 9).
+    timers: IdleTimers,
     /// Connections to close once the current batch of events is handled.
     to_close: Vec<usize>,
     /// Counts accepts; each connection gets the next value (rule 7).
@@ -128,7 +134,14 @@ pub(super) fn run(
             Listener::Tcp { socket, factory } => {
                 socket.set_nonblocking(true)?;
                 let socket = TcpListener::from_std(socket);
-                SourceKind::Tcp { socket, factory }
+                let idle_timeout = options.idle_timeout.or_else(|| factory.idle_timeout());
+                let counters = stats.service(factory.name());
+                SourceKind::Tcp {
+                    socket,
+                    factory,
+                    idle_timeout,
+                    counters,
+                }
             }
             Listener::Udp { socket } => {
                 socket.set_nonblocking(true)?;
@@ -160,6 +173,7 @@ pub(super) fn run(
         scratch: Scratch::new(),
         datagrams: Datagrams::new(),
         pool,
+        timers: IdleTimers::default(),
         to_close: Vec::new(),
         next_generation: 0,
         shutdown_deadline: None,
@@ -246,6 +260,7 @@ impl Loop {
                 }
             }
             self.resume_paused_sources(now);
+            self.close_idle(now);
 
             // Close after the batch, never during it, so that a slot freed
             // here cannot be reused by an accept while events for its old
@@ -263,7 +278,10 @@ impl Loop {
             return Some(Duration::ZERO);
         }
         let paused = self.sources.iter().filter_map(|s| s.paused_until);
-        let nearest = paused.chain(self.shutdown_deadline).min()?;
+        let nearest = paused
+            .chain(self.shutdown_deadline)
+            .chain(self.timers.next())
+            .min()?;
         Some(nearest.saturating_duration_since(Instant::now()))
     }
 
@@ -332,16 +350,25 @@ impl Loop {
 
     /// Rule 2: accept until `WouldBlock`, but at most [`ACCEPTS_PER_WAKEUP`].
     fn accept(&mut self, i: usize, now: Instant) {
-        let SourceKind::Tcp { factory, .. } = &self.sources[i].kind else {
+        let SourceKind::Tcp {
+            factory,
+            idle_timeout,
+            counters,
+            ..
+        } = &self.sources[i].kind
+        else {
             return;
         };
-        let factory = Arc::clone(factory);
+        let (factory, idle_timeout, counters) =
+            (Arc::clone(factory), *idle_timeout, Arc::clone(counters));
         for _ in 0..ACCEPTS_PER_WAKEUP {
             let SourceKind::Tcp { socket, .. } = &self.sources[i].kind else {
                 return;
             };
             match socket.accept() {
-                Ok((stream, peer)) => self.admit(stream, peer, &factory, now),
+                Ok((stream, peer)) => {
+                    self.admit(stream, peer, &factory, idle_timeout, &counters, now)
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if is_out_of_descriptors(&e) => {
@@ -363,6 +390,40 @@ impl Loop {
         self.still_ready.push(Token(LISTENER_BASE + i));
     }
 
+    /// Rule 9: closes connections that received nothing for their timeout.
+    /// A deadline is checked against the connection's last input only when
+    /// it comes due, and armed again if the connection was active since.
+    fn close_idle(&mut self, now: Instant) {
+        while let Some(due) = self.timers.pop_due(now) {
+            let Some(conn) = self.conns.get_mut(due.key) else {
+                continue;
+            };
+            if conn.generation != due.generation || conn.closed {
+                continue; // that connection is gone; the slot holds another
+            }
+            let idle_since = if conn.waiting_for_job() {
+                now
+            } else {
+                conn.last_input
+            };
+            if idle_since + due.timeout > now {
+                self.timers.arm(Deadline {
+                    at: idle_since + due.timeout,
+                    ..due
+                });
+                continue;
+            }
+            log::debug!(
+                "conn={}/{} peer={} idle for {:?}: closing",
+                due.key,
+                due.generation,
+                conn.peer,
+                due.timeout
+            );
+            self.settle(due.key, Verdict::Close);
+        }
+    }
+
     fn resume_paused_sources(&mut self, now: Instant) {
         for i in 0..self.sources.len() {
             if self.sources[i]
@@ -381,6 +442,8 @@ impl Loop {
         mut stream: TcpStream,
         peer: SocketAddr,
         factory: &Arc<dyn Factory>,
+        idle_timeout: Option<Duration>,
+        counters: &Arc<ServiceStats>,
         now: Instant,
     ) {
         if self.conns.len() >= self.options.max_conns {
@@ -409,13 +472,24 @@ impl Loop {
             return;
         }
         self.next_generation = self.next_generation.wrapping_add(1);
+        let generation = self.next_generation;
         let conn = entry.insert(Conn::new(
             stream,
             peer,
-            self.next_generation,
+            generation,
             factory.make(),
+            Arc::clone(counters),
         ));
         stats::add(&self.stats.accepted, 1);
+        stats::add(&counters.accepted, 1);
+        if let Some(timeout) = idle_timeout {
+            self.timers.arm(Deadline {
+                at: now + timeout,
+                key,
+                generation,
+                timeout,
+            });
+        }
         log::debug!(
             "conn={key}/{} peer={peer} accepted by {}",
             conn.generation,

@@ -32,6 +32,7 @@ mod forking;
 mod offload;
 mod stream;
 mod threaded;
+mod timers;
 mod udp;
 
 /// How connections are served. One flag switches it; the services are the same.
@@ -130,6 +131,9 @@ pub struct Options {
     pub threads: Option<usize>,
     /// How long a shutdown waits for connections to finish what they have.
     pub shutdown_grace: Duration,
+    /// Idle connections are closed after this long without input. `None`:
+    /// each service's default (HTTP: 75 s keep-alive; others: never).
+    pub idle_timeout: Option<Duration>,
     /// Event loop: worker threads for slow jobs. 0 runs jobs on the loop
     /// thread itself, where they stall every client (for teaching).
     pub offload_workers: usize,
@@ -166,6 +170,7 @@ impl Default for Options {
             threads: None,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             offload_workers: DEFAULT_OFFLOAD_WORKERS,
+            idle_timeout: None,
         }
     }
 }

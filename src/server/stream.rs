@@ -26,6 +26,7 @@ pub(crate) fn serve(
     shutdown: &Shutdown,
 ) {
     stats::add(&stats.accepted, 1);
+    stats::add(&stats.service(factory.name()).accepted, 1);
     log::debug!("peer={peer} accepted by {}", factory.name());
     match converse(&mut stream, peer, factory, options, stats, shutdown) {
         Ok(()) => log::debug!("peer={peer} closed"),
@@ -61,6 +62,9 @@ fn converse(
     let mut requests = cx.requests;
     // Input that waited behind an offloaded request is offered again after it.
     let mut refeed = false;
+    let counters = stats.service(factory.name());
+    let idle_timeout = options.idle_timeout.or_else(|| factory.idle_timeout());
+    let mut last_input = Instant::now();
     loop {
         while let Next::Offload(job) = next {
             let mut cx = Cx::new(&mut out, Instant::now(), peer);
@@ -68,7 +72,9 @@ fn converse(
             requests += cx.requests;
             refeed = true;
         }
-        stats::add(&stats.requests, u64::from(std::mem::take(&mut requests)));
+        let answered = u64::from(std::mem::take(&mut requests));
+        stats::add(&stats.requests, answered);
+        stats::add(&counters.requests, answered);
         if !out.is_empty() {
             stream.write_all(&out)?;
             stats::add(&stats.bytes_out, out.len() as u64);
@@ -96,12 +102,17 @@ fn converse(
                 if shutdown.is_requested() {
                     return Ok(()); // everything the client sent has been answered
                 }
+                if idle_timeout.is_some_and(|timeout| last_input.elapsed() >= timeout) {
+                    log::debug!("peer={peer} idle for {idle_timeout:?}: closing");
+                    return Ok(());
+                }
                 continue;
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
         };
-        let mut cx = Cx::new(&mut out, Instant::now(), peer);
+        last_input = Instant::now();
+        let mut cx = Cx::new(&mut out, last_input, peer);
         if n == 0 {
             let _ = service.eof(&input, &mut cx);
             requests = cx.requests;

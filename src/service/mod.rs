@@ -13,7 +13,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 pub mod echo;
 pub mod framing;
@@ -234,6 +234,11 @@ pub trait Factory: Send + Sync + fmt::Debug {
     fn name(&self) -> &'static str;
     /// A fresh service for a new connection.
     fn make(&self) -> Box<dyn Service>;
+    /// How long a connection may sit idle before it is closed, unless
+    /// `--idle-timeout` says otherwise. `None`: forever (Redis' `timeout 0`).
+    fn idle_timeout(&self) -> Option<Duration> {
+        None
+    }
     /// What a client is told when the server is full, before it is closed.
     fn busy_reply(&self) -> &'static [u8] {
         b"error: server busy, try again later\n"
@@ -322,6 +327,7 @@ pub fn by_name(name: &str) -> Option<&'static Entry> {
 /// `make` is a plain function so the factory stays `Debug` and `Sync`.
 pub struct FnFactory {
     name: &'static str,
+    idle_timeout: Option<Duration>,
     make: Box<dyn Fn() -> Box<dyn Service> + Send + Sync>,
 }
 
@@ -335,6 +341,21 @@ impl FnFactory {
     ) -> Arc<dyn Factory> {
         Arc::new(FnFactory {
             name,
+            idle_timeout: None,
+            make: Box::new(make),
+        })
+    }
+
+    /// Like [`new`](Self::new), for a protocol whose idle connections are
+    /// closed after `idle_timeout` by default (HTTP keep-alive).
+    pub fn with_idle_timeout(
+        name: &'static str,
+        idle_timeout: Duration,
+        make: impl Fn() -> Box<dyn Service> + Send + Sync + 'static,
+    ) -> Arc<dyn Factory> {
+        Arc::new(FnFactory {
+            name,
+            idle_timeout: Some(idle_timeout),
             make: Box::new(make),
         })
     }
@@ -354,5 +375,8 @@ impl Factory for FnFactory {
     }
     fn make(&self) -> Box<dyn Service> {
         (self.make)()
+    }
+    fn idle_timeout(&self) -> Option<Duration> {
+        self.idle_timeout
     }
 }

@@ -8,7 +8,8 @@ mod binary; // the real `readyloop` binary: ports, errors, exit codes
 mod daemon; // signals, pid file, log file, --daemon: the binary as a service
 mod dialogues; // every service's dialogue, every mode, every split
 mod durability; // the store's log: kill -9, torn tails, corruption
+mod limits; // idle timeout, max conns, /metrics
 mod load; // big messages, many clients, back-pressure
-mod redis;
+mod redis; // kv with redis-cli and redis-benchmark
 mod slow; // offloaded sleeps and hashes, every mode
-mod uploads; // files stored byte-exact and durably, refusals, clients that leave // kv with redis-cli and redis-benchmark
+mod uploads; // files stored byte-exact and durably, refusals, clients that leave

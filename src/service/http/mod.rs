@@ -211,9 +211,16 @@ impl Service for Http {
 }
 
 /// The factory the registry uses; every connection shares the server's stats.
+/// How long an idle keep-alive connection stays open: 75 s, nginx's
+/// `keepalive_timeout`. `--idle-timeout` overrides it.
+pub const KEEP_ALIVE_IDLE: std::time::Duration = std::time::Duration::from_secs(75);
+
+/// The factory the registry uses.
 pub fn factory(shared: &Shared) -> Arc<dyn Factory> {
     let stats = Arc::clone(&shared.stats);
-    FnFactory::new("http", move || Box::new(Http::new(Arc::clone(&stats))))
+    FnFactory::with_idle_timeout("http", KEEP_ALIVE_IDLE, move || {
+        Box::new(Http::new(Arc::clone(&stats)))
+    })
 }
 
 #[cfg(test)]

@@ -1,0 +1,183 @@
+//! Limits and counters in every mode that shares one process: idle
+//! timeouts close idle clients only, `--max-conns` refuses the one too many,
+//! and `/metrics` counts exactly the traffic sent.
+
+use std::io::{Read, Write};
+use std::time::{Duration, Instant};
+
+use readyloop::server::{Mode, Options};
+use readyloop::service::Limits;
+
+use crate::util::{MODES, TestServer, expect, read_to_end};
+
+/// The modes whose counters and limits live in the server's own process.
+fn shared_process_modes() -> impl Iterator<Item = &'static (&'static str, Mode, Option<usize>)> {
+    MODES.iter().filter(|(_, mode, _)| *mode != Mode::Forking)
+}
+
+#[test]
+fn idle_timeout_closes_an_idle_client_and_not_a_busy_one() {
+    for &(name, mode, threads) in
+        shared_process_modes().filter(|(_, mode, _)| *mode != Mode::Blocking)
+    {
+        let options = Options {
+            idle_timeout: Some(Duration::from_millis(600)),
+            threads,
+            ..Options::default()
+        };
+        let server = TestServer::start_with(mode, &["upper"], options, Limits::default());
+        let mut idle = server.connect("upper");
+        let mut busy = server.connect("upper");
+        let start = Instant::now();
+        // The busy client talks every 150 ms for twice the timeout.
+        while start.elapsed() < Duration::from_millis(1500) {
+            busy.write_all(b"tick\n").unwrap();
+            expect(&mut busy, b"TICK\n");
+            std::thread::sleep(Duration::from_millis(150));
+        }
+        // By now the idle one was closed: EOF, with nothing sent.
+        assert_eq!(read_to_end(&mut idle), b"", "{name}");
+        busy.write_all(b"still\n").unwrap();
+        expect(&mut busy, b"STILL\n");
+    }
+}
+
+#[test]
+fn max_conns_refuses_the_eleventh_and_serves_the_first_ten() {
+    for &(name, mode, threads) in
+        shared_process_modes().filter(|(_, mode, _)| *mode != Mode::Blocking)
+    {
+        let options = Options {
+            max_conns: 10,
+            threads: threads.map(|_| 10),
+            ..Options::default()
+        };
+        let server = TestServer::start_with(mode, &["upper"], options, Limits::default());
+        let mut first: Vec<_> = (0..10).map(|_| server.connect("upper")).collect();
+        for (i, client) in first.iter_mut().enumerate() {
+            client.write_all(format!("hi {i}\n").as_bytes()).unwrap();
+            expect(client, format!("HI {i}\n").as_bytes());
+        }
+        let mut eleventh = server.connect("upper");
+        assert_eq!(
+            read_to_end(&mut eleventh),
+            b"error: server busy, try again later\n",
+            "{name}"
+        );
+        for client in &mut first {
+            client.write_all(b"again\n").unwrap();
+            expect(client, b"AGAIN\n");
+        }
+        assert_eq!(
+            server
+                .stats
+                .refused
+                .load(std::sync::atomic::Ordering::Relaxed),
+            1,
+            "{name}"
+        );
+    }
+}
+
+/// Parses Prometheus text: `name{labels} value` lines, `#` comments.
+fn parse_metrics(text: &str) -> Vec<(String, f64)> {
+    let mut samples = Vec::new();
+    for line in text.lines() {
+        if line.is_empty() || line.starts_with("# HELP ") || line.starts_with("# TYPE ") {
+            continue;
+        }
+        let (name, value) = line
+            .rsplit_once(' ')
+            .unwrap_or_else(|| panic!("not a sample: {line:?}"));
+        let bare = name.split('{').next().unwrap();
+        assert!(
+            bare.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'),
+            "bad metric name in {line:?}"
+        );
+        if let Some(labels) = name.strip_prefix(bare) {
+            assert!(
+                labels.is_empty() || (labels.starts_with('{') && labels.ends_with('}')),
+                "{line:?}"
+            );
+        }
+        samples.push((
+            name.to_owned(),
+            value
+                .parse()
+                .unwrap_or_else(|_| panic!("bad value in {line:?}")),
+        ));
+    }
+    samples
+}
+
+fn sample(samples: &[(String, f64)], name: &str) -> f64 {
+    samples
+        .iter()
+        .find(|(n, _)| n == name)
+        .unwrap_or_else(|| panic!("no {name}"))
+        .1
+}
+
+#[test]
+fn metrics_parse_as_prometheus_text_and_count_the_traffic_sent() {
+    for &(name, mode, threads) in shared_process_modes() {
+        let server = TestServer::start_with(
+            mode,
+            &["upper", "http"],
+            Options {
+                threads,
+                ..Options::default()
+            },
+            Limits::default(),
+        );
+        for i in 0..3 {
+            let mut client = server.connect("upper");
+            for j in 0..4 {
+                client.write_all(format!("{i} {j}\n").as_bytes()).unwrap();
+                expect(&mut client, format!("{i} {j}\n").as_bytes());
+            }
+        }
+        let mut http = server.connect("http");
+        http.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut response = String::new();
+        http.read_to_string(&mut response).unwrap();
+        let (head, body) = response.split_once("\r\n\r\n").unwrap();
+        assert!(
+            head.starts_with("HTTP/1.1 200 OK") && head.contains("text/plain; version=0.0.4"),
+            "{name}: {head}"
+        );
+        let samples = parse_metrics(body);
+        assert_eq!(
+            sample(
+                &samples,
+                "readyloop_service_requests_total{service=\"upper\"}"
+            ),
+            12.0,
+            "{name}"
+        );
+        assert_eq!(
+            sample(
+                &samples,
+                "readyloop_service_accepted_total{service=\"upper\"}"
+            ),
+            3.0,
+            "{name}"
+        );
+        assert_eq!(
+            sample(
+                &samples,
+                "readyloop_service_accepted_total{service=\"http\"}"
+            ),
+            1.0,
+            "{name}"
+        );
+        // The three upper clients, and this one; each upper line is 4 bytes in, 4 out.
+        assert_eq!(sample(&samples, "readyloop_accepted_total"), 4.0, "{name}");
+        assert!(
+            sample(&samples, "readyloop_bytes_in_total") >= 48.0,
+            "{name}"
+        );
+    }
+}
