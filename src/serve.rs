@@ -99,7 +99,7 @@ fn log_stats_every(every: std::time::Duration, stats: Arc<Stats>) -> Result<(), 
             }
         })
         .map(drop)
-        .map_err(|e| StartupError::Serve(e))
+        .map_err(StartupError::Serve)
 }
 
 /// Binds every listener before serving anything: a port in use stops the start.
