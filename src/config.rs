@@ -70,6 +70,8 @@ pub struct Config {
     pub pidfile: Option<PathBuf>,
     /// Detach into the background once listening.
     pub daemon: bool,
+    /// Event loops to run (`--loops`).
+    pub loops: usize,
     /// Log the counters this often (`--stats-interval`).
     pub stats_interval: Option<Duration>,
 }
@@ -108,6 +110,15 @@ impl Config {
             return Err(bad(
                 "--threads",
                 "must be at least 1 (leave it out for a thread per connection)",
+            ));
+        }
+        if args.loops == 0 {
+            return Err(bad("--loops", "must be at least 1"));
+        }
+        if args.loops > 1 && args.mode != Mode::Evloop {
+            return Err(bad(
+                "--loops",
+                "only the event loop has loops: drop --mode or use --mode evloop",
             ));
         }
         if args.threads.is_some() && args.mode != Mode::Threaded {
@@ -155,6 +166,7 @@ impl Config {
             log_file,
             pidfile,
             daemon: args.daemon,
+            loops: args.loops,
             stats_interval: args
                 .stats_interval
                 .as_deref()

@@ -57,7 +57,7 @@ pub fn run(args: &ServeArgs) -> Result<(), StartupError> {
         stats: Arc::clone(&stats),
         limits: config.limits.clone(),
     };
-    let listeners = bind(&config, &shared)?;
+    let mut groups = bind(&config, &shared)?;
 
     daemon::go_live(config.daemon, pidfile.as_mut(), logger)?;
     store.start_flusher()?;
@@ -72,7 +72,11 @@ pub fn run(args: &ServeArgs) -> Result<(), StartupError> {
     if let Some(every) = config.stats_interval {
         log_stats_every(every, Arc::clone(&stats))?;
     }
-    let served = server::run(listeners, config.mode, &options, stats, shutdown);
+    let served = if groups.len() == 1 {
+        server::run(groups.remove(0), config.mode, &options, stats, shutdown)
+    } else {
+        server::run_loops(groups, &options, stats, shutdown)
+    };
     // Every connection is closed: write and fsync what is pending, even if
     // the server stopped on an error.
     let closed = store.close().map_err(|source| StartupError::Store {
@@ -102,22 +106,37 @@ fn log_stats_every(every: std::time::Duration, stats: Arc<Stats>) -> Result<(), 
         .map_err(StartupError::Serve)
 }
 
-/// Binds every listener before serving anything: a port in use stops the start.
-fn bind(config: &Config, shared: &Shared) -> Result<Vec<Listener>, StartupError> {
-    let mut listeners = Vec::with_capacity(config.listeners.len());
+/// Binds every listener before serving anything: a port in use stops the
+/// start. With `--loops N`, one group of listeners per loop: each TCP
+/// listener is bound N times with `SO_REUSEPORT` (the later ones on the port
+/// the first got, for `:0`); UDP sockets go to the first loop only.
+fn bind(config: &Config, shared: &Shared) -> Result<Vec<Vec<Listener>>, StartupError> {
+    let shared_port = config.loops > 1;
+    let mut groups: Vec<Vec<Listener>> = (0..config.loops).map(|_| Vec::new()).collect();
     for spec in &config.listeners {
         let bind_error = |e| StartupError::bind(spec.service.name(), spec.addr, e);
-        listeners.push(match spec.service {
-            ServiceKind::Tcp(entry) => Listener::Tcp {
-                socket: server::bind_tcp(spec.addr).map_err(bind_error)?,
-                factory: (entry.factory)(shared),
-            },
-            ServiceKind::Udp => Listener::Udp {
-                socket: std::net::UdpSocket::bind(spec.addr).map_err(bind_error)?,
-            },
-        });
+        let ServiceKind::Tcp(entry) = spec.service else {
+            let socket = std::net::UdpSocket::bind(spec.addr).map_err(bind_error)?;
+            groups[0].push(Listener::Udp { socket });
+            continue;
+        };
+        let factory = (entry.factory)(shared);
+        let mut addr = spec.addr;
+        for group in &mut groups {
+            let socket = if shared_port {
+                server::bind_tcp_shared(addr)
+            } else {
+                server::bind_tcp(addr)
+            };
+            let socket = socket.map_err(bind_error)?;
+            addr = socket.local_addr().map_err(bind_error)?;
+            group.push(Listener::Tcp {
+                socket,
+                factory: Arc::clone(&factory),
+            });
+        }
     }
-    Ok(listeners)
+    Ok(groups)
 }
 
 /// Each connection is a descriptor: take all the system allows, and never

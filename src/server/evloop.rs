@@ -110,11 +110,14 @@ struct Loop {
     shutdown_deadline: Option<Instant>,
     options: Options,
     stats: Arc<Stats>,
+    /// Connections this loop accepted (`--loops N` shows how they spread).
+    accepted_here: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// Serves `listeners` on this thread until `shutdown` is triggered and every
 /// connection has finished (or [`Options::shutdown_grace`] has passed).
 pub(super) fn run(
+    index: usize,
     listeners: Vec<Listener>,
     options: &Options,
     stats: Arc<Stats>,
@@ -178,6 +181,7 @@ pub(super) fn run(
         next_generation: 0,
         shutdown_deadline: None,
         options: options.clone(),
+        accepted_here: stats.event_loop(index),
         stats,
     };
     event_loop.run(&shutdown)
@@ -482,6 +486,7 @@ impl Loop {
         ));
         stats::add(&self.stats.accepted, 1);
         stats::add(&counters.accepted, 1);
+        stats::add(&self.accepted_here, 1);
         if let Some(timeout) = idle_timeout {
             self.timers.arm(Deadline {
                 at: now + timeout,

@@ -102,9 +102,21 @@ pub const LISTEN_BACKLOG: i32 = 511;
 
 /// Binds a TCP listener with `SO_REUSEADDR` and a backlog of [`LISTEN_BACKLOG`].
 pub fn bind_tcp(addr: SocketAddr) -> io::Result<TcpListener> {
+    bind_tcp_with(addr, false)
+}
+
+/// Binds one of several TCP listeners sharing `addr` with `SO_REUSEPORT`:
+/// the kernel spreads new connections over them, one per event loop (the
+/// way nginx's `reuseport` uses more than one core).
+pub fn bind_tcp_shared(addr: SocketAddr) -> io::Result<TcpListener> {
+    bind_tcp_with(addr, true)
+}
+
+fn bind_tcp_with(addr: SocketAddr, reuse_port: bool) -> io::Result<TcpListener> {
     use socket2::{Domain, Socket, Type};
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
     socket.set_reuse_address(true)?;
+    socket.set_reuse_port(reuse_port)?;
     socket.bind(&addr.into())?;
     socket.listen(LISTEN_BACKLOG)?;
     Ok(socket.into())
@@ -225,6 +237,46 @@ impl Shutdown {
     }
 }
 
+/// Serves with one event loop per group of listeners, each on its own
+/// thread (`--loops N`). The groups are independent: they share the
+/// counters, the store and the shutdown handle, nothing else.
+pub fn run_loops(
+    groups: Vec<Vec<Listener>>,
+    options: &Options,
+    stats: Arc<Stats>,
+    shutdown: Shutdown,
+) -> io::Result<()> {
+    log::info!("serving in evloop mode with {} loops", groups.len());
+    let mut threads = Vec::new();
+    for (index, listeners) in groups.into_iter().enumerate() {
+        for listener in &listeners {
+            // Scripts read the port from this line: keep it ending with the address.
+            log::info!(
+                "loop {index}: {} listening on {}",
+                listener.service_name(),
+                listener.local_addr()?
+            );
+        }
+        let (options, stats, shutdown) = (options.clone(), Arc::clone(&stats), shutdown.clone());
+        let thread = std::thread::Builder::new()
+            .name(format!("loop-{index}"))
+            .spawn(move || evloop::run(index, listeners, &options, stats, shutdown))?;
+        threads.push(thread);
+    }
+    let mut result = Ok(());
+    for thread in threads {
+        let outcome = thread
+            .join()
+            .unwrap_or_else(|_| Err(io::Error::other("an event loop panicked")));
+        if let Err(e) = outcome {
+            // One loop failing stops them all.
+            shutdown.trigger();
+            result = Err(e);
+        }
+    }
+    result
+}
+
 /// Serves `listeners` in `mode` until `shutdown` is triggered.
 ///
 /// Returns when every connection is closed. Errors are the server's own
@@ -244,7 +296,7 @@ pub fn run(
         log::info!("{} listening on {addr}", listener.service_name());
     }
     match mode {
-        Mode::Evloop => evloop::run(listeners, options, stats, shutdown),
+        Mode::Evloop => evloop::run(0, listeners, options, stats, shutdown),
         Mode::Threaded => threaded::run(listeners, options, stats, shutdown),
         Mode::Blocking => blocking::run(listeners, options, stats, shutdown),
         Mode::Forking => forking::run(listeners, options, stats, shutdown),

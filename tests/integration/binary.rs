@@ -171,3 +171,39 @@ fn an_upload_dir_that_cannot_be_created_is_one_clear_line_and_exit_2() {
     );
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
 }
+
+#[test]
+fn loops_2_serves_from_both_loops() {
+    let (_server, addrs) = serve(
+        &["--loops", "2", "upper@127.0.0.1:0", "http@127.0.0.1:0"],
+        4,
+    );
+    let (upper, http) = (addrs[0], addrs[1]);
+    assert_eq!(addrs[2], upper, "loop 1 listens on the same port");
+    // SO_REUSEPORT spreads connections by a hash of their addresses: with
+    // 40 of them, the chance that one loop gets none is 2^-39.
+    for i in 0..40 {
+        let mut client = connect(upper);
+        client.write_all(format!("c{i}\n").as_bytes()).unwrap();
+        expect(&mut client, format!("C{i}\n").as_bytes());
+    }
+    let mut client = connect(http);
+    client
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let response = String::from_utf8(crate::util::read_to_end(&mut client)).unwrap();
+    let samples = crate::util::parse_metrics(response.split_once("\r\n\r\n").unwrap().1);
+    let per_loop: Vec<f64> = (0..2)
+        .map(|i| {
+            crate::util::sample(
+                &samples,
+                &format!("readyloop_loop_accepted_total{{loop=\"{i}\"}}"),
+            )
+        })
+        .collect();
+    assert!(
+        per_loop.iter().all(|&n| n > 0.0),
+        "connections per loop: {per_loop:?}"
+    );
+    assert_eq!(per_loop.iter().sum::<f64>(), 41.0);
+}

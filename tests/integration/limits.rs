@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use readyloop::server::{Mode, Options};
 use readyloop::service::Limits;
 
-use crate::util::{MODES, TestServer, expect, read_to_end};
+use crate::util::{MODES, TestServer, expect, parse_metrics, read_to_end, sample};
 
 /// The modes whose counters and limits live in the server's own process.
 fn shared_process_modes() -> impl Iterator<Item = &'static (&'static str, Mode, Option<usize>)> {
@@ -77,46 +77,6 @@ fn max_conns_refuses_the_eleventh_and_serves_the_first_ten() {
             "{name}"
         );
     }
-}
-
-/// Parses Prometheus text: `name{labels} value` lines, `#` comments.
-fn parse_metrics(text: &str) -> Vec<(String, f64)> {
-    let mut samples = Vec::new();
-    for line in text.lines() {
-        if line.is_empty() || line.starts_with("# HELP ") || line.starts_with("# TYPE ") {
-            continue;
-        }
-        let (name, value) = line
-            .rsplit_once(' ')
-            .unwrap_or_else(|| panic!("not a sample: {line:?}"));
-        let bare = name.split('{').next().unwrap();
-        assert!(
-            bare.chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'),
-            "bad metric name in {line:?}"
-        );
-        if let Some(labels) = name.strip_prefix(bare) {
-            assert!(
-                labels.is_empty() || (labels.starts_with('{') && labels.ends_with('}')),
-                "{line:?}"
-            );
-        }
-        samples.push((
-            name.to_owned(),
-            value
-                .parse()
-                .unwrap_or_else(|_| panic!("bad value in {line:?}")),
-        ));
-    }
-    samples
-}
-
-fn sample(samples: &[(String, f64)], name: &str) -> f64 {
-    samples
-        .iter()
-        .find(|(n, _)| n == name)
-        .unwrap_or_else(|| panic!("no {name}"))
-        .1
 }
 
 #[test]
