@@ -52,6 +52,10 @@ pub struct ServeArgs {
     /// listening socket (SO_REUSEPORT); they share only the store.
     #[arg(long, value_name = "N", default_value_t = 1)]
     pub loops: usize,
+    /// Read `stats`, `conns`, `quit` from stdin (event loop). `auto`: on
+    /// when stdin is a terminal and the server stays in the foreground.
+    #[arg(long, value_enum, default_value_t = Console::Auto)]
+    pub console: Console,
     /// Most connections served at once (clamped to the open-file limit);
     /// more are told "server busy" and closed.
     #[arg(long, value_name = "N", default_value_t = server::DEFAULT_MAX_CONNS)]
@@ -119,4 +123,15 @@ pub struct ClientArgs {
     /// The server, as HOST:PORT.
     #[arg(value_name = "ADDR", default_value = "127.0.0.1:8000")]
     pub addr: String,
+}
+
+/// When the stdin console is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Console {
+    /// When stdin is a terminal and there is no `--daemon`.
+    Auto,
+    /// Always (a pipe works too).
+    On,
+    /// Never.
+    Off,
 }

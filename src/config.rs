@@ -5,7 +5,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::cli::ServeArgs;
+use crate::cli::{Console, ServeArgs};
 use crate::error::StartupError;
 use crate::server::{Mode, Options};
 use crate::service::{self, Limits};
@@ -132,6 +132,14 @@ impl Config {
             max_output,
             threads: args.threads,
             offload_workers: args.offload,
+            console: args.mode == Mode::Evloop
+                && match args.console {
+                    Console::On => true,
+                    Console::Off => false,
+                    Console::Auto => {
+                        !args.daemon && std::io::IsTerminal::is_terminal(&std::io::stdin())
+                    }
+                },
             shutdown_grace: parse_duration("--shutdown-timeout", &args.shutdown_timeout)?,
             idle_timeout: args
                 .idle_timeout

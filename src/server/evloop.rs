@@ -35,6 +35,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 
 use super::connection::{Conn, Scratch, Verdict};
+use super::console::{self, Command, Console};
 use super::offload::{Pool, Ticket};
 use super::timers::{Deadline, IdleTimers};
 use super::udp::Datagrams;
@@ -48,6 +49,8 @@ const LISTENER_BASE: usize = usize::MAX / 2;
 /// The waker other threads use to interrupt `poll`: a shutdown request, or
 /// offloaded jobs that finished. One waker per poll, shared by `Arc`.
 const WAKER: Token = Token(usize::MAX);
+/// Stdin, when the console is on (seed 002 selects on `sys.stdin` too).
+const CONSOLE: Token = Token(usize::MAX - 1);
 
 /// Events taken from the kernel per `poll` call; more wait for the next call.
 const EVENTS_CAPACITY: usize = 1024;
@@ -110,6 +113,9 @@ struct Loop {
     shutdown_deadline: Option<Instant>,
     options: Options,
     stats: Arc<Stats>,
+    /// The console on stdin, if on.
+    console: Option<Console>,
+    shutdown: Shutdown,
     /// Connections this loop accepted (`--loops N` shows how they spread).
     accepted_here: Arc<std::sync::atomic::AtomicU64>,
 }
@@ -182,8 +188,20 @@ pub(super) fn run(
         shutdown_deadline: None,
         options: options.clone(),
         accepted_here: stats.event_loop(index),
+        console: None,
+        shutdown: shutdown.clone(),
         stats,
     };
+    if options.console && index == 0 {
+        let stdin = 0;
+        event_loop.poll.registry().register(
+            &mut mio::unix::SourceFd(&stdin),
+            CONSOLE,
+            Interest::READABLE,
+        )?;
+        event_loop.console = Some(Console::default());
+        println!("console: {}", console::HELP);
+    }
     event_loop.run(&shutdown)
 }
 
@@ -226,6 +244,7 @@ impl Loop {
                 match event.token() {
                     // Shutdown is checked at the top; finished jobs are handled here.
                     WAKER => self.complete_jobs(now),
+                    CONSOLE => self.console(),
                     Token(t) if t >= LISTENER_BASE => self.serve_source(t - LISTENER_BASE, now),
                     token => {
                         log::trace!(
@@ -313,6 +332,38 @@ impl Loop {
             Verdict::Close => {
                 self.conns[key].closed = true;
                 self.to_close.push(key);
+            }
+        }
+    }
+
+    /// Answers what was typed at the console, between two events.
+    fn console(&mut self) {
+        let Some(console) = &mut self.console else {
+            return;
+        };
+        let commands = console.read();
+        if console.closed {
+            let stdin = 0;
+            let _ = self
+                .poll
+                .registry()
+                .deregister(&mut mio::unix::SourceFd(&stdin));
+            self.console = None;
+        }
+        for command in commands {
+            match command {
+                Command::Stats => println!("{}", self.stats.summary()),
+                Command::Conns => {
+                    println!("{} connections", self.conns.len());
+                    for (key, conn) in &self.conns {
+                        println!("conn={key}/{} peer={} {conn:?}", conn.generation, conn.peer);
+                    }
+                }
+                Command::Quit => {
+                    println!("quitting: finishing {} connections", self.conns.len());
+                    self.shutdown.trigger();
+                }
+                Command::Help => println!("{}", console::HELP),
             }
         }
     }

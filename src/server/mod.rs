@@ -27,6 +27,7 @@ use crate::stats::Stats;
 mod accept;
 mod blocking;
 mod connection;
+mod console;
 pub mod evloop;
 mod forking;
 mod offload;
@@ -146,6 +147,9 @@ pub struct Options {
     /// Idle connections are closed after this long without input. `None`:
     /// each service's default (HTTP: 75 s keep-alive; others: never).
     pub idle_timeout: Option<Duration>,
+    /// Event loop: read `stats`, `conns`, `quit` from stdin (the first
+    /// loop only). Meant for a terminal in the foreground.
+    pub console: bool,
     /// Event loop: worker threads for slow jobs. 0 runs jobs on the loop
     /// thread itself, where they stall every client (for teaching).
     pub offload_workers: usize,
@@ -183,6 +187,7 @@ impl Default for Options {
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             offload_workers: DEFAULT_OFFLOAD_WORKERS,
             idle_timeout: None,
+            console: false,
         }
     }
 }

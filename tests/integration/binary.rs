@@ -207,3 +207,48 @@ fn loops_2_serves_from_both_loops() {
     );
     assert_eq!(per_loop.iter().sum::<f64>(), 41.0);
 }
+
+#[test]
+fn the_console_answers_stats_conns_and_quit_on_stdin() {
+    let cwd = TempDir::new("console");
+    let mut child = Command::new(BIN)
+        .current_dir(cwd.path())
+        .args(["serve", "--console", "on", "upper@127.0.0.1:0"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let addr: SocketAddr = stderr
+        .lines()
+        .map(|line| line.unwrap())
+        .find_map(|line| {
+            line.split_once(" listening on ")
+                .map(|(_, a)| a.trim().parse().unwrap())
+        })
+        .expect("the server logs its port");
+    let mut client = connect(addr);
+    client.write_all(b"x\n").unwrap();
+    expect(&mut client, b"X\n");
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"stats\nconns\nquit\n").unwrap();
+    let mut out = String::new();
+    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+        let line = line.unwrap();
+        out.push_str(&line);
+        out.push('\n');
+        if line.starts_with("quitting") {
+            break;
+        }
+    }
+    drop(client); // quit waits for connections to finish: let this one go
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}: {out}");
+    assert!(out.contains("stats: active=1 accepted=1"), "{out}");
+    assert!(
+        out.contains("1 connections\nconn=0/1 peer=127.0.0.1:"),
+        "{out}"
+    );
+    assert!(out.contains("quitting"), "{out}");
+}
