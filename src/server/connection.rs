@@ -280,11 +280,7 @@ impl Conn {
             &self.input
         };
         scratch.write.clear();
-        let out = if self.written < self.output.len() {
-            &mut self.output // earlier output is still queued: append behind it
-        } else {
-            &mut scratch.write
-        };
+        let out = output_buffer(&mut self.output, self.written, &mut scratch.write);
         let mut cx = Cx::new(out, now, self.peer);
         let (consumed, next) = service::feed(self.service.as_mut(), input, &mut cx);
         let requests = cx.requests;
@@ -325,11 +321,7 @@ impl Conn {
         stats: &Stats,
     ) -> io::Result<()> {
         scratch.write.clear();
-        let out = if self.written < self.output.len() {
-            &mut self.output
-        } else {
-            &mut scratch.write
-        };
+        let out = output_buffer(&mut self.output, self.written, &mut scratch.write);
         let mut cx = Cx::new(out, now, self.peer);
         let _ = self.service.eof(&self.input, &mut cx);
         let requests = cx.requests;
@@ -415,11 +407,7 @@ impl Conn {
         self.job = JobState::None;
         self.refeed = true;
         scratch.write.clear();
-        let out = if self.written < self.output.len() {
-            &mut self.output
-        } else {
-            &mut scratch.write
-        };
+        let out = output_buffer(&mut self.output, self.written, &mut scratch.write);
         let mut cx = Cx::new(out, now, self.peer);
         let next = self.service.resume(done, &mut cx);
         let requests = cx.requests;
@@ -465,6 +453,21 @@ impl Conn {
             _ => log::warn!("conn peer={} closed on error: {error}", self.peer),
         }
         Verdict::Close
+    }
+}
+
+/// Where a service writes: straight into the loop's scratch buffer in the
+/// steady state, or behind the connection's queued output if some is still
+/// unsent (replies must leave in order).
+fn output_buffer<'a>(
+    output: &'a mut Vec<u8>,
+    written: usize,
+    scratch: &'a mut Vec<u8>,
+) -> &'a mut Vec<u8> {
+    if written < output.len() {
+        output
+    } else {
+        scratch
     }
 }
 
