@@ -70,6 +70,8 @@ enum JobState {
 
 /// One client connection.
 pub(crate) struct Conn {
+    /// Its slab key, which is also its token: for log lines.
+    key: usize,
     pub(crate) socket: TcpStream,
     pub(crate) peer: SocketAddr,
     /// Distinguishes this connection from others that used the same slab key
@@ -115,6 +117,7 @@ pub(crate) struct Conn {
 
 impl Conn {
     pub(crate) fn new(
+        key: usize,
         socket: TcpStream,
         peer: SocketAddr,
         generation: u32,
@@ -122,6 +125,7 @@ impl Conn {
         service_stats: Arc<ServiceStats>,
     ) -> Conn {
         Conn {
+            key,
             socket,
             peer,
             generation,
@@ -232,7 +236,7 @@ impl Conn {
             // Rule 4: read until WouldBlock (edge-triggered), bounded by the budget.
             match self.socket.read(&mut scratch.read) {
                 Ok(0) => {
-                    log::trace!("conn peer={} EOF", self.peer);
+                    log::trace!("{} read 0 bytes: EOF", self.tag());
                     if let Err(e) = self.end_of_input(scratch, options, now, stats) {
                         return self.fail(e);
                     }
@@ -240,7 +244,7 @@ impl Conn {
                 Ok(n) => {
                     self.last_input = now;
                     stats::add(&stats.bytes_in, n as u64);
-                    log::trace!("conn peer={} read {n} bytes", self.peer);
+                    log::trace!("{} read {n} bytes", self.tag());
                     budget = budget.saturating_sub(n);
                     // A short read emptied the socket's receive queue; the next
                     // arrival raises a new edge. Skipping the read that would
@@ -294,8 +298,8 @@ impl Conn {
         if self.input.len() >= options.max_input {
             // Services bound their own input; this is the driver's backstop.
             log::warn!(
-                "conn peer={} sent {} bytes its service did not consume: closing",
-                self.peer,
+                "{} sent {} bytes its service did not consume: closing",
+                self.tag(),
                 self.input.len()
             );
             return Err(io::Error::other("input limit"));
@@ -303,8 +307,8 @@ impl Conn {
         self.after_service(next, requests, scratch, options, stats)?;
         if self.output.len() - self.written > options.max_output_hard {
             log::warn!(
-                "conn peer={} has {} bytes of unsent output, over the hard limit: closing",
-                self.peer,
+                "{} has {} bytes of unsent output, over the hard limit: closing",
+                self.tag(),
                 self.output.len() - self.written
             );
             return Err(io::Error::other("output limit"));
@@ -377,6 +381,12 @@ impl Conn {
         }
     }
 
+    /// `conn=<token>/<generation> peer=<addr>`: how every log line about a
+    /// connection starts.
+    pub(crate) fn tag(&self) -> Tag<'_> {
+        Tag(self)
+    }
+
     /// True while an offloaded job runs for it: the client waits for us,
     /// so it is not idle.
     pub(crate) fn waiting_for_job(&self) -> bool {
@@ -421,7 +431,9 @@ impl Conn {
     /// does not take is copied into the connection's own output buffer.
     fn send_scratch(&mut self, bytes: &[u8], stats: &Stats) -> io::Result<()> {
         let sent = if self.writable {
-            write_some(&mut self.socket, bytes, &mut self.writable, stats)?
+            let sent = write_some(&mut self.socket, bytes, &mut self.writable, stats)?;
+            log::trace!("{} wrote {sent} of {} bytes", self.tag(), bytes.len());
+            sent
         } else {
             0
         };
@@ -434,7 +446,13 @@ impl Conn {
     /// Writes queued output until it is gone or the socket is full.
     fn flush(&mut self, stats: &Stats) -> io::Result<()> {
         let pending = &self.output[self.written..];
-        self.written += write_some(&mut self.socket, pending, &mut self.writable, stats)?;
+        let sent = write_some(&mut self.socket, pending, &mut self.writable, stats)?;
+        log::trace!(
+            "{} wrote {sent} of {} queued bytes",
+            self.tag(),
+            pending.len()
+        );
+        self.written += sent;
         if self.written == self.output.len() {
             // Rule 12: an idle connection holds no buffer memory.
             self.output = Vec::new();
@@ -448,11 +466,24 @@ impl Conn {
     fn fail(&mut self, error: io::Error) -> Verdict {
         match error.kind() {
             io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe => {
-                log::debug!("conn peer={} went away: {error}", self.peer)
+                log::debug!("{} went away: {error}", self.tag())
             }
-            _ => log::warn!("conn peer={} closed on error: {error}", self.peer),
+            _ => log::warn!("{} closed on error: {error}", self.tag()),
         }
         Verdict::Close
+    }
+}
+
+/// See [`Conn::tag`].
+pub(crate) struct Tag<'a>(&'a Conn);
+
+impl std::fmt::Display for Tag<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "conn={}/{} peer={}",
+            self.0.key, self.0.generation, self.0.peer
+        )
     }
 }
 
@@ -483,10 +514,7 @@ fn write_some(
     while sent < bytes.len() {
         match socket.write(&bytes[sent..]) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => {
-                log::trace!("wrote {n} bytes");
-                sent += n;
-            }
+            Ok(n) => sent += n,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 *writable = false;
                 break;

@@ -236,9 +236,10 @@ impl Loop {
                 return Err(e);
             }
             let now = Instant::now();
+            let ready = events.iter().count();
             stats::add(&self.stats.wakeups, 1);
-            stats::add(&self.stats.events, events.iter().count() as u64);
-            log::trace!("poll woke with {} events", events.iter().count());
+            stats::add(&self.stats.events, ready as u64);
+            log::trace!("poll woke: {ready} events");
 
             for event in events.iter() {
                 match event.token() {
@@ -248,7 +249,7 @@ impl Loop {
                     Token(t) if t >= LISTENER_BASE => self.serve_source(t - LISTENER_BASE, now),
                     token => {
                         log::trace!(
-                            "token {} readable={} writable={} closed={}",
+                            "conn={} event: readable={} writable={} closed={}",
                             token.0,
                             event.is_readable(),
                             event.is_writable(),
@@ -468,13 +469,7 @@ impl Loop {
                 });
                 continue;
             }
-            log::debug!(
-                "conn={}/{} peer={} idle for {:?}: closing",
-                due.key,
-                due.generation,
-                conn.peer,
-                due.timeout
-            );
+            log::debug!("{} idle for {:?}: closing", conn.tag(), due.timeout);
             self.settle(due.key, Verdict::Close);
         }
     }
@@ -529,6 +524,7 @@ impl Loop {
         self.next_generation = self.next_generation.wrapping_add(1);
         let generation = self.next_generation;
         let conn = entry.insert(Conn::new(
+            key,
             stream,
             peer,
             generation,
@@ -575,10 +571,10 @@ impl Loop {
     fn close(&mut self, key: usize) {
         let mut conn = self.conns.remove(key);
         if let Err(e) = self.poll.registry().deregister(&mut conn.socket) {
-            log::debug!("conn={key}: deregister failed: {e}");
+            log::debug!("{}: deregister failed: {e}", conn.tag());
         }
         stats::add(&self.stats.closed, 1);
-        log::debug!("conn={key}/{} peer={} closed", conn.generation, conn.peer);
+        log::debug!("{} closed and deregistered", conn.tag());
     }
 
     /// Stop accepting at once; let every connection send what it has, then close.
