@@ -9,6 +9,7 @@ mod daemon; // signals, pid file, log file, --daemon: the binary as a service
 mod dialogues; // every service's dialogue, every mode, every split
 mod durability; // the store's log: kill -9, torn tails, corruption
 mod load; // big messages, many clients, back-pressure
-mod redis;
+mod offload; // the event loop's pool: no head-of-line blocking, stale completions, many jobs
+mod redis; // kv with redis-cli and redis-benchmark
 mod slow; // offloaded sleeps and hashes, every mode
-mod uploads; // files stored byte-exact and durably, refusals, clients that leave // kv with redis-cli and redis-benchmark
+mod uploads; // files stored byte-exact and durably, refusals, clients that leave
