@@ -53,7 +53,13 @@ impl Pool {
     /// Starts `workers` threads; each finished job is pushed to the
     /// completions and `waker` is woken.
     pub(crate) fn start(workers: usize, waker: Arc<Waker>) -> std::io::Result<Pool> {
-        let (queue, jobs) = mpsc::sync_channel(QUEUE_CAPACITY);
+        Pool::with_capacity(workers, QUEUE_CAPACITY, waker)
+    }
+
+    /// [`Pool::start`] with a queue of `capacity` jobs (tests use a tiny one
+    /// to see jobs wait in the loop).
+    fn with_capacity(workers: usize, capacity: usize, waker: Arc<Waker>) -> std::io::Result<Pool> {
+        let (queue, jobs) = mpsc::sync_channel(capacity);
         let jobs = Arc::new(Mutex::new(jobs));
         let completions: Completions = Arc::default();
         let mut handles = Vec::with_capacity(workers);
@@ -154,4 +160,94 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use mio::{Events, Poll, Token};
+
+    use super::*;
+    use crate::service::slow::{Done, Work};
+
+    const WAKER: Token = Token(0);
+
+    /// A pool whose waker is registered with a real poll, as in the loop.
+    fn pool(workers: usize, capacity: usize) -> (Poll, Pool) {
+        let poll = Poll::new().unwrap();
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER).unwrap());
+        let pool = Pool::with_capacity(workers, capacity, waker).unwrap();
+        (poll, pool)
+    }
+
+    fn sleep(ms: u64) -> Job {
+        Job::Slow(Work::Sleep(Duration::from_millis(ms)))
+    }
+
+    fn slept(ms: u64) -> JobOutput {
+        JobOutput::Slow(Done::Slept(Duration::from_millis(ms)))
+    }
+
+    /// Does what the loop does: waits for the waker's event and takes the
+    /// completions, until `n` have come back. Bounded: 100 waits of at most
+    /// 100 ms, far more than the jobs need.
+    fn drive(poll: &mut Poll, pool: &mut Pool, n: usize) -> Vec<(Ticket, JobOutput)> {
+        let mut events = Events::with_capacity(8);
+        let mut done = Vec::new();
+        for _ in 0..100 {
+            if done.len() >= n {
+                break;
+            }
+            poll.poll(&mut events, Some(Duration::from_millis(100)))
+                .unwrap();
+            // Only the waker is registered; several wakes may come as one
+            // event, so each event takes the whole list.
+            for event in &events {
+                assert_eq!(event.token(), WAKER);
+                done.extend(pool.take_completions());
+            }
+        }
+        assert_eq!(done.len(), n, "not every job came back: {done:?}");
+        done
+    }
+
+    #[test]
+    fn every_ticket_comes_back_once_through_the_waker() {
+        let (mut poll, mut pool) = pool(2, QUEUE_CAPACITY);
+        let tickets: Vec<Ticket> = (0..6)
+            .map(|key| Ticket {
+                key,
+                generation: 100 + key as u32,
+            })
+            .collect();
+        for (ms, &ticket) in (0..).zip(&tickets) {
+            pool.submit(ticket, sleep(ms));
+        }
+        let mut done = drive(&mut poll, &mut pool, tickets.len());
+        // Two workers: the order of completion is theirs; what must hold is
+        // that each ticket comes back once, with its own job's output.
+        done.sort_by_key(|(ticket, _)| ticket.key);
+        let expected: Vec<(Ticket, JobOutput)> =
+            (0..).zip(&tickets).map(|(ms, &t)| (t, slept(ms))).collect();
+        assert_eq!(done, expected);
+        assert!(pool.take_completions().is_empty());
+    }
+
+    #[test]
+    fn a_full_queue_keeps_jobs_waiting_in_the_loop_in_order() {
+        // One worker, a queue of one: of four jobs, the worker may hold one
+        // and the queue one; the others wait in the pool, not dropped.
+        let (mut poll, mut pool) = pool(1, 1);
+        for key in 0..4 {
+            pool.submit(Ticket { key, generation: 1 }, sleep(20));
+        }
+        assert!(pool.waiting.len() >= 2, "{} waiting", pool.waiting.len());
+        // Taking completions frees places and feeds the waiting jobs in.
+        let done = drive(&mut poll, &mut pool, 4);
+        let keys: Vec<usize> = done.iter().map(|(ticket, _)| ticket.key).collect();
+        assert_eq!(keys, [0, 1, 2, 3], "one worker answers in submit order");
+        assert!(done.iter().all(|(_, output)| *output == slept(20)));
+        assert!(pool.waiting.is_empty());
+    }
 }

@@ -75,6 +75,19 @@ impl TestServer {
         options: Options,
         limits: Limits,
     ) -> TestServer {
+        Self::start_tuned(mode, services, options, limits, |_| {})
+    }
+
+    /// Like [`TestServer::start_with`], and `tune` may set socket options on
+    /// each TCP listening socket before the server runs. Accepted sockets
+    /// inherit them (e.g. a small `SO_SNDBUF`, to fill a connection quickly).
+    pub fn start_tuned(
+        mode: Mode,
+        services: &[&str],
+        options: Options,
+        limits: Limits,
+        tune: impl Fn(&std::net::TcpListener),
+    ) -> TestServer {
         init_logging();
         let stats = Arc::new(Stats::default());
         let shared = Shared {
@@ -92,8 +105,10 @@ impl TestServer {
                 }
             } else {
                 let entry = service::by_name(name).unwrap_or_else(|| panic!("no service {name}"));
+                let socket = server::bind_tcp(any_port).unwrap();
+                tune(&socket);
                 Listener::Tcp {
-                    socket: server::bind_tcp(any_port).unwrap(),
+                    socket,
                     factory: (entry.factory)(&shared),
                 }
             };
