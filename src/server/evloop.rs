@@ -417,6 +417,7 @@ impl Loop {
         };
         let (factory, idle_timeout, counters) =
             (Arc::clone(factory), *idle_timeout, Arc::clone(counters));
+        log::trace!("{} listener readable: accepting", factory.name());
         for _ in 0..ACCEPTS_PER_WAKEUP {
             let SourceKind::Tcp { socket, .. } = &self.sources[i].kind else {
                 return;
