@@ -268,6 +268,14 @@ impl Loop {
                         let broken = event.is_error() || event.is_read_closed();
                         conn.readable |= event.is_readable() || broken;
                         conn.peer_closed |= event.is_read_closed();
+                        if event.is_error() && conn.waiting_for_job() {
+                            // Reset while its job runs: nobody is left to
+                            // answer, so free the slot now. The job's output
+                            // will find another generation there (rule 7).
+                            log::debug!("{} reset while its job runs: closing", conn.tag());
+                            self.settle(token.0, Verdict::Close);
+                            continue;
+                        }
                         conn.writable |=
                             event.is_writable() || event.is_write_closed() || event.is_error();
                         self.pump(token.0, now);

@@ -212,3 +212,45 @@ fn fifty_clients_at_once_each_get_their_replies_in_order() {
         "slept 20\nslept 10\n"
     );
 }
+
+#[test]
+fn a_client_that_resets_during_its_job_frees_its_slot_at_once() {
+    let server = slow_server(1);
+    let mut a = server.connect("slow");
+    a.write_all(b"sleep 1500\n").unwrap();
+    wait_for(&server.stats.offloaded, 1, "A's sleep is offloaded");
+    // SO_LINGER 0: closing sends RST instead of FIN.
+    socket2::SockRef::from(&a)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+    drop(a);
+    wait_for(
+        &server.stats.closed,
+        1,
+        "A's slot is freed while its job runs",
+    );
+    assert_eq!(
+        server.stats.requests.load(Relaxed),
+        0,
+        "A's sleep is still running"
+    );
+    // B takes the freed slot and stays connected past the end of A's job.
+    let mut b = server.connect("slow");
+    b.write_all(b"sleep 10\n").unwrap();
+    expect(&mut b, b"slept 10\n");
+    b.set_read_timeout(Some(Duration::from_millis(2500)))
+        .unwrap();
+    let mut rest = [0u8; 64];
+    match io::Read::read(&mut b, &mut rest) {
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+            ) => {}
+        other => panic!(
+            "B got more than its own reply: {other:?} {:?}",
+            String::from_utf8_lossy(&rest)
+        ),
+    }
+    assert_eq!(server.stats.offloaded.load(Relaxed), 2);
+}
