@@ -103,6 +103,10 @@ pub(crate) struct Tally {
     pub(crate) connected: u64,
     /// Idle: connections still up at the end.
     pub(crate) held: u64,
+    /// Connections that got at least one counted reply: fewer than the
+    /// connections opened when a server serves some and leaves others
+    /// waiting (blocking mode).
+    pub(crate) served: u64,
     /// Connections reopened because the server announced a close.
     pub(crate) reconnects: u64,
     /// The first error, for the user.
@@ -120,6 +124,7 @@ impl Tally {
             bytes_out: 0,
             connected: 0,
             held: 0,
+            served: 0,
             reconnects: 0,
             first_error: None,
         }
@@ -135,6 +140,7 @@ impl Tally {
         self.bytes_out += other.bytes_out;
         self.connected += other.connected;
         self.held += other.held;
+        self.served += other.served;
         self.reconnects += other.reconnects;
         if self.first_error.is_none() {
             self.first_error = other.first_error;
@@ -184,6 +190,8 @@ struct Conn {
     writable: bool,
     /// The server said it will close after the reply in flight (HTTP).
     closing: bool,
+    /// A reply was counted on this connection in the measured window.
+    served: bool,
 }
 
 /// One client thread's loop.
@@ -257,6 +265,7 @@ impl Client<'_> {
                 readable: false,
                 writable: false,
                 closing: false,
+                served: false,
             });
             self.open(id - first);
         }
@@ -599,6 +608,10 @@ impl Client<'_> {
                             .saturating_record(ns.clamp(1, MAX_LATENCY_NS));
                         self.tally.requests += 1;
                         self.unreported += 1;
+                        if !conn.served {
+                            conn.served = true;
+                            self.tally.served += 1;
+                        }
                     }
                     if close {
                         // Nothing after this reply will be answered: the

@@ -132,6 +132,7 @@ fn measure(
         mode: mode.into(),
         conns,
         connected: tally.connected,
+        served: tally.served,
         requests: tally.requests,
         errors: tally.errors,
         // Idle's requests are one proof per connection, not a rate.

@@ -50,6 +50,11 @@ pub struct Point {
     pub conns: usize,
     /// Connections that connected.
     pub connected: u64,
+    /// Connections that got at least one reply in the measured window
+    /// (idle: that were proven): below `conns` when the server leaves some
+    /// waiting, as blocking mode does.
+    #[serde(default)]
+    pub served: u64,
     /// Requests completed in the measured window (idle: one proving round
     /// trip per connection, made before the hold).
     pub requests: u64,
@@ -108,16 +113,19 @@ pub fn markdown(results: &Results) -> String {
         m.cpu,
         m.kernel
     );
-    out.push_str("| mode | conns | req/s | p50 | p99 | p99.9 | max | errors | CPU µs/req |");
+    out.push_str(
+        "| mode | conns | served | req/s | p50 | p99 | p99.9 | max | errors | CPU µs/req |",
+    );
     out.push_str(if idle { " held | RSS/conn |\n" } else { "\n" });
-    out.push_str("|---|--:|--:|--:|--:|--:|--:|--:|--:|");
+    out.push_str("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|");
     out.push_str(if idle { "--:|--:|\n" } else { "\n" });
     for p in &results.points {
         let _ = write!(
             out,
-            "| {} | {} | {:.0} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {:.0} | {} | {} | {} | {} | {} | {} |",
             p.mode,
             p.conns,
+            p.served,
             p.throughput,
             micros(p.p50_us),
             micros(p.p99_us),
@@ -310,6 +318,7 @@ mod tests {
             mode: mode.into(),
             conns,
             connected: conns as u64,
+            served: conns as u64,
             requests: 1000,
             errors: 0,
             throughput,
@@ -363,8 +372,9 @@ mod tests {
             .collect();
         assert_eq!(rows.len(), 9, "{table}");
         assert!(
-            rows[1]
-                .starts_with("| evloop | 50 | 80000 | 40 µs | 120 µs | 1.50 ms | 2.50 s | 0 | 3.2"),
+            rows[1].starts_with(
+                "| evloop | 50 | 50 | 80000 | 40 µs | 120 µs | 1.50 ms | 2.50 s | 0 | 3.2"
+            ),
             "{}",
             rows[1]
         );
