@@ -3,8 +3,8 @@
 //! After `accept`, the server forks. The child serves that one connection
 //! with the blocking driver and exits; the parent closes its copy of the
 //! socket, goes back to accepting, and reaps finished children without
-//! blocking (`waitpid(pid, WNOHANG)` for each of its children, on every
-//! accept and every tick), so no zombie is left behind.
+//! blocking (`waitpid(pid, WNOHANG)` for each of its children, once per
+//! 200 ms tick), so no zombie outlives a tick.
 //!
 //! What `ForkingTCPServer` users discover, and so will you: a child has its
 //! own *copy* of the parent's memory. A `todo` POST made in one connection
@@ -16,7 +16,7 @@
 //! Unix only. Fork copies only the calling thread, so this mode starts no
 //! thread before forking (UDP listeners are refused).
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::io::{self, Write};
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
@@ -24,6 +24,9 @@ use std::time::{Duration, Instant};
 
 use super::{Listener, Options, Shutdown, accept, stream};
 use crate::stats::{self, Stats};
+
+/// How often finished children are reaped.
+const REAP_EVERY: Duration = Duration::from_millis(200);
 
 pub(super) fn run(
     listeners: Vec<Listener>,
@@ -40,17 +43,26 @@ pub(super) fn run(
     // Our own children, by pid: reaping by pid never steals another part of
     // the process's children (a test harness, say).
     let children = RefCell::new(Vec::<libc::pid_t>::new());
-    let reap_exited = || {
-        let reaped = reap(&mut children.borrow_mut(), libc::WNOHANG);
-        stats::add(&stats.closed, reaped as u64);
+    // Reaping asks the kernel about each child in turn, so it is done at
+    // most once a tick (and when the limit is reached), not per accept:
+    // per accept, a storm of connects cost one waitpid per live child each.
+    let last_reap = Cell::new(Instant::now());
+    let reap_exited = |force: bool| {
+        if force || last_reap.get().elapsed() >= REAP_EVERY {
+            last_reap.set(Instant::now());
+            let reaped = reap(&mut children.borrow_mut(), libc::WNOHANG);
+            stats::add(&stats.closed, reaped as u64);
+        }
     };
     accept::run(
         listeners,
         &stats,
         &shutdown,
-        reap_exited,
+        || reap_exited(false),
         |mut socket, peer, factory| {
-            reap_exited();
+            if children.borrow().len() >= options.max_conns {
+                reap_exited(true);
+            }
             if children.borrow().len() >= options.max_conns {
                 stats::add(&stats.refused, 1);
                 let _ = socket.write(factory.busy_reply());
