@@ -250,4 +250,22 @@ mod tests {
         assert!(done.iter().all(|(_, output)| *output == slept(20)));
         assert!(pool.waiting.is_empty());
     }
+
+    #[test]
+    fn a_job_that_panics_comes_back_as_panicked_and_the_worker_goes_on() {
+        let (mut poll, mut pool) = pool(1, QUEUE_CAPACITY);
+        let ticket = |key| Ticket { key, generation: 1 };
+        pool.submit(ticket(0), Job::Panic);
+        pool.submit(ticket(1), sleep(1));
+        let done = drive(&mut poll, &mut pool, 2);
+        assert_eq!(
+            done[0],
+            (
+                ticket(0),
+                JobOutput::Panicked("a test job panicked on purpose".into())
+            )
+        );
+        // The same (only) worker ran the next job: it survived the panic.
+        assert_eq!(done[1], (ticket(1), slept(1)));
+    }
 }

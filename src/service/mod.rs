@@ -57,6 +57,9 @@ pub enum Job {
     Upload(upload::Work),
     /// Store work: wait until a change is on disk (`--fsync always`).
     Store(crate::store::Work),
+    /// Panics when run: tests of what drivers do with a job that panics.
+    #[cfg(test)]
+    Panic,
 }
 
 impl Job {
@@ -67,6 +70,8 @@ impl Job {
             Job::Slow(work) => JobOutput::Slow(slow::run(work)),
             Job::Upload(work) => JobOutput::Upload(upload::run(work)),
             Job::Store(work) => JobOutput::Store(crate::store::run(work)),
+            #[cfg(test)]
+            Job::Panic => panic!("a test job panicked on purpose"),
         }
     }
 }
