@@ -101,6 +101,8 @@ pub(crate) struct Conn {
     closing: bool,
     /// Shutdown: answer what the client already sent, then close.
     finishing: bool,
+    /// The client sent EOF: read nothing more; close once all is answered.
+    input_ended: bool,
     /// The offloaded job this connection waits for, if any. While there is
     /// one, nothing is read or fed (the driver contract), so replies stay in order.
     job: JobState,
@@ -141,6 +143,7 @@ impl Conn {
             peer_closed: false,
             closing: false,
             finishing: false,
+            input_ended: false,
             job: JobState::None,
             refeed: false,
             last_input: Instant::now(),
@@ -182,6 +185,7 @@ impl Conn {
     /// drains, because `readable` is remembered (rule 4).
     fn wants_read(&self, options: &Options) -> bool {
         !self.closing
+            && !self.input_ended
             && matches!(self.job, JobState::None)
             && self.output.len() - self.written < options.max_output
             && self.input.len() < options.max_input
@@ -327,11 +331,13 @@ impl Conn {
         scratch.write.clear();
         let out = output_buffer(&mut self.output, self.written, &mut scratch.write);
         let mut cx = Cx::new(out, now, self.peer);
-        let _ = self.service.eof(&self.input, &mut cx);
+        let next = self.service.eof(&self.input, &mut cx);
         let requests = cx.requests;
         self.input = Vec::new();
-        self.closing = true;
-        self.after_service(Next::Close, requests, scratch, options, stats)
+        self.input_ended = true;
+        // Nothing more will come: close once answered, after the job if the
+        // last request needs one (`after_service` turns Continue into Close).
+        self.after_service(next, requests, scratch, options, stats)
     }
 
     /// Acts on what the service said, and sends what it wrote right away
@@ -358,6 +364,9 @@ impl Conn {
             let requests = cx.requests;
             self.count_requests(requests, stats);
             self.refeed = true;
+        }
+        if self.input_ended && next == Next::Continue {
+            next = Next::Close; // the client has finished: so have we
         }
         match next {
             Next::Continue => {}

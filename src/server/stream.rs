@@ -62,6 +62,7 @@ fn converse(
     let mut requests = cx.requests;
     // Input that waited behind an offloaded request is offered again after it.
     let mut refeed = false;
+    let mut input_ended = false;
     let counters = stats.service(factory.name());
     let idle_timeout = options.idle_timeout.or_else(|| factory.idle_timeout());
     let mut last_input = Instant::now();
@@ -71,6 +72,9 @@ fn converse(
             next = service.resume(job.run(), &mut cx);
             requests += cx.requests;
             refeed = true;
+        }
+        if input_ended && next == Next::Continue {
+            next = Next::Close; // the client has finished: so have we
         }
         let answered = u64::from(std::mem::take(&mut requests));
         stats::add(&stats.requests, answered);
@@ -114,9 +118,13 @@ fn converse(
         last_input = Instant::now();
         let mut cx = Cx::new(&mut out, last_input, peer);
         if n == 0 {
-            let _ = service.eof(&input, &mut cx);
+            // The last request may still need a job; Continue means done.
+            next = match service.eof(&input, &mut cx) {
+                Next::Offload(job) => Next::Offload(job),
+                _ => Next::Close,
+            };
+            input_ended = true;
             requests = cx.requests;
-            next = Next::Close;
             continue;
         }
         stats::add(&stats.bytes_in, n as u64);

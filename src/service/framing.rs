@@ -96,11 +96,16 @@ impl<H: LineHandler> Service for Lines<H> {
     }
 
     /// A last line without its `\n` still counts (`nc -N` sends one at EOF).
+    /// If that last line needs a job, the driver runs it and closes after
+    /// the reply.
     fn eof(&mut self, rest: &[u8], cx: &mut Cx<'_>) -> Next {
-        if !rest.is_empty() {
-            let _ = self.frame(rest, cx);
+        if rest.is_empty() {
+            return Next::Close;
         }
-        Next::Close
+        match self.frame(rest, cx) {
+            Next::Offload(job) => Next::Offload(job),
+            _ => Next::Close,
+        }
     }
 
     fn resume(&mut self, done: JobOutput, cx: &mut Cx<'_>) -> Next {

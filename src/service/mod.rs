@@ -137,7 +137,9 @@ impl<'a> Cx<'a> {
 /// 3. After [`Next::Offload`], feed no input until [`resume`](Service::resume)
 ///    has been called with the job's output. Replies therefore stay in order.
 /// 4. Call [`eof`](Service::eof) once when the client has finished sending,
-///    after all its bytes were given to `input`, with what `input` left.
+///    after all its bytes were given to `input`, with what `input` left. If
+///    it returns `Offload`, run the job and `resume` as in 3; after that (or
+///    at once otherwise) send `out` and close: `Continue` means close here.
 /// 5. Send `cx.out` whenever it is not empty; partial writes are normal.
 /// 6. After [`Next::Close`], send what is in `out`, then close; call nothing more.
 ///
@@ -154,6 +156,9 @@ pub trait Service: Send {
 
     /// The client closed its sending side; no more input will come. `rest`
     /// holds the bytes `input` left unconsumed (an unterminated last line).
+    /// Return `Offload` if answering that last request needs a job: the
+    /// driver runs it, calls `resume`, sends the reply, then closes. Any
+    /// other answer closes once `out` is sent.
     fn eof(&mut self, rest: &[u8], cx: &mut Cx<'_>) -> Next {
         let _ = (rest, cx);
         Next::Close

@@ -8,9 +8,9 @@
 //! - anything else is `error: ...` naming the commands, and the connection
 //!   goes on.
 //!
-//! A last command without its `\n` at end of input is not answered: the
-//! drivers close after `eof`, so a job asked for then would have no one to
-//! answer to.
+//! A last command without its `\n` at end of input (`printf 'sleep 50' |
+//! nc -N`) is answered too: the drivers run the job `eof` asks for, send
+//! the reply, then close.
 //!
 //! The handler only parses and replies: the waiting and the hashing are a
 //! [`Work`] handed to the driver as [`Job::Slow`], done by [`run`] on

@@ -56,7 +56,12 @@ pub fn run(service: &mut dyn Service, chunks: &[&[u8]]) -> Outcome {
             Some(chunk) => pending.extend_from_slice(chunk),
             None => {
                 let mut cx = Cx::new(&mut out, now, peer());
-                let _ = service.eof(&pending, &mut cx);
+                let mut last = service.eof(&pending, &mut cx);
+                // The last request may need a job; its reply comes before the close.
+                while let Next::Offload(job) = last {
+                    let mut cx = Cx::new(&mut out, now, peer());
+                    last = service.resume(job.run(), &mut cx);
+                }
                 return Outcome { out, closed: false };
             }
         }

@@ -85,3 +85,21 @@ fn bad_arguments_get_an_error_naming_the_range() {
         assert_eq!(String::from_utf8_lossy(&got), expected, "{name}");
     }
 }
+
+#[test]
+fn a_last_command_without_newline_before_eof_is_answered() {
+    // As `printf 'sleep 30' | nc -N`: the line ends at EOF, and its answer
+    // needs a job; the connection closes only after the job's reply.
+    for &(name, mode, threads) in MODES {
+        let server = start(mode, threads);
+        let mut client = server.connect("slow");
+        client.write_all(b"hash 1\nsleep 30").unwrap();
+        client.shutdown(Shutdown::Write).unwrap();
+        let expected = format!("{:016x}\nslept 30\n", hash_rounds(1));
+        assert_eq!(
+            String::from_utf8(read_to_end(&mut client)).unwrap(),
+            expected,
+            "{name}"
+        );
+    }
+}
