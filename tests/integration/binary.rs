@@ -3,54 +3,18 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 
-use crate::util::{TempDir, connect, expect};
+use crate::util::{BinServer, TempDir, connect, expect};
 
 const BIN: &str = env!("CARGO_BIN_EXE_readyloop");
 
-/// A server child process, killed when dropped, with the directory it ran
-/// in (its default `./readyloop-data` goes there, not into the repository).
-struct Running {
-    child: Child,
-    _cwd: TempDir,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts `readyloop serve ARGS` and returns the addresses it logged, in order.
-fn serve(args: &[&str], listeners: usize) -> (Running, Vec<SocketAddr>) {
-    let cwd = TempDir::new("binary");
-    let mut child = Command::new(BIN)
-        .current_dir(cwd.path())
-        .arg("serve")
-        .args(args)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = BufReader::new(child.stderr.take().unwrap());
-    let running = Running { child, _cwd: cwd };
-    let mut addrs = Vec::new();
-    for line in stderr.lines() {
-        let line = line.unwrap();
-        if let Some((_, addr)) = line.split_once(" listening on ") {
-            addrs.push(addr.trim().parse().unwrap());
-            if addrs.len() == listeners {
-                break;
-            }
-        }
-    }
-    assert_eq!(
-        addrs.len(),
-        listeners,
-        "the server did not log its listeners"
-    );
-    (running, addrs)
+/// Starts `readyloop serve ARGS` and returns it with the addresses of the
+/// `listeners` it logs, in order.
+fn serve(args: &[&str], listeners: &[&str]) -> (BinServer, Vec<SocketAddr>) {
+    let server = BinServer::start(args, listeners);
+    let addrs = server.addrs();
+    (server, addrs)
 }
 
 fn run(args: &[&str]) -> Output {
@@ -64,7 +28,7 @@ fn run(args: &[&str]) -> Output {
 
 #[test]
 fn port_zero_logs_the_port_bound_and_listeners_share_one_loop() {
-    let (_server, addrs) = serve(&["echo@127.0.0.1:0", "upper@0"], 2);
+    let (_server, addrs) = serve(&["echo@127.0.0.1:0", "upper@0"], &["echo", "upper"]);
     let mut echo = connect(addrs[0]);
     let mut upper = connect(addrs[1]);
     echo.write_all(b"one loop\n").unwrap();
@@ -130,7 +94,7 @@ fn children_of(pid: u32) -> Vec<(u32, char)> {
 
 #[test]
 fn forking_mode_serves_each_client_in_a_child_and_leaves_no_zombie() {
-    let (server, addrs) = serve(&["--mode", "forking", "upper@127.0.0.1:0"], 1);
+    let (server, addrs) = serve(&["--mode", "forking", "upper@127.0.0.1:0"], &["upper"]);
     let pid = server.child.id();
     let mut clients: Vec<_> = (0..5).map(|_| connect(addrs[0])).collect();
     for (i, client) in clients.iter_mut().enumerate() {
@@ -176,7 +140,7 @@ fn an_upload_dir_that_cannot_be_created_is_one_clear_line_and_exit_2() {
 fn loops_2_serves_from_both_loops() {
     let (_server, addrs) = serve(
         &["--loops", "2", "upper@127.0.0.1:0", "http@127.0.0.1:0"],
-        4,
+        &["upper", "http", "upper", "http"],
     );
     let (upper, http) = (addrs[0], addrs[1]);
     assert_eq!(addrs[2], upper, "loop 1 listens on the same port");

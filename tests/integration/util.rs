@@ -255,6 +255,8 @@ pub struct BinServer {
     pub child: std::process::Child,
     addrs: Vec<(String, SocketAddr)>,
     pub log: Arc<std::sync::Mutex<String>>,
+    /// Its working directory, so a default `./readyloop-data` is its own.
+    _cwd: TempDir,
 }
 
 impl BinServer {
@@ -263,7 +265,9 @@ impl BinServer {
     pub fn start(args: &[&str], services: &[&str]) -> BinServer {
         use std::io::{BufRead, BufReader};
         use std::process::{Command, Stdio};
+        let cwd = TempDir::new("bin-cwd");
         let mut child = Command::new(env!("CARGO_BIN_EXE_readyloop"))
+            .current_dir(cwd.path())
             .arg("serve")
             .args(args)
             .stderr(Stdio::piped())
@@ -275,6 +279,7 @@ impl BinServer {
             child,
             addrs: Vec::new(),
             log: Arc::clone(&log),
+            _cwd: cwd,
         };
         // Bounded: the child either logs its listeners or exits (EOF).
         while server.addrs.len() < services.len() {
@@ -297,6 +302,11 @@ impl BinServer {
             }
         });
         server
+    }
+
+    /// Every listener's address, in the order the server logged them.
+    pub fn addrs(&self) -> Vec<SocketAddr> {
+        self.addrs.iter().map(|(_, addr)| *addr).collect()
     }
 
     pub fn addr(&self, service: &str) -> SocketAddr {
