@@ -80,6 +80,9 @@ pub(crate) struct Conn {
     service: Box<dyn Service>,
     /// The counters of this connection's service.
     service_stats: Arc<ServiceStats>,
+    /// Unconsumed input at which the driver closes: the options' backstop,
+    /// or the service's own larger bound ([`crate::service::Factory::max_input`]).
+    max_input: usize,
     /// Received bytes the service has not consumed (a partial request).
     /// Unallocated whenever empty.
     input: Vec<u8>,
@@ -125,6 +128,7 @@ impl Conn {
         generation: u32,
         service: Box<dyn Service>,
         service_stats: Arc<ServiceStats>,
+        max_input: usize,
     ) -> Conn {
         Conn {
             key,
@@ -133,6 +137,7 @@ impl Conn {
             generation,
             service,
             service_stats,
+            max_input,
             input: Vec::new(),
             output: Vec::new(),
             written: 0,
@@ -188,7 +193,7 @@ impl Conn {
             && !self.input_ended
             && matches!(self.job, JobState::None)
             && self.output.len() - self.written < options.max_output
-            && self.input.len() < options.max_input
+            && self.input.len() < self.max_input
     }
 
     /// Does every piece of work that readiness and state allow, within one
@@ -299,7 +304,7 @@ impl Conn {
         } else {
             self.input.drain(..consumed);
         }
-        if self.input.len() >= options.max_input {
+        if self.input.len() >= self.max_input {
             // Services bound their own input; this is the driver's backstop.
             log::warn!(
                 "{} sent {} bytes its service did not consume: closing",

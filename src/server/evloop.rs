@@ -66,6 +66,17 @@ pub const DATAGRAMS_PER_WAKEUP: usize = 64;
 /// accept that keeps failing.
 pub const ACCEPT_PAUSE: Duration = Duration::from_millis(500);
 
+/// What a TCP listener gives each connection it accepts, fixed at start.
+#[derive(Debug)]
+struct ListenerService {
+    factory: Arc<dyn Factory>,
+    /// Idle connections close after this long (rule 9).
+    idle_timeout: Option<Duration>,
+    /// The input backstop for its connections (see `Factory::max_input`).
+    max_input: usize,
+    counters: Arc<ServiceStats>,
+}
+
 /// A listening socket in the loop.
 #[derive(Debug)]
 struct Source {
@@ -78,10 +89,7 @@ struct Source {
 enum SourceKind {
     Tcp {
         socket: TcpListener,
-        factory: Arc<dyn Factory>,
-        /// Idle connections of this listener close after this long.
-        idle_timeout: Option<Duration>,
-        counters: Arc<ServiceStats>,
+        service: Arc<ListenerService>,
     },
     Udp {
         socket: UdpSocket,
@@ -143,13 +151,15 @@ pub(super) fn run(
             Listener::Tcp { socket, factory } => {
                 socket.set_nonblocking(true)?;
                 let socket = TcpListener::from_std(socket);
-                let idle_timeout = options.idle_timeout.or_else(|| factory.idle_timeout());
-                let counters = stats.service(factory.name());
+                let service = ListenerService {
+                    idle_timeout: options.idle_timeout.or_else(|| factory.idle_timeout()),
+                    max_input: options.max_input.max(factory.max_input().unwrap_or(0)),
+                    counters: stats.service(factory.name()),
+                    factory,
+                };
                 SourceKind::Tcp {
                     socket,
-                    factory,
-                    idle_timeout,
-                    counters,
+                    service: Arc::new(service),
                 }
             }
             Listener::Udp { socket } => {
@@ -414,26 +424,18 @@ impl Loop {
 
     /// Rule 2: accept until `WouldBlock`, but at most [`ACCEPTS_PER_WAKEUP`].
     fn accept(&mut self, i: usize, now: Instant) {
-        let SourceKind::Tcp {
-            factory,
-            idle_timeout,
-            counters,
-            ..
-        } = &self.sources[i].kind
-        else {
+        let SourceKind::Tcp { service, .. } = &self.sources[i].kind else {
             return;
         };
-        let (factory, idle_timeout, counters) =
-            (Arc::clone(factory), *idle_timeout, Arc::clone(counters));
+        let service = Arc::clone(service);
+        let factory = &service.factory;
         log::trace!("{} listener readable: accepting", factory.name());
         for _ in 0..ACCEPTS_PER_WAKEUP {
             let SourceKind::Tcp { socket, .. } = &self.sources[i].kind else {
                 return;
             };
             match socket.accept() {
-                Ok((stream, peer)) => {
-                    self.admit(stream, peer, &factory, idle_timeout, &counters, now)
-                }
+                Ok((stream, peer)) => self.admit(stream, peer, &service, now),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if is_out_of_descriptors(&e) => {
@@ -500,11 +502,10 @@ impl Loop {
         &mut self,
         mut stream: TcpStream,
         peer: SocketAddr,
-        factory: &Arc<dyn Factory>,
-        idle_timeout: Option<Duration>,
-        counters: &Arc<ServiceStats>,
+        service: &ListenerService,
         now: Instant,
     ) {
+        let factory = &service.factory;
         if self.conns.len() >= self.options.max_conns {
             stats::add(&self.stats.refused, 1);
             log::debug!(
@@ -538,12 +539,13 @@ impl Loop {
             peer,
             generation,
             factory.make(),
-            Arc::clone(counters),
+            Arc::clone(&service.counters),
+            service.max_input,
         ));
         stats::add(&self.stats.accepted, 1);
-        stats::add(&counters.accepted, 1);
+        stats::add(&service.counters.accepted, 1);
         stats::add(&self.accepted_here, 1);
-        if let Some(timeout) = idle_timeout {
+        if let Some(timeout) = service.idle_timeout {
             self.timers.arm(Deadline {
                 at: now + timeout,
                 key,

@@ -65,6 +65,7 @@ fn converse(
     let mut input_ended = false;
     let counters = stats.service(factory.name());
     let idle_timeout = options.idle_timeout.or_else(|| factory.idle_timeout());
+    let max_input = options.max_input.max(factory.max_input().unwrap_or(0));
     let mut last_input = Instant::now();
     loop {
         while let Next::Offload(job) = next {
@@ -133,7 +134,7 @@ fn converse(
         requests = cx.requests;
         input.drain(..consumed);
         next = after;
-        if input.len() >= options.max_input {
+        if input.len() >= max_input {
             log::warn!(
                 "peer={peer} sent {} bytes its service did not consume: closing",
                 input.len()

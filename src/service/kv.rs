@@ -504,6 +504,10 @@ impl Factory for KvFactory {
     fn busy_reply(&self) -> &'static [u8] {
         b"-ERR max number of clients reached\r\n"
     }
+    /// A multibulk request may be large (a big SET); kv bounds it itself.
+    fn max_input(&self) -> Option<usize> {
+        Some(MAX_REQUEST)
+    }
 }
 
 /// The factory the registry uses.

@@ -249,6 +249,13 @@ pub trait Factory: Send + Sync + fmt::Debug {
     fn idle_timeout(&self) -> Option<Duration> {
         None
     }
+    /// The largest request this service buffers, if over the drivers'
+    /// backstop (`Options::max_input`, 1 MiB): the drivers raise the
+    /// backstop to it for this service's connections. The service must
+    /// itself refuse anything larger (driver contract, step 2).
+    fn max_input(&self) -> Option<usize> {
+        None
+    }
     /// What a client is told when the server is full, before it is closed.
     fn busy_reply(&self) -> &'static [u8] {
         b"error: server busy, try again later\n"

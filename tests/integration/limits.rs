@@ -141,3 +141,38 @@ fn metrics_parse_as_prometheus_text_and_count_the_traffic_sent() {
         );
     }
 }
+
+#[test]
+fn a_service_with_its_own_larger_bound_takes_requests_over_the_1_mib_backstop() {
+    let value = vec![b'v'; 3 << 20];
+    let mut set = format!("*3\r\n$3\r\nSET\r\n$3\r\nbig\r\n${}\r\n", value.len()).into_bytes();
+    set.extend_from_slice(&value);
+    set.extend_from_slice(b"\r\n");
+    for &(name, mode, threads) in shared_process_modes() {
+        let server = TestServer::start_with(
+            mode,
+            &["kv"],
+            Options {
+                threads,
+                ..Options::default()
+            },
+            Limits::default(),
+        );
+        let mut client = server.connect("kv");
+        let mut writer = client.try_clone().unwrap();
+        let request = set.clone();
+        let sending = std::thread::spawn(move || writer.write_all(&request).unwrap());
+        expect(&mut client, b"+OK\r\n");
+        sending.join().unwrap();
+        client
+            .write_all(b"*2\r\n$3\r\nGET\r\n$3\r\nbig\r\n")
+            .unwrap();
+        let head = format!("${}\r\n", value.len());
+        expect(&mut client, head.as_bytes());
+        let got = crate::util::read_exact(&mut client, value.len() + 2);
+        assert!(
+            got[..value.len()] == value[..] && got.ends_with(b"\r\n"),
+            "{name}"
+        );
+    }
+}
