@@ -7,7 +7,7 @@
 use std::fs;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -317,26 +317,33 @@ fn stuck_client(addr: SocketAddr) -> TcpStream {
     stream
 }
 
+/// An echo server in `mode` logging to a file, with `--shutdown-timeout`
+/// `grace`, and a client that keeps its connection from finishing.
+fn serve_with_a_stuck_client(mode: &str, grace: &str) -> (TempDir, PathBuf, Process, TcpStream) {
+    let dir = TempDir::new("stuck");
+    let log = dir.path().join("l.log");
+    let addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+    let listener = format!("echo@{addr}");
+    let server = Process::start(&[
+        &listener,
+        "--mode",
+        mode,
+        "--shutdown-timeout",
+        grace,
+        "--log-file",
+        log.to_str().unwrap(),
+    ]);
+    wait_until("the server listens", || read(&log).contains("listening on"));
+    let client = stuck_client(addr);
+    (dir, log, server, client)
+}
+
 /// While a client keeps a connection from finishing, a second SIGINT ends
 /// the process at once, with exit code 1 and a log line.
 #[test]
 fn a_second_sigint_exits_at_once() {
     for mode in MODES {
-        let dir = TempDir::new("sigint");
-        let log = dir.path().join("l.log");
-        let addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
-        let listener = format!("echo@{addr}");
-        let mut server = Process::start(&[
-            &listener,
-            "--mode",
-            mode,
-            "--shutdown-timeout",
-            "1m",
-            "--log-file",
-            log.to_str().unwrap(),
-        ]);
-        wait_until("the server listens", || read(&log).contains("listening on"));
-        let _client = stuck_client(addr);
+        let (_dir, log, mut server, _client) = serve_with_a_stuck_client(mode, "1m");
         server.signal(libc::SIGINT);
         wait_until("the first SIGINT is logged", || {
             read(&log).contains("SIGINT: shutting down")
@@ -360,21 +367,7 @@ fn a_second_sigint_exits_at_once() {
 #[test]
 fn after_the_grace_period_the_process_exits_0_anyway() {
     for mode in MODES {
-        let dir = TempDir::new("grace");
-        let log = dir.path().join("l.log");
-        let addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
-        let listener = format!("echo@{addr}");
-        let mut server = Process::start(&[
-            &listener,
-            "--mode",
-            mode,
-            "--shutdown-timeout",
-            "300ms",
-            "--log-file",
-            log.to_str().unwrap(),
-        ]);
-        wait_until("the server listens", || read(&log).contains("listening on"));
-        let _client = stuck_client(addr);
+        let (_dir, log, mut server, _client) = serve_with_a_stuck_client(mode, "300ms");
         server.signal(libc::SIGTERM);
         let status = server.wait(Duration::from_secs(3));
         assert_eq!(status.code(), Some(0), "{mode}");
