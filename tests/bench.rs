@@ -13,15 +13,16 @@ use std::thread::JoinHandle;
 use readyloop::bench::{self, BenchArgs};
 use serde_json::Value;
 
-/// A thread-per-connection echo server on 127.0.0.1:0; stopped on drop.
-struct EchoServer {
+/// A thread-per-connection server on 127.0.0.1:0 running `serve` for each
+/// connection; stopped on drop.
+struct TestServer {
     addr: SocketAddr,
     stop: Arc<AtomicBool>,
     accept: Option<JoinHandle<()>>,
 }
 
-impl EchoServer {
-    fn start() -> Self {
+impl TestServer {
+    fn start(serve: fn(TcpStream)) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
         let addr = listener.local_addr().unwrap();
         let stop = Arc::new(AtomicBool::new(false));
@@ -31,26 +32,38 @@ impl EchoServer {
                 if stopping.load(Ordering::SeqCst) {
                     break;
                 }
-                let Ok(mut stream) = stream else { continue };
-                std::thread::spawn(move || {
-                    let mut buf = [0u8; 16 * 1024];
-                    while let Ok(n) = stream.read(&mut buf) {
-                        if n == 0 || stream.write_all(&buf[..n]).is_err() {
-                            break;
-                        }
-                    }
-                });
+                let Ok(stream) = stream else { continue };
+                std::thread::spawn(move || serve(stream));
             }
         });
-        EchoServer {
+        TestServer {
             addr,
             stop,
             accept: Some(accept),
         }
     }
+
+    /// An echo server.
+    fn echo() -> Self {
+        TestServer::start(|mut stream| {
+            let mut buf = [0u8; 16 * 1024];
+            while let Ok(n) = stream.read(&mut buf) {
+                if n == 0 || stream.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+            }
+        })
+    }
+
+    /// An HTTP/1.1 keep-alive server that answers `Connection: close` (and
+    /// closes) on every [`CLOSE_EVERY`]th response, as servers with a
+    /// per-connection request limit do.
+    fn http() -> Self {
+        TestServer::start(serve_http)
+    }
 }
 
-impl Drop for EchoServer {
+impl Drop for TestServer {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
         // Wake the blocking accept so the loop sees the flag.
@@ -58,30 +71,6 @@ impl Drop for EchoServer {
         if let Some(accept) = self.accept.take() {
             let _ = accept.join();
         }
-    }
-}
-
-/// An HTTP/1.1 keep-alive server on 127.0.0.1:0 that answers
-/// `Connection: close` (and closes) on every [`CLOSE_EVERY`]th response, as
-/// servers with a per-connection request limit do. Stopped on drop.
-fn start_http_server() -> EchoServer {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    let addr = listener.local_addr().unwrap();
-    let stop = Arc::new(AtomicBool::new(false));
-    let stopping = stop.clone();
-    let accept = std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            if stopping.load(Ordering::SeqCst) {
-                break;
-            }
-            let Ok(stream) = stream else { continue };
-            std::thread::spawn(move || serve_http(stream));
-        }
-    });
-    EchoServer {
-        addr,
-        stop,
-        accept: Some(accept),
     }
 }
 
@@ -133,7 +122,7 @@ impl Drop for TempPath {
     }
 }
 
-fn run_against(server: &EchoServer, extra: &[&str], json: &TempPath) -> Value {
+fn run_against(server: &TestServer, extra: &[&str], json: &TempPath) -> Value {
     let addr = server.addr.to_string();
     let json_path = json.0.to_str().unwrap();
     let mut flags = vec!["--addr", &addr, "--json", json_path];
@@ -160,7 +149,7 @@ fn assert_sane(point: &Value) {
 
 #[test]
 fn echo_series_against_a_local_server() {
-    let server = EchoServer::start();
+    let server = TestServer::echo();
     let json = TempPath::new("echo.json");
     let results = run_against(
         &server,
@@ -177,7 +166,7 @@ fn echo_series_against_a_local_server() {
 
 #[test]
 fn pipelined_threaded_clients_with_source_ips() {
-    let server = EchoServer::start();
+    let server = TestServer::echo();
     let json = TempPath::new("pipeline.json");
     let results = run_against(
         &server,
@@ -209,7 +198,7 @@ fn pipelined_threaded_clients_with_source_ips() {
 
 #[test]
 fn idle_connections_are_held() {
-    let server = EchoServer::start();
+    let server = TestServer::echo();
     let json = TempPath::new("idle.json");
     let results = run_against(
         &server,
@@ -227,7 +216,7 @@ fn idle_connections_are_held() {
 
 #[test]
 fn http_keep_alive_with_announced_closes() {
-    let server = start_http_server();
+    let server = TestServer::http();
     let json = TempPath::new("http.json");
     let results = run_against(
         &server,
