@@ -283,29 +283,30 @@ pub fn parse_size(flag: &'static str, text: &str) -> Result<usize, StartupError>
     }
 }
 
-/// Parses a duration: `500ms`, `10s`, `1m`; a bare number is seconds.
-pub fn parse_duration(flag: &'static str, text: &str) -> Result<Duration, StartupError> {
+/// Parses a duration: `500ms`, `10s`, `1.5s`, `1m` (or `1min`); a bare
+/// number is seconds. The one grammar every duration flag uses (`serve`'s
+/// and `bench`'s); the error says what is accepted.
+pub fn duration(text: &str) -> Result<Duration, String> {
     let lower = text.trim().to_ascii_lowercase();
-    let digits_end = lower
-        .find(|c: char| !c.is_ascii_digit())
+    let split = lower
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
         .unwrap_or(lower.len());
-    let (digits, unit) = lower.split_at(digits_end);
-    let wrong = || {
-        bad(
-            flag,
-            &format!("'{text}' is not a duration: use ms, s or m, e.g. 500ms, 10s, 1m"),
-        )
+    let (number, unit) = lower.split_at(split);
+    let bad =
+        || format!("'{text}' is not a duration: use a number with ms, s or m, like 500ms, 10s, 1m");
+    let value: f64 = number.parse().map_err(|_| bad())?;
+    let seconds = match unit.trim() {
+        "ms" => value / 1000.0,
+        "" | "s" => value,
+        "m" | "min" => value * 60.0,
+        _ => return Err(bad()),
     };
-    let value: u64 = digits.parse().map_err(|_| wrong())?;
-    let millis = match unit.trim() {
-        "ms" => Some(value),
-        "" | "s" => value.checked_mul(1_000),
-        "m" | "min" => value.checked_mul(60_000),
-        _ => return Err(wrong()),
-    };
-    millis
-        .map(Duration::from_millis)
-        .ok_or_else(|| bad(flag, &format!("'{text}' is too long")))
+    Duration::try_from_secs_f64(seconds).map_err(|_| format!("'{text}' is too long"))
+}
+
+/// [`duration`] for the flag `flag`, as a [`StartupError`].
+pub fn parse_duration(flag: &'static str, text: &str) -> Result<Duration, StartupError> {
+    duration(text).map_err(|reason| bad(flag, &reason))
 }
 
 /// `path` made absolute against the current directory.

@@ -211,27 +211,14 @@ pub const MAX_DURATION: Duration = Duration::from_secs(3600);
 /// The most requests in flight per connection.
 pub const MAX_PIPELINE: usize = 1024;
 
-/// Parses `500ms`, `5s`, `1m` (a bare number is seconds).
+/// Parses a duration as every flag does ([`crate::config::duration`]:
+/// `500ms`, `5s`, `1m`, a bare number is seconds), at most [`MAX_DURATION`].
 ///
 /// # Errors
 ///
 /// A message saying which forms are accepted.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let bad =
-        || format!("`{text}` is not a duration: use a number with ms, s or m, like 500ms, 5s, 1m");
-    let value: f64 = number.parse().map_err(|_| bad())?;
-    let seconds = match unit {
-        "ms" => value / 1000.0,
-        "" | "s" => value,
-        "m" => value * 60.0,
-        _ => return Err(bad()),
-    };
-    let duration = Duration::try_from_secs_f64(seconds).map_err(|_| bad())?;
+    let duration = crate::config::duration(text)?;
     if duration > MAX_DURATION {
         return Err(format!(
             "`{text}` is too long: at most {} s",

@@ -168,11 +168,10 @@ impl Conn {
         let mut cx = Cx::new(&mut scratch.write, now, self.peer);
         let next = self.service.open(&mut cx);
         let requests = cx.requests;
-        match self.after_service(next, requests, scratch, options, stats) {
-            Err(e) => self.fail(e),
-            Ok(()) if self.closing && self.written == self.output.len() => Verdict::Close,
-            Ok(()) => Verdict::Wait,
+        if let Err(e) = self.after_service(next, requests, scratch, options, stats) {
+            return self.fail(e);
         }
+        self.pump(scratch, options, now, stats)
     }
 
     /// The server is shutting down: read what already arrived (one read to

@@ -205,7 +205,7 @@ pub(super) fn run(
         options: options.clone(),
         accepted_here: stats.event_loop(index),
         console: None,
-        shutdown: shutdown.clone(),
+        shutdown,
         stats,
     };
     if options.console && index == 0 {
@@ -218,15 +218,15 @@ pub(super) fn run(
         event_loop.console = Some(Console::default());
         println!("console: {}", console::HELP);
     }
-    event_loop.run(&shutdown)
+    event_loop.run()
 }
 
 impl Loop {
-    fn run(&mut self, shutdown: &Shutdown) -> io::Result<()> {
+    fn run(&mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(EVENTS_CAPACITY);
         loop {
             // Rule 10: shutdown is an event like any other (the waker).
-            if shutdown.is_requested() && self.shutdown_deadline.is_none() {
+            if self.shutdown.is_requested() && self.shutdown_deadline.is_none() {
                 self.begin_shutdown();
             }
             if let Some(deadline) = self.shutdown_deadline {

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use super::{Options, Shutdown};
 use crate::service::{self, Cx, Factory, Next};
-use crate::stats::{self, Stats};
+use crate::stats::{self, ServiceStats, Stats};
 
 /// How often a thread blocked in `read` looks at the shutdown flag.
 const SHUTDOWN_CHECK: Duration = Duration::from_millis(200);
@@ -25,10 +25,19 @@ pub(crate) fn serve(
     stats: &Stats,
     shutdown: &Shutdown,
 ) {
+    let counters = stats.service(factory.name());
     stats::add(&stats.accepted, 1);
-    stats::add(&stats.service(factory.name()).accepted, 1);
+    stats::add(&counters.accepted, 1);
     log::debug!("peer={peer} accepted by {}", factory.name());
-    match converse(&mut stream, peer, factory, options, stats, shutdown) {
+    match converse(
+        &mut stream,
+        peer,
+        factory,
+        options,
+        stats,
+        &counters,
+        shutdown,
+    ) {
         Ok(()) => log::debug!("peer={peer} closed"),
         Err(e)
             if matches!(
@@ -49,6 +58,7 @@ fn converse(
     factory: &dyn Factory,
     options: &Options,
     stats: &Stats,
+    counters: &ServiceStats,
     shutdown: &Shutdown,
 ) -> io::Result<()> {
     stream.set_nodelay(true)?;
@@ -60,10 +70,10 @@ fn converse(
     let mut cx = Cx::new(&mut out, Instant::now(), peer);
     let mut next = service.open(&mut cx);
     let mut requests = cx.requests;
-    // Input that waited behind an offloaded request is offered again after it.
-    let mut refeed = false;
+    // Input the service has not been offered yet: just read, or left
+    // waiting behind an offloaded request.
+    let mut unfed = false;
     let mut input_ended = false;
-    let counters = stats.service(factory.name());
     let idle_timeout = options.idle_timeout.or_else(|| factory.idle_timeout());
     let max_input = options.max_input.max(factory.max_input().unwrap_or(0));
     let mut last_input = Instant::now();
@@ -72,7 +82,7 @@ fn converse(
             let mut cx = Cx::new(&mut out, Instant::now(), peer);
             next = service.resume(job.run(), &mut cx);
             requests += cx.requests;
-            refeed = true;
+            unfed = true;
         }
         if input_ended && next == Next::Continue {
             next = Next::Close; // the client has finished: so have we
@@ -88,12 +98,19 @@ fn converse(
         if next == Next::Close {
             return Ok(());
         }
-        if std::mem::take(&mut refeed) && !input.is_empty() {
-            let mut cx = Cx::new(&mut out, Instant::now(), peer);
+        if std::mem::take(&mut unfed) && !input.is_empty() {
+            let mut cx = Cx::new(&mut out, last_input, peer);
             let (consumed, after) = service::feed(service.as_mut(), &input, &mut cx);
             requests = cx.requests;
             input.drain(..consumed);
             next = after;
+            if input.len() >= max_input {
+                log::warn!(
+                    "peer={peer} sent {} bytes its service did not consume: closing",
+                    input.len()
+                );
+                return Ok(());
+            }
             continue;
         }
         let n = match stream.read(&mut buf) {
@@ -117,8 +134,8 @@ fn converse(
             Err(e) => return Err(e),
         };
         last_input = Instant::now();
-        let mut cx = Cx::new(&mut out, last_input, peer);
         if n == 0 {
+            let mut cx = Cx::new(&mut out, last_input, peer);
             // The last request may still need a job; Continue means done.
             next = match service.eof(&input, &mut cx) {
                 Next::Offload(job) => Next::Offload(job),
@@ -130,16 +147,6 @@ fn converse(
         }
         stats::add(&stats.bytes_in, n as u64);
         input.extend_from_slice(&buf[..n]);
-        let (consumed, after) = service::feed(service.as_mut(), &input, &mut cx);
-        requests = cx.requests;
-        input.drain(..consumed);
-        next = after;
-        if input.len() >= max_input {
-            log::warn!(
-                "peer={peer} sent {} bytes its service did not consume: closing",
-                input.len()
-            );
-            return Ok(());
-        }
+        unfed = true;
     }
 }
