@@ -100,6 +100,17 @@ pub struct ServeArgs {
     /// Default: HTTP keep-alive 75s, other services never.
     #[arg(long, value_name = "DURATION")]
     pub idle_timeout: Option<String>,
+    /// A request must arrive whole within this long of its first byte (in
+    /// a body: between two reads), or the connection is closed: slow
+    /// clients (slowloris) cannot hold slots. `off` for no limit.
+    #[arg(long, value_name = "DURATION", default_value = "60s")]
+    pub request_timeout: String,
+    /// How line services cut input into messages: `newline` (a message
+    /// ends at `\n`), or `read` (what arrived together is one message, as
+    /// the seeds' servers treat one `recv(1024)`: their clients send
+    /// without a newline).
+    #[arg(long, value_enum, value_name = "HOW", default_value_t = Framing::Newline)]
+    pub framing: Framing,
     /// Log one line of counters this often (`10s`); off by default.
     #[arg(long, value_name = "DURATION")]
     pub stats_interval: Option<String>,
@@ -123,6 +134,15 @@ pub struct ClientArgs {
     /// The server, as HOST:PORT.
     #[arg(value_name = "ADDR", default_value = "127.0.0.1:8000")]
     pub addr: String,
+}
+
+/// `--framing`: how line services cut their input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Framing {
+    /// A message ends at `\n`.
+    Newline,
+    /// A message is what arrived together.
+    Read,
 }
 
 /// When the stdin console is on.

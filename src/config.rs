@@ -5,7 +5,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::cli::{Console, ServeArgs};
+use crate::cli::{Console, Framing, ServeArgs};
 use crate::error::StartupError;
 use crate::server::{Mode, Options};
 use crate::service::{self, Limits};
@@ -146,6 +146,10 @@ impl Config {
                 .as_deref()
                 .map(|text| parse_duration("--idle-timeout", text))
                 .transpose()?,
+            request_timeout: match args.request_timeout.as_str() {
+                "off" => None,
+                text => Some(parse_duration("--request-timeout", text)?),
+            },
             ..Options::default()
         };
         // Resolve relative paths against the directory the user typed them
@@ -166,6 +170,10 @@ impl Config {
             options,
             limits: Limits {
                 max_line,
+                framing: match args.framing {
+                    Framing::Newline => service::framing::Framing::Newline,
+                    Framing::Read => service::framing::Framing::Read,
+                },
                 upload_dir: absolute("--upload-dir", &args.upload_dir)?,
                 max_upload,
             },

@@ -1,8 +1,8 @@
 //! Counters shared by every server mode, and their Prometheus rendering.
 //!
 //! Plain relaxed atomics: each counter is independent, and a scrape that sees
-//! one a request ahead of another is fine. The event loop adds to them once
-//! per wake-up or per connection, not per byte.
+//! one a request ahead of another is fine. The drivers add to them per read,
+//! per write or per batch of requests, never per byte.
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -31,6 +31,12 @@ pub struct Stats {
     pub datagrams: AtomicU64,
     /// Jobs handed to the offload pool.
     pub offloaded: AtomicU64,
+    /// Connections closed because a timeout ran out (idle, or a request
+    /// that took too long to arrive).
+    pub timed_out: AtomicU64,
+    /// Connections still open when the shutdown grace ran out: their
+    /// clients may not have had every answer.
+    pub unfinished: AtomicU64,
     /// Counters per service, registered at start ([`Stats::service`]).
     services: Mutex<Vec<Arc<ServiceStats>>>,
     /// Connections accepted per event loop (`--loops N`), by loop index.
@@ -87,7 +93,7 @@ impl Stats {
 
     /// The counters in the Prometheus text exposition format (version 0.0.4).
     pub fn render_prometheus(&self, out: &mut String) {
-        let counters: [(&str, &str, &AtomicU64); 10] = [
+        let counters: [(&str, &str, &AtomicU64); 12] = [
             ("accepted", "Connections accepted.", &self.accepted),
             ("closed", "Connections closed.", &self.closed),
             (
@@ -105,6 +111,16 @@ impl Stats {
                 "offloaded",
                 "Jobs handed to the offload pool.",
                 &self.offloaded,
+            ),
+            (
+                "timed_out",
+                "Connections closed by a timeout.",
+                &self.timed_out,
+            ),
+            (
+                "shutdown_unfinished",
+                "Connections still open when the shutdown grace ran out.",
+                &self.unfinished,
             ),
         ];
         for (name, help, value) in counters {

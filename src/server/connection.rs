@@ -1,21 +1,26 @@
-//! One connection of the event loop: socket, buffers, remembered readiness,
-//! and the service that speaks its protocol.
+//! One connection of the event loop: its socket, its unsent output, the
+//! readiness remembered from events, and the [`Dialogue`] that speaks its
+//! protocol.
 //!
 //! [`Conn::pump`] does all the work the connection can do right now and says
-//! what the loop should do next ([`Verdict`]). What work is possible is a pure
-//! function of the connection's state ([`Conn::wants_read`]), computed in one
-//! place. This file never registers, polls or closes: that is the loop's job.
+//! what the loop should do next ([`Verdict`]). Which work is possible follows
+//! from one [`Stage`] and the remembered [`Readiness`], in one place. This
+//! file never registers, polls, runs a job or closes: that is the loop's job.
+//! Everything protocol-shaped (leftover input, jobs, back-pressure between
+//! requests, counting) is the dialogue's.
 
 use std::io::{self, Read, Write};
-use std::net::SocketAddr;
-use std::time::Instant;
+use std::net::{Shutdown, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
 
+use mio::event::Event;
 use mio::net::TcpStream;
 
 use super::Options;
-use crate::service::{self, Cx, Job, JobOutput, Next, Service};
-use crate::stats::{self, ServiceStats, Stats};
-use std::sync::Arc;
+use super::sources::ListenerService;
+use crate::service::{Action, Cx, Dialogue, Job, JobOutput};
+use crate::stats::{self, Stats};
 
 /// Bytes asked for per `read` call: 16 KiB, as Redis reads.
 pub(crate) const READ_CHUNK: usize = 16 * 1024;
@@ -24,6 +29,15 @@ pub(crate) const READ_CHUNK: usize = 16 * 1024;
 /// theirs. A connection that spends it with data still waiting goes on the
 /// loop's "still ready" list (edge-triggered: no new event will remind us).
 pub(crate) const READ_BUDGET: usize = 4 * READ_CHUNK;
+
+/// The loop's write buffer is given back after a turn that grew it past
+/// this (one large reply), so a burst does not pin memory (rule 12).
+const SCRATCH_KEEP: usize = 4 * READ_CHUNK;
+
+/// How long a connection the server closed first keeps reading (and
+/// dropping) what the client still sends, so that its last reply is not
+/// lost to a reset (nginx's lingering close, `lingering_timeout` 5 s).
+pub(crate) const LINGER: Duration = Duration::from_secs(2);
 
 /// Buffers owned by the loop and lent to whichever connection is pumped.
 ///
@@ -46,6 +60,16 @@ impl Scratch {
     }
 }
 
+/// What one pump may look at besides the connection: settings, counters
+/// and the time of this wake-up (read once by the loop).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Turn<'a> {
+    pub(crate) options: &'a Options,
+    pub(crate) stats: &'a Stats,
+    pub(crate) now: Instant,
+    pub(crate) wall: SystemTime,
+}
+
 /// What the loop should do with a connection after pumping it.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Verdict {
@@ -53,71 +77,71 @@ pub(crate) enum Verdict {
     Wait,
     /// It used its budget with work left: pump it again after the next poll.
     StillReady,
+    /// Run this job (the loop decides where) and hand back its output with
+    /// [`Conn::job_done`].
+    Run(Job),
     /// Done, or failed: deregister and drop it (after this batch of events).
     Close,
 }
 
-/// Where a connection's offloaded job is.
-#[derive(Debug)]
-enum JobState {
-    None,
-    /// The service asked for it; the loop has not taken it yet. Boxed: a
-    /// job is rare and large, a connection common and kept small.
-    Asked(Box<Job>),
-    /// On the pool; the connection waits for `resume`.
-    Running,
+/// Readiness remembered from events, cleared only when the socket says
+/// `WouldBlock` (or a read/write comes back short): with edge-triggered
+/// events a bit that is not remembered is lost (rule 5).
+#[derive(Debug, Clone, Copy)]
+struct Readiness {
+    readable: bool,
+    writable: bool,
+    /// An event said the peer closed its side (`EPOLLRDHUP`). The FIN may sit
+    /// behind the data in the queue, and no new edge will announce it, so a
+    /// short read must not end reading: read on until `Ok(0)`.
+    peer_closed: bool,
+}
+
+/// Where a connection is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    /// Reading and answering.
+    Serving,
+    /// Too much output waits for the client: nothing is read or fed until
+    /// it drains below the limit (rule 6).
+    Flushing,
+    /// Its job is out; nothing is read or fed until it comes back.
+    Job,
+    /// Sending what is left; then closing (or lingering).
+    Closing,
+    /// All sent, our side shut: reading and dropping until the client closes
+    /// too, or [`LINGER`] passes.
+    Lingering,
+    /// The loop has decided to close it (after this batch of events); events
+    /// still queued for it are ignored.
+    Closed,
 }
 
 /// One client connection.
 pub(crate) struct Conn {
     /// Its slab key, which is also its token: for log lines.
     key: usize,
-    pub(crate) socket: TcpStream,
+    socket: TcpStream,
     pub(crate) peer: SocketAddr,
     /// Distinguishes this connection from others that used the same slab key
     /// before it (see rule 7 in `evloop.rs`).
     pub(crate) generation: u32,
-    service: Box<dyn Service>,
-    /// The counters of this connection's service.
-    service_stats: Arc<ServiceStats>,
-    /// Unconsumed input at which the driver closes: the options' backstop,
-    /// or the service's own larger bound ([`crate::service::Factory::max_input`]).
-    max_input: usize,
-    /// Received bytes the service has not consumed (a partial request).
-    /// Unallocated whenever empty.
-    input: Vec<u8>,
+    dialogue: Dialogue,
+    /// What its listener serves: counters, timeouts.
+    service: Arc<ListenerService>,
     /// Produced bytes the socket has not taken yet; `output[written..]` is
     /// pending. Unallocated whenever empty.
     output: Vec<u8>,
     written: usize,
-    /// Readiness remembered from events, cleared only when the socket says
-    /// `WouldBlock` (or a read/write comes back short): with edge-triggered
-    /// events a bit that is not remembered is lost.
-    pub(crate) readable: bool,
-    pub(crate) writable: bool,
-    /// An event said the peer closed its side (`EPOLLRDHUP`). The FIN may sit
-    /// behind the data in the queue, and no new edge will announce it, so a
-    /// short read must not end reading: read on until `Ok(0)`.
-    pub(crate) peer_closed: bool,
-    /// The service said `Close`, or the client sent EOF: send what is
-    /// pending, read nothing more, then close.
-    closing: bool,
+    ready: Readiness,
+    stage: Stage,
     /// Shutdown: answer what the client already sent, then close.
     finishing: bool,
-    /// The client sent EOF: read nothing more; close once all is answered.
-    input_ended: bool,
-    /// The offloaded job this connection waits for, if any. While there is
-    /// one, nothing is read or fed (the driver contract), so replies stay in order.
-    job: JobState,
-    /// A job just finished: input that arrived behind its request is still
-    /// buffered and must be offered to the service before reading more.
-    refeed: bool,
-    /// When the client last sent bytes (or the connection opened): the
-    /// idle timer's reference (rule 9).
-    pub(crate) last_input: Instant,
-    /// Set once the loop decided to close it; events still queued for it in
-    /// the current batch are ignored.
-    pub(crate) closed: bool,
+    /// An entry for this connection is in the loop's timer heap.
+    pub(crate) timer_armed: bool,
+    /// When the client last sent bytes (or the connection opened, or began
+    /// lingering): the idle timer's reference (rule 9).
+    last_input: Instant,
 }
 
 impl Conn {
@@ -126,52 +150,62 @@ impl Conn {
         socket: TcpStream,
         peer: SocketAddr,
         generation: u32,
-        service: Box<dyn Service>,
-        service_stats: Arc<ServiceStats>,
-        max_input: usize,
+        dialogue: Dialogue,
+        service: Arc<ListenerService>,
+        now: Instant,
     ) -> Conn {
         Conn {
             key,
             socket,
             peer,
             generation,
+            dialogue,
             service,
-            service_stats,
-            max_input,
-            input: Vec::new(),
             output: Vec::new(),
             written: 0,
-            readable: false,
             // A fresh socket has room in its send buffer; a write that finds
-            // none clears this.
-            writable: true,
-            peer_closed: false,
-            closing: false,
+            // none clears `writable`.
+            ready: Readiness {
+                readable: false,
+                writable: true,
+                peer_closed: false,
+            },
+            stage: Stage::Serving,
             finishing: false,
-            input_ended: false,
-            job: JobState::None,
-            refeed: false,
-            last_input: Instant::now(),
-            closed: false,
+            timer_armed: false,
+            last_input: now,
         }
     }
 
     /// The greeting, if the service has one.
-    pub(crate) fn open(
-        &mut self,
-        scratch: &mut Scratch,
-        options: &Options,
-        now: Instant,
-        stats: &Stats,
-    ) -> Verdict {
-        scratch.write.clear();
-        let mut cx = Cx::new(&mut scratch.write, now, self.peer);
-        let next = self.service.open(&mut cx);
-        let requests = cx.requests;
-        if let Err(e) = self.after_service(next, requests, scratch, options, stats) {
-            return self.fail(e);
+    pub(crate) fn open(&mut self, scratch: &mut Scratch, turn: Turn<'_>) -> Verdict {
+        match self.talk(&mut scratch.write, turn, Dialogue::open) {
+            Ok(action) => self.act(action).unwrap_or_else(|| self.pump(scratch, turn)),
+            Err(e) => self.fail(e),
         }
-        self.pump(scratch, options, now, stats)
+    }
+
+    /// An event for this connection: remember what it says (rule 5), then
+    /// do the work it allows.
+    pub(crate) fn on_event(
+        &mut self,
+        event: &Event,
+        scratch: &mut Scratch,
+        turn: Turn<'_>,
+    ) -> Verdict {
+        if event.is_error() && self.stage == Stage::Job {
+            // Reset while its job runs: nobody is left to answer, so free the
+            // slot now. The job's output will find another generation there
+            // (rule 7).
+            log::debug!("{} reset while its job runs: closing", self.tag());
+            return Verdict::Close;
+        }
+        // An error or a hang-up counts as both: the next read or write says which.
+        let broken = event.is_error() || event.is_read_closed();
+        self.ready.readable |= event.is_readable() || broken;
+        self.ready.peer_closed |= event.is_read_closed();
+        self.ready.writable |= event.is_writable() || event.is_write_closed() || event.is_error();
+        self.pump(scratch, turn)
     }
 
     /// The server is shutting down: read what already arrived (one read to
@@ -179,219 +213,226 @@ impl Conn {
     /// answer it, send everything, then close.
     pub(crate) fn finish(&mut self) {
         self.finishing = true;
-        self.readable = true;
+        self.ready.readable = true;
     }
 
-    /// Whether the loop should read from this client now: not while closing,
-    /// and not while its unsent output or unconsumed input is over the limit
-    /// (back-pressure, rule 6: a client that never reads cannot make us
-    /// buffer without bound). Reading resumes by itself once the output
-    /// drains, because `readable` is remembered (rule 4).
-    fn wants_read(&self, options: &Options) -> bool {
-        !self.closing
-            && !self.input_ended
-            && matches!(self.job, JobState::None)
-            && self.output.len() - self.written < options.max_output
-            && self.input.len() < self.max_input
-    }
-
-    /// Does every piece of work that readiness and state allow, within one
+    /// Does every piece of work that readiness and stage allow, within one
     /// turn's budget.
-    pub(crate) fn pump(
-        &mut self,
-        scratch: &mut Scratch,
-        options: &Options,
-        now: Instant,
-        stats: &Stats,
-    ) -> Verdict {
+    pub(crate) fn pump(&mut self, scratch: &mut Scratch, turn: Turn<'_>) -> Verdict {
         let mut budget = READ_BUDGET;
         loop {
             // Output first, so replies leave in the order they were made.
-            if self.written < self.output.len()
-                && self.writable
-                && let Err(e) = self.flush(stats)
+            if self.pending() > 0
+                && self.ready.writable
+                && let Err(e) = self.flush(turn.stats)
             {
                 return self.fail(e);
             }
-            if self.closing {
-                return if self.written < self.output.len() {
-                    Verdict::Wait // for the client to take the rest (writable)
-                } else {
-                    Verdict::Close
-                };
-            }
-            if self.refeed && self.wants_read(options) {
-                self.refeed = false;
-                if !self.input.is_empty() {
-                    if let Err(e) = self.input_arrived(0, scratch, options, now, stats) {
-                        return self.fail(e);
+            let action = match self.stage {
+                Stage::Closed => return Verdict::Close,
+                Stage::Job => return Verdict::Wait, // for the job, not the socket
+                Stage::Closing if self.pending() > 0 => return Verdict::Wait, // for writable
+                Stage::Closing => return self.linger(turn.now),
+                Stage::Flushing if self.pending() >= turn.options.max_output => {
+                    return Verdict::Wait; // rule 4: writable events bring us back
+                }
+                Stage::Flushing => self.talk(&mut scratch.write, turn, Dialogue::proceed),
+                Stage::Serving | Stage::Lingering => {
+                    if !self.ready.readable || self.pending() >= turn.options.max_output {
+                        let answered_all = self.finishing && self.pending() == 0;
+                        return if answered_all {
+                            Verdict::Close
+                        } else {
+                            Verdict::Wait
+                        };
                     }
-                    continue;
+                    if budget == 0 {
+                        return Verdict::StillReady;
+                    }
+                    budget = budget.saturating_sub(READ_CHUNK);
+                    self.read(scratch, turn)
                 }
-            }
-            if !self.readable || !self.wants_read(options) {
-                if self.finishing
-                    && self.written == self.output.len()
-                    && matches!(self.job, JobState::None)
-                {
-                    return Verdict::Close; // all it sent is answered
-                }
-                return Verdict::Wait;
-            }
-            if budget == 0 {
-                return Verdict::StillReady;
-            }
-            // Rule 4: read until WouldBlock (edge-triggered), bounded by the budget.
-            match self.socket.read(&mut scratch.read) {
-                Ok(0) => {
-                    log::trace!("{} read 0 bytes: EOF", self.tag());
-                    if let Err(e) = self.end_of_input(scratch, options, now, stats) {
-                        return self.fail(e);
+            };
+            match action {
+                Ok(action) => {
+                    if let Some(verdict) = self.act(action) {
+                        return verdict;
                     }
                 }
-                Ok(n) => {
-                    self.last_input = now;
-                    stats::add(&stats.bytes_in, n as u64);
-                    log::trace!("{} read {n} bytes", self.tag());
-                    budget = budget.saturating_sub(n);
-                    // A short read emptied the socket's receive queue; the next
-                    // arrival raises a new edge. Skipping the read that would
-                    // only say WouldBlock saves a syscall per request (nginx
-                    // and tokio do the same).
-                    if n < scratch.read.len() && !self.peer_closed {
-                        self.readable = false;
-                    }
-                    if let Err(e) = self.input_arrived(n, scratch, options, now, stats) {
-                        return self.fail(e);
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.readable = false,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return self.fail(e),
             }
         }
     }
 
-    /// `n` new bytes are in `scratch.read`: give the service everything
-    /// unconsumed, keep what it leaves.
-    fn input_arrived(
+    /// The job from the last [`Verdict::Run`] finished: let the service
+    /// answer, then go on with whatever input waited behind the request.
+    pub(crate) fn job_done(
         &mut self,
-        n: usize,
+        done: JobOutput,
         scratch: &mut Scratch,
-        options: &Options,
-        now: Instant,
-        stats: &Stats,
-    ) -> io::Result<()> {
-        let fresh = &scratch.read[..n];
-        // Steady state: nothing left over from before, so the service reads
-        // straight from the loop's buffer and only a partial request is copied.
-        let input: &[u8] = if self.input.is_empty() {
-            fresh
-        } else {
-            self.input.extend_from_slice(fresh);
-            &self.input
+        turn: Turn<'_>,
+    ) -> Verdict {
+        self.stage = Stage::Serving;
+        match self.talk(&mut scratch.write, turn, |dialogue, cx| {
+            dialogue.job_done(done, cx)
+        }) {
+            Ok(action) => self.act(action).unwrap_or_else(|| self.pump(scratch, turn)),
+            Err(e) => self.fail(e),
+        }
+    }
+
+    /// When this connection must next be looked at by the timers: the end of
+    /// its idle time, of the request it is taking too long over, or of its
+    /// lingering. `None`: no deadline applies now.
+    pub(crate) fn deadline(&self, request: Option<Duration>) -> Option<Instant> {
+        match self.stage {
+            Stage::Lingering => return Some(self.last_input + LINGER),
+            Stage::Job | Stage::Closed => return None, // it waits for us, or is gone
+            _ => {}
+        }
+        let idle = self
+            .service
+            .idle_timeout
+            .map(|timeout| self.last_input + timeout);
+        let request = request
+            .zip(self.dialogue.request_since())
+            .map(|(timeout, since)| since + timeout);
+        idle.into_iter().chain(request).min()
+    }
+
+    /// One read, and what the dialogue makes of it.
+    fn read(&mut self, scratch: &mut Scratch, turn: Turn<'_>) -> io::Result<Action> {
+        let result = self.socket.read(&mut scratch.read);
+        if self.stage == Stage::Lingering {
+            return Ok(match result {
+                Ok(0) => Action::Close, // the client closed too: done
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.ready.readable = false;
+                    Action::Read
+                }
+                Err(e) if e.kind() != io::ErrorKind::Interrupted => Action::Close,
+                _ => Action::Read, // bytes nobody will answer: dropped
+            });
+        }
+        let n = match result {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                self.ready.readable = false;
+                return self.talk(&mut scratch.write, turn, Dialogue::drained);
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(Action::Read),
+            Err(e) => return Err(e),
         };
-        scratch.write.clear();
-        let out = output_buffer(&mut self.output, self.written, &mut scratch.write);
-        let mut cx = Cx::new(out, now, self.peer);
-        let (consumed, next) = service::feed(self.service.as_mut(), input, &mut cx);
-        let requests = cx.requests;
-        if self.input.is_empty() {
-            self.input.extend_from_slice(&fresh[consumed..]);
-        } else if consumed == self.input.len() {
-            self.input = Vec::new();
+        if n == 0 {
+            log::trace!("{} read 0 bytes: EOF", self.tag());
+            self.ready.readable = false;
+            self.ready.peer_closed = true;
+            return self.talk(&mut scratch.write, turn, Dialogue::ended);
+        }
+        self.last_input = turn.now;
+        stats::add(&turn.stats.bytes_in, n as u64);
+        log::trace!("{} read {n} bytes", self.tag());
+        // A short read emptied the socket's receive queue; the next arrival
+        // raises a new edge. Skipping the read that would only say WouldBlock
+        // saves a syscall per request (nginx and tokio do the same).
+        let drained = n < scratch.read.len() && !self.ready.peer_closed;
+        if drained {
+            self.ready.readable = false;
+        }
+        let fresh = &scratch.read[..n];
+        let action = self.talk(&mut scratch.write, turn, |dialogue, cx| {
+            dialogue.received(fresh, cx)
+        })?;
+        if drained && action == Action::Read {
+            return self.talk(&mut scratch.write, turn, Dialogue::drained);
+        }
+        Ok(action)
+    }
+
+    /// Calls the dialogue with a context writing where replies must go, then
+    /// sends what it wrote right away (rule 5: as Redis does before it
+    /// sleeps, not on a later event).
+    fn talk(
+        &mut self,
+        scratch: &mut Vec<u8>,
+        turn: Turn<'_>,
+        call: impl FnOnce(&mut Dialogue, &mut Cx<'_>) -> Action,
+    ) -> io::Result<Action> {
+        scratch.clear();
+        // Straight into the loop's buffer in the steady state; behind the
+        // queued output if some is still unsent (replies leave in order).
+        let queued = self.pending() > 0;
+        let (out, full_at) = if queued {
+            (&mut self.output, self.written + turn.options.max_output)
         } else {
-            self.input.drain(..consumed);
+            (&mut *scratch, turn.options.max_output)
+        };
+        let mut cx = Cx::new(out, turn.now, turn.wall, self.peer);
+        cx.full_at = full_at;
+        let action = call(&mut self.dialogue, &mut cx);
+        let answered = u64::from(self.dialogue.take_answered());
+        if answered > 0 {
+            stats::add(&turn.stats.requests, answered);
+            stats::add(&self.service.counters.requests, answered);
         }
-        if self.input.len() >= self.max_input {
-            // Services bound their own input; this is the driver's backstop.
-            log::warn!(
-                "{} sent {} bytes its service did not consume: closing",
-                self.tag(),
-                self.input.len()
-            );
-            return Err(io::Error::other("input limit"));
+        if !scratch.is_empty() {
+            self.send_scratch(scratch, turn.stats)?;
         }
-        self.after_service(next, requests, scratch, options, stats)?;
-        if self.output.len() - self.written > options.max_output_hard {
-            log::warn!(
-                "{} has {} bytes of unsent output, over the hard limit: closing",
-                self.tag(),
-                self.output.len() - self.written
-            );
-            return Err(io::Error::other("output limit"));
+        if scratch.capacity() > SCRATCH_KEEP {
+            *scratch = Vec::with_capacity(READ_CHUNK);
         }
-        Ok(())
+        if self.pending() > 0 && self.ready.writable {
+            self.flush(turn.stats)?;
+        }
+        Ok(action)
     }
 
-    /// The client finished sending: the service may answer a last request.
-    fn end_of_input(
-        &mut self,
-        scratch: &mut Scratch,
-        options: &Options,
-        now: Instant,
-        stats: &Stats,
-    ) -> io::Result<()> {
-        scratch.write.clear();
-        let out = output_buffer(&mut self.output, self.written, &mut scratch.write);
-        let mut cx = Cx::new(out, now, self.peer);
-        let next = self.service.eof(&self.input, &mut cx);
-        let requests = cx.requests;
-        self.input = Vec::new();
-        self.input_ended = true;
-        // Nothing more will come: close once answered, after the job if the
-        // last request needs one (`after_service` turns Continue into Close).
-        self.after_service(next, requests, scratch, options, stats)
+    /// Moves to the stage an action asks for. Returns a verdict when the
+    /// loop must act now (a job to run), `None` to go on pumping.
+    fn act(&mut self, action: Action) -> Option<Verdict> {
+        match action {
+            Action::Read if self.stage == Stage::Lingering => {}
+            Action::Read => self.stage = Stage::Serving,
+            Action::Flush => self.stage = Stage::Flushing,
+            Action::Close if self.stage == Stage::Lingering => return Some(Verdict::Close),
+            Action::Close => self.stage = Stage::Closing,
+            Action::Run(job) => {
+                self.stage = Stage::Job;
+                return Some(Verdict::Run(job));
+            }
+        }
+        None
     }
 
-    /// Acts on what the service said, and sends what it wrote right away
-    /// (rule 5: as Redis does before it sleeps, not on a later event).
-    fn after_service(
-        &mut self,
-        mut next: Next,
-        requests: u32,
-        scratch: &mut Scratch,
-        options: &Options,
-        stats: &Stats,
-    ) -> io::Result<()> {
-        self.count_requests(requests, stats);
-        // With `--offload 0` a job runs here, on the loop thread, and every
-        // other client waits for it (the lesson of the `slow` service). Its
-        // reply goes behind what the service already wrote.
-        while options.offload_workers == 0
-            && let Next::Offload(job) = next
+    /// Everything is sent. If we are closing first while the client may still
+    /// be sending, shut our side and drop its bytes for a while, so the
+    /// kernel does not answer them with a reset that destroys our last reply.
+    fn linger(&mut self, now: Instant) -> Verdict {
+        if self.ready.peer_closed
+            || self.finishing
+            || self.socket.shutdown(Shutdown::Write).is_err()
         {
-            self.output.extend_from_slice(&scratch.write);
-            scratch.write.clear();
-            let mut cx = Cx::new(&mut self.output, Instant::now(), self.peer);
-            next = self.service.resume(job.run(), &mut cx);
-            let requests = cx.requests;
-            self.count_requests(requests, stats);
-            self.refeed = true;
+            return Verdict::Close;
         }
-        if self.input_ended && next == Next::Continue {
-            next = Next::Close; // the client has finished: so have we
-        }
-        match next {
-            Next::Continue => {}
-            Next::Close => self.closing = true,
-            Next::Offload(job) => self.job = JobState::Asked(Box::new(job)), // the loop takes it
-        }
-        if !scratch.write.is_empty() {
-            self.send_scratch(&scratch.write, stats)?;
-            scratch.write.clear();
-        }
-        if self.written < self.output.len() && self.writable {
-            self.flush(stats)?;
-        }
-        Ok(())
+        self.stage = Stage::Lingering;
+        self.last_input = now; // the linger deadline counts from here
+        self.ready.readable = true;
+        Verdict::Wait
     }
 
-    fn count_requests(&self, requests: u32, stats: &Stats) {
-        if requests > 0 {
-            stats::add(&stats.requests, u64::from(requests));
-            stats::add(&self.service_stats.requests, u64::from(requests));
-        }
+    /// The loop decided to close it after this batch; true if it had not yet.
+    pub(crate) fn mark_closed(&mut self) -> bool {
+        std::mem::replace(&mut self.stage, Stage::Closed) != Stage::Closed
+    }
+
+    /// True once the loop decided to close it.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.stage == Stage::Closed
+    }
+
+    /// Bytes produced and not yet taken by the socket.
+    fn pending(&self) -> usize {
+        self.output.len() - self.written
     }
 
     /// `conn=<token>/<generation> peer=<addr>`: how every log line about a
@@ -400,51 +441,16 @@ impl Conn {
         Tag(self)
     }
 
-    /// True while an offloaded job runs for it: the client waits for us,
-    /// so it is not idle.
-    pub(crate) fn waiting_for_job(&self) -> bool {
-        !matches!(self.job, JobState::None)
-    }
-
-    /// The job the service asked for, for the loop to hand to the pool.
-    pub(crate) fn take_job(&mut self) -> Option<Job> {
-        match std::mem::replace(&mut self.job, JobState::Running) {
-            JobState::Asked(job) => Some(*job),
-            other => {
-                self.job = other;
-                None
-            }
-        }
-    }
-
-    /// The pool finished this connection's job: let the service answer,
-    /// then go on with whatever input waited behind the request.
-    pub(crate) fn resume(
-        &mut self,
-        done: JobOutput,
-        scratch: &mut Scratch,
-        options: &Options,
-        now: Instant,
-        stats: &Stats,
-    ) -> Verdict {
-        self.job = JobState::None;
-        self.refeed = true;
-        scratch.write.clear();
-        let out = output_buffer(&mut self.output, self.written, &mut scratch.write);
-        let mut cx = Cx::new(out, now, self.peer);
-        let next = self.service.resume(done, &mut cx);
-        let requests = cx.requests;
-        if let Err(e) = self.after_service(next, requests, scratch, options, stats) {
-            return self.fail(e);
-        }
-        self.pump(scratch, options, now, stats)
+    /// The socket, for the loop to register and deregister.
+    pub(crate) fn socket(&mut self) -> &mut TcpStream {
+        &mut self.socket
     }
 
     /// Writes a reply that is still in the loop's buffer; whatever the socket
     /// does not take is copied into the connection's own output buffer.
     fn send_scratch(&mut self, bytes: &[u8], stats: &Stats) -> io::Result<()> {
-        let sent = if self.writable {
-            let sent = write_some(&mut self.socket, bytes, &mut self.writable, stats)?;
+        let sent = if self.ready.writable {
+            let sent = write_some(&mut self.socket, bytes, &mut self.ready.writable, stats)?;
             log::trace!("{} wrote {sent} of {} bytes", self.tag(), bytes.len());
             sent
         } else {
@@ -459,7 +465,7 @@ impl Conn {
     /// Writes queued output until it is gone or the socket is full.
     fn flush(&mut self, stats: &Stats) -> io::Result<()> {
         let pending = &self.output[self.written..];
-        let sent = write_some(&mut self.socket, pending, &mut self.writable, stats)?;
+        let sent = write_some(&mut self.socket, pending, &mut self.ready.writable, stats)?;
         log::trace!(
             "{} wrote {sent} of {} queued bytes",
             self.tag(),
@@ -500,21 +506,6 @@ impl std::fmt::Display for Tag<'_> {
     }
 }
 
-/// Where a service writes: straight into the loop's scratch buffer in the
-/// steady state, or behind the connection's queued output if some is still
-/// unsent (replies must leave in order).
-fn output_buffer<'a>(
-    output: &'a mut Vec<u8>,
-    written: usize,
-    scratch: &'a mut Vec<u8>,
-) -> &'a mut Vec<u8> {
-    if written < output.len() {
-        output
-    } else {
-        scratch
-    }
-}
-
 /// Writes as much of `bytes` as the socket takes; clears `writable` when
 /// the socket is full. Partial writes are normal.
 fn write_some(
@@ -545,11 +536,10 @@ impl std::fmt::Debug for Conn {
         f.debug_struct("Conn")
             .field("peer", &self.peer)
             .field("generation", &self.generation)
-            .field("input", &self.input.len())
-            .field("output", &(self.output.len() - self.written))
-            .field("readable", &self.readable)
-            .field("writable", &self.writable)
-            .field("closing", &self.closing)
+            .field("stage", &self.stage)
+            .field("dialogue", &self.dialogue)
+            .field("output", &self.pending())
+            .field("ready", &self.ready)
             .finish()
     }
 }

@@ -1,12 +1,22 @@
 //! The console: stdin as one more source in the event loop, as seed 002's
 //! `select` watches `sys.stdin` beside its sockets. Type `stats`, `conns`,
-//! `quit` (or `help`) and the loop answers on stdout between two events.
+//! `quit` (or `help`) and the loop answers between two events.
 //!
-//! Reading never blocks the loop: the terminal stays in blocking mode (we
-//! must not leave the user's shell non-blocking), so after a readable event
-//! we ask the kernel how many bytes wait (`FIONREAD`) and read exactly that.
+//! The console never blocks the loop. Reading: the terminal stays in
+//! blocking mode (we must not leave the user's shell non-blocking), so after
+//! a readable event we ask the kernel how many bytes wait (`FIONREAD`) and
+//! read exactly that. Writing: a terminal can stop taking output (Ctrl-S, a
+//! full pipe), so answers go to a printer thread that may block instead.
 
-use std::io::{self, Read};
+use std::fmt::Write as _;
+use std::io::{self, Read, Write};
+use std::sync::mpsc;
+
+use mio::unix::SourceFd;
+use mio::{Interest, Registry, Token};
+use slab::Slab;
+
+use super::connection::Conn;
 
 /// What the loop should do after a console line.
 #[derive(Debug, PartialEq, Eq)]
@@ -21,23 +31,66 @@ pub(crate) enum Command {
     Help,
 }
 
-/// The console's partial line.
-#[derive(Debug, Default)]
+/// The console's partial line, and the way to its printer.
+#[derive(Debug)]
 pub(crate) struct Console {
     line: Vec<u8>,
-    /// Stdin reached its end: the loop deregisters it.
-    pub(crate) closed: bool,
+    /// Stdin reached its end (and was deregistered).
+    closed: bool,
+    printer: mpsc::Sender<String>,
 }
+
+/// Standard input's file descriptor.
+const STDIN: i32 = 0;
 
 /// The help text.
 pub(crate) const HELP: &str = "commands: stats, conns, quit";
 
 impl Console {
+    /// Registers stdin in the poll under `token`, starts the printer and
+    /// prints the help line.
+    pub(crate) fn start(registry: &Registry, token: Token) -> io::Result<Console> {
+        registry.register(&mut SourceFd(&STDIN), token, Interest::READABLE)?;
+        let (printer, lines) = mpsc::channel::<String>();
+        std::thread::Builder::new()
+            .name("console".into())
+            .spawn(move || {
+                for line in lines {
+                    // Gone stdout (a closed pipe): nothing to tell anyone.
+                    let _ = writeln!(io::stdout().lock(), "{line}");
+                }
+            })?;
+        let console = Console {
+            line: Vec::new(),
+            closed: false,
+            printer,
+        };
+        console.say(format!("console: {HELP}"));
+        Ok(console)
+    }
+
+    /// Prints `text` from the printer thread.
+    pub(crate) fn say(&self, text: String) {
+        let _ = self.printer.send(text); // the printer only ends with the process
+    }
+
     /// Reads what stdin holds now; returns the complete commands in it.
-    pub(crate) fn read(&mut self) -> Vec<Command> {
+    /// At end of input, stdin leaves the poll.
+    pub(crate) fn read(&mut self, registry: &Registry) -> Vec<Command> {
+        if self.closed {
+            return Vec::new();
+        }
+        let commands = self.read_commands();
+        if self.closed {
+            let _ = registry.deregister(&mut SourceFd(&STDIN));
+        }
+        commands
+    }
+
+    fn read_commands(&mut self) -> Vec<Command> {
         let mut waiting: libc::c_int = 0;
         // SAFETY: FIONREAD writes one int through the pointer we pass.
-        if unsafe { libc::ioctl(0, libc::FIONREAD, &mut waiting) } < 0 {
+        if unsafe { libc::ioctl(STDIN, libc::FIONREAD, &mut waiting) } < 0 {
             waiting = 1; // not supported: one byte surely does not block
         }
         let mut buf = vec![0; usize::try_from(waiting).unwrap_or(1).max(1)];
@@ -60,6 +113,15 @@ impl Console {
         }
         commands
     }
+}
+
+/// The `conns` answer: one line per connection.
+pub(crate) fn list(conns: &Slab<Conn>) -> String {
+    let mut text = format!("{} connections", conns.len());
+    for (_, conn) in conns {
+        let _ = write!(text, "\n{} {conn:?}", conn.tag());
+    }
+    text
 }
 
 fn parse(word: &str) -> Command {

@@ -31,6 +31,7 @@ mod console;
 pub mod evloop;
 mod forking;
 mod offload;
+mod sources;
 mod stream;
 mod threaded;
 mod timers;
@@ -136,9 +137,6 @@ pub struct Options {
     /// Unsent output above which a connection stops being read until the
     /// client catches up (back-pressure).
     pub max_output: usize,
-    /// Unsent output at which the connection is closed: a single reply
-    /// larger than this cannot be buffered.
-    pub max_output_hard: usize,
     /// Threaded mode: `Some(n)` serves with a pool of `n` threads; `None`
     /// starts a thread per connection.
     pub threads: Option<usize>,
@@ -147,6 +145,10 @@ pub struct Options {
     /// Idle connections are closed after this long without input. `None`:
     /// each service's default (HTTP: 75 s keep-alive; others: never).
     pub idle_timeout: Option<Duration>,
+    /// A request must arrive whole within this long of its first byte (or,
+    /// in a body, of its last read): a client sending a byte now and then
+    /// (slowloris) cannot hold a slot. `None`: no limit.
+    pub request_timeout: Option<Duration>,
     /// Event loop: read `stats`, `conns`, `quit` from stdin (the first
     /// loop only). Meant for a terminal in the foreground.
     pub console: bool,
@@ -169,9 +171,10 @@ pub const FD_RESERVE: usize = 32;
 pub const DEFAULT_MAX_INPUT: usize = 1024 * 1024;
 /// [`Options::max_output`]'s default: 1 MiB.
 pub const DEFAULT_MAX_OUTPUT: usize = 1024 * 1024;
-/// [`Options::max_output_hard`]'s default: 32 MiB, Redis'
-/// `client-output-buffer-limit` hard limit.
-pub const DEFAULT_MAX_OUTPUT_HARD: usize = 32 * 1024 * 1024;
+
+/// [`Options::request_timeout`]'s default: 60 s, nginx's
+/// `client_header_timeout` and `client_body_timeout`.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// [`Options::shutdown_grace`]'s default: 10 s, as Redis and nginx.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -182,11 +185,11 @@ impl Default for Options {
             max_conns: DEFAULT_MAX_CONNS,
             max_input: DEFAULT_MAX_INPUT,
             max_output: DEFAULT_MAX_OUTPUT,
-            max_output_hard: DEFAULT_MAX_OUTPUT_HARD,
             threads: None,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             offload_workers: DEFAULT_OFFLOAD_WORKERS,
             idle_timeout: None,
+            request_timeout: Some(DEFAULT_REQUEST_TIMEOUT),
             console: false,
         }
     }

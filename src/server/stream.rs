@@ -1,16 +1,17 @@
 //! Serving one connection with blocking I/O: the driver of the threaded and
 //! blocking modes (and the one seed 001's `socketserver` handlers assume).
 //!
-//! Read, feed the service, write everything, repeat. A blocking `write_all`
-//! is back-pressure by itself: a client that does not read stops its own
-//! thread, never the others. Jobs run inline on this thread.
+//! Read, hand the bytes to the connection's [`Dialogue`], write everything,
+//! repeat. A blocking `write_all` is back-pressure by itself: a client that
+//! does not read stops its own thread, never the others. Jobs run inline on
+//! this thread.
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use super::{Options, Shutdown};
-use crate::service::{self, Cx, Factory, Next};
+use crate::service::{Action, Cx, Dialogue, Factory};
 use crate::stats::{self, ServiceStats, Stats};
 
 /// How often a thread blocked in `read` looks at the shutdown flag.
@@ -63,31 +64,17 @@ fn converse(
 ) -> io::Result<()> {
     stream.set_nodelay(true)?;
     stream.set_read_timeout(Some(SHUTDOWN_CHECK))?;
-    let mut service = factory.make();
-    let mut input = Vec::new();
+    let max_input = options.max_input.max(factory.max_input().unwrap_or(0));
+    let mut dialogue = Dialogue::new(factory.make(), max_input);
+    let idle_timeout = options.idle_timeout.or_else(|| factory.idle_timeout());
     let mut out = Vec::new();
     let mut buf = vec![0; super::connection::READ_CHUNK];
-    let mut cx = Cx::new(&mut out, Instant::now(), peer);
-    let mut next = service.open(&mut cx);
-    let mut requests = cx.requests;
-    // Input the service has not been offered yet: just read, or left
-    // waiting behind an offloaded request.
-    let mut unfed = false;
-    let mut input_ended = false;
-    let idle_timeout = options.idle_timeout.or_else(|| factory.idle_timeout());
-    let max_input = options.max_input.max(factory.max_input().unwrap_or(0));
     let mut last_input = Instant::now();
+    let mut action = talk(&mut dialogue, &mut out, peer, Dialogue::open);
     loop {
-        while let Next::Offload(job) = next {
-            let mut cx = Cx::new(&mut out, Instant::now(), peer);
-            next = service.resume(job.run(), &mut cx);
-            requests += cx.requests;
-            unfed = true;
-        }
-        if input_ended && next == Next::Continue {
-            next = Next::Close; // the client has finished: so have we
-        }
-        let answered = u64::from(std::mem::take(&mut requests));
+        // A blocking `write_all` is the back-pressure: everything written so
+        // far is sent before anything more is read or fed.
+        let answered = u64::from(dialogue.take_answered());
         stats::add(&stats.requests, answered);
         stats::add(&counters.requests, answered);
         if !out.is_empty() {
@@ -95,58 +82,63 @@ fn converse(
             stats::add(&stats.bytes_out, out.len() as u64);
             out.clear();
         }
-        if next == Next::Close {
-            return Ok(());
-        }
-        if std::mem::take(&mut unfed) && !input.is_empty() {
-            let mut cx = Cx::new(&mut out, last_input, peer);
-            let (consumed, after) = service::feed(service.as_mut(), &input, &mut cx);
-            requests = cx.requests;
-            input.drain(..consumed);
-            next = after;
-            if input.len() >= max_input {
-                log::warn!(
-                    "peer={peer} sent {} bytes its service did not consume: closing",
-                    input.len()
-                );
-                return Ok(());
+        action = match action {
+            Action::Close => return Ok(()),
+            Action::Run(job) => {
+                let done = job.run(); // on this connection's own thread
+                talk(&mut dialogue, &mut out, peer, |d, cx| d.job_done(done, cx))
             }
-            continue;
-        }
-        let n = match stream.read(&mut buf) {
-            Ok(n) => n,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
-                if shutdown.is_requested() {
-                    return Ok(()); // everything the client sent has been answered
+            Action::Flush => talk(&mut dialogue, &mut out, peer, Dialogue::proceed),
+            Action::Read => match stream.read(&mut buf) {
+                Ok(0) => talk(&mut dialogue, &mut out, peer, Dialogue::ended),
+                Ok(n) => {
+                    last_input = Instant::now();
+                    stats::add(&stats.bytes_in, n as u64);
+                    match talk(&mut dialogue, &mut out, peer, |d, cx| {
+                        d.received(&buf[..n], cx)
+                    }) {
+                        // A blocking read returns what has arrived: drained.
+                        Action::Read => talk(&mut dialogue, &mut out, peer, Dialogue::drained),
+                        other => other,
+                    }
                 }
-                if idle_timeout.is_some_and(|timeout| last_input.elapsed() >= timeout) {
-                    log::debug!("peer={peer} idle for {idle_timeout:?}: closing");
-                    return Ok(());
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    if shutdown.is_requested() {
+                        return Ok(()); // everything the client sent has been answered
+                    }
+                    let now = Instant::now();
+                    let idle = idle_timeout.is_some_and(|timeout| now >= last_input + timeout);
+                    let slow = options
+                        .request_timeout
+                        .zip(dialogue.request_since())
+                        .is_some_and(|(timeout, since)| now >= since + timeout);
+                    if idle || slow {
+                        log::debug!("peer={peer} timed out: closing");
+                        stats::add(&stats.timed_out, 1);
+                        return Ok(());
+                    }
+                    Action::Read
                 }
-                continue;
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => Action::Read,
+                Err(e) => return Err(e),
+            },
         };
-        last_input = Instant::now();
-        if n == 0 {
-            let mut cx = Cx::new(&mut out, last_input, peer);
-            // The last request may still need a job; Continue means done.
-            next = match service.eof(&input, &mut cx) {
-                Next::Offload(job) => Next::Offload(job),
-                _ => Next::Close,
-            };
-            input_ended = true;
-            requests = cx.requests;
-            continue;
-        }
-        stats::add(&stats.bytes_in, n as u64);
-        input.extend_from_slice(&buf[..n]);
-        unfed = true;
     }
+}
+
+/// Calls the dialogue with a context writing into `out`, at this instant.
+/// `out` is sent whole before the next call, so no output limit applies.
+fn talk(
+    dialogue: &mut Dialogue,
+    out: &mut Vec<u8>,
+    peer: SocketAddr,
+    call: impl FnOnce(&mut Dialogue, &mut Cx<'_>) -> Action,
+) -> Action {
+    let mut cx = Cx::new(out, Instant::now(), SystemTime::now(), peer);
+    call(dialogue, &mut cx)
 }

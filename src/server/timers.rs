@@ -1,16 +1,20 @@
-//! Idle deadlines for the event loop (rule 9): no thread per connection, no
-//! busy loop, just the nearest deadline passed to `poll` as its timeout.
+//! Deadlines for the event loop (rule 9): idle connections, requests that
+//! take too long to arrive (slowloris), lingering closes. No thread per
+//! connection, no busy loop, just the nearest deadline passed to `poll` as
+//! its timeout.
 //!
-//! A min-heap of `(deadline, slab key, generation, timeout)`. Activity does
-//! not touch the heap (that would cost a heap operation per request): a
-//! connection records when it last received bytes, and when its entry comes
-//! due the loop checks that time and, if the connection was active since,
-//! arms a new entry. So the heap costs one operation per idle period, not
-//! per request.
+//! A min-heap of `(deadline, slab key, generation)`, at most one entry per
+//! connection. Activity does not touch the heap (that would cost a heap
+//! operation per request): when an entry comes due the loop asks the
+//! connection for its real deadline now ([`Conn::deadline`]) and closes it,
+//! or arms a new entry. So the heap costs one operation per idle period or
+//! slow request, not per request.
+//!
+//! [`Conn::deadline`]: super::connection::Conn::deadline
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// One armed deadline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -18,16 +22,15 @@ pub(crate) struct Deadline {
     pub(crate) at: Instant,
     pub(crate) key: usize,
     pub(crate) generation: u32,
-    pub(crate) timeout: Duration,
 }
 
 /// The armed deadlines, nearest first.
 #[derive(Debug, Default)]
-pub(crate) struct IdleTimers {
+pub(crate) struct Timers {
     heap: BinaryHeap<Reverse<Deadline>>,
 }
 
-impl IdleTimers {
+impl Timers {
     /// Arms a deadline.
     pub(crate) fn arm(&mut self, deadline: Deadline) {
         self.heap.push(Reverse(deadline));
@@ -51,18 +54,17 @@ impl IdleTimers {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn pops_due_deadlines_nearest_first() {
         let start = Instant::now();
-        let timeout = Duration::from_secs(1);
-        let mut timers = IdleTimers::default();
+        let mut timers = Timers::default();
         for (key, ms) in [(1, 30), (2, 10), (3, 20)] {
             timers.arm(Deadline {
                 at: start + Duration::from_millis(ms),
                 key,
                 generation: 0,
-                timeout,
             });
         }
         assert_eq!(timers.next(), Some(start + Duration::from_millis(10)));

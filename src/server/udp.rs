@@ -69,4 +69,24 @@ impl Datagrams {
         }
         Ok(())
     }
+
+    /// Serves up to `max` datagrams from a non-blocking socket. Returns true
+    /// when it stopped at `max` with more perhaps waiting.
+    pub(crate) fn serve_many(
+        &mut self,
+        socket: &impl DatagramSocket,
+        max: usize,
+        stats: &Stats,
+    ) -> bool {
+        for _ in 0..max {
+            match self.serve_one(socket, stats) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                // E.g. ECONNREFUSED: an earlier reply's ICMP "port unreachable".
+                Err(e) => log::debug!("udp: {e}"),
+            }
+        }
+        true
+    }
 }

@@ -12,8 +12,8 @@ pub struct Echo;
 impl Service for Echo {
     fn input(&mut self, input: &[u8], cx: &mut Cx<'_>) -> (usize, Next) {
         cx.out.extend_from_slice(input);
-        cx.requests += 1;
-        (input.len(), Next::Continue)
+
+        (input.len(), Next::Answered)
     }
 }
 

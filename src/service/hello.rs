@@ -41,12 +41,11 @@ impl LineHandler for Hello {
             }
         }
         let processed = cx.out.get(start..).unwrap_or_default();
-        cx.requests += 1;
         if processed.windows(QUIT.len()).any(|w| w == QUIT) {
             cx.out.truncate(start);
             cx.out.extend_from_slice(GOODBYE);
             log::info!("peer={} client is requesting to quit", cx.peer);
-            return Next::Close;
+            return Next::Last;
         }
         // Valid UTF-8 by construction (built from `char`s); lossy costs nothing then.
         log::info!(
@@ -55,14 +54,16 @@ impl LineHandler for Hello {
             String::from_utf8_lossy(processed)
         );
         cx.out.push(b'\n');
-        Next::Continue
+        Next::Answered
     }
 }
 
 /// The factory the registry uses.
 pub fn factory(shared: &Shared) -> Arc<dyn Factory> {
-    let max_line = shared.limits.max_line;
-    FnFactory::new("hello", move || Box::new(Lines::new(Hello, max_line)))
+    let (max_line, framing) = (shared.limits.max_line, shared.limits.framing);
+    FnFactory::new("hello", move || {
+        Box::new(Lines::framed(Hello, max_line, framing))
+    })
 }
 
 #[cfg(test)]
@@ -89,7 +90,7 @@ mod tests {
         for quit in ["--quit--", "--QuIt--", "x --quit-- y"] {
             let input = format!("Zack\n{quit}\nnot served\n");
             assert_dialogue(hello, input.as_bytes(), b"Hello ZACK\nGoodbye\n");
-            let outcome = run(hello().as_mut(), &[input.as_bytes()]);
+            let outcome = run(hello(), &[input.as_bytes()]);
             assert!(outcome.closed, "{quit}");
         }
     }
@@ -106,7 +107,7 @@ mod tests {
             b"\xff\nok\n",
             b"error: input is not valid UTF-8\nHello OK\n",
         );
-        let outcome = run(hello().as_mut(), &[&[b'a'; 40]]);
+        let outcome = run(hello(), &[&[b'a'; 40]]);
         assert_eq!(
             outcome.out,
             b"error: line too long (the limit is 32 bytes)\n"

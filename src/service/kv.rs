@@ -24,7 +24,7 @@
 //! Keys and values are binary-safe (the store holds bytes). Requests are
 //! parsed into ranges of the input and `GET` copies the value straight into
 //! the output under the store's lock: no allocation per `GET` or per `SET`
-//! of an existing key. Pipelined requests are all answered in one call.
+//! of an existing key. One request is answered per call (the driver contract).
 //!
 //! Under `--fsync always`, `SET`, `DEL` and `INCR` return the store's
 //! [`Job::Store`] and reply in `resume`, once their record is on disk.
@@ -133,7 +133,7 @@ impl Kv {
         } = self;
         let arg = |i: usize| &request[args[i].clone()];
         let Some(name) = args.first().map(|r| &request[r.clone()]) else {
-            return Next::Continue; // `*0` or a blank line: Redis ignores them
+            return Next::Answered; // `*0` or a blank line: Redis ignores them
         };
         let Some(&(lower, command, arity)) = COMMANDS
             .iter()
@@ -142,12 +142,12 @@ impl Kv {
             out.extend_from_slice(b"-ERR unknown command '");
             printable(name, out);
             out.extend_from_slice(b"'\r\n");
-            return Next::Continue;
+            return Next::Answered;
         };
         let n = args.len();
         if (arity >= 0 && n != arity as usize) || n < arity.unsigned_abs() as usize {
             arity_error(lower, out);
-            return Next::Continue;
+            return Next::Answered;
         }
         match command {
             Cmd::Get => store.get_with(arg(1), |value| match value {
@@ -195,7 +195,7 @@ impl Kv {
                 config(arg(1), params, store.policy(), out);
             }
         }
-        Next::Continue
+        Next::Answered
     }
 }
 
@@ -206,7 +206,7 @@ fn ack(store: &Store, waiting: &mut Option<Ack>, reply: Ack, seq: Seq, out: &mut
         return Next::Offload(Job::Store(work));
     }
     write_ack(reply, out);
-    Next::Continue
+    Next::Answered
 }
 
 fn write_ack(reply: Ack, out: &mut Vec<u8>) {
@@ -423,39 +423,23 @@ fn parse_inline(
 }
 
 impl Service for Kv {
-    /// Answers every whole request in `input`, stopping early only for a
-    /// close or a job.
+    /// Answers the first whole request in `input`.
     fn input(&mut self, input: &[u8], cx: &mut Cx<'_>) -> (usize, Next) {
-        let mut consumed = 0;
-        while consumed < input.len() {
-            let rest = &input[consumed..];
-            match parse(rest, &mut self.args, self.max_inline) {
-                Frame::Incomplete => {
-                    // The parser refuses a request before it outgrows these.
-                    debug_assert!(rest.len() <= MAX_REQUEST.max(self.max_inline) + MAX_HEADER);
-                    break;
-                }
-                Frame::Malformed(reason) => {
-                    log::debug!("peer={} kv protocol error: {reason}", cx.peer);
-                    cx.out.extend_from_slice(b"-ERR Protocol error: ");
-                    cx.out.extend_from_slice(reason.as_bytes());
-                    cx.out.extend_from_slice(b"\r\n");
-                    cx.requests += 1;
-                    return (input.len(), Next::Close);
-                }
-                Frame::Request(len) => {
-                    consumed += len;
-                    let next = self.execute(&rest[..len], cx.out);
-                    if !matches!(next, Next::Offload(_)) && !self.args.is_empty() {
-                        cx.requests += 1;
-                    }
-                    if next != Next::Continue {
-                        return (consumed, next);
-                    }
-                }
+        match parse(input, &mut self.args, self.max_inline) {
+            Frame::Incomplete => {
+                // The parser refuses a request before it outgrows these.
+                debug_assert!(input.len() <= MAX_REQUEST.max(self.max_inline) + MAX_HEADER);
+                (0, Next::Wait)
             }
+            Frame::Malformed(reason) => {
+                log::debug!("peer={} kv protocol error: {reason}", cx.peer);
+                cx.out.extend_from_slice(b"-ERR Protocol error: ");
+                cx.out.extend_from_slice(reason.as_bytes());
+                cx.out.extend_from_slice(b"\r\n");
+                (input.len(), Next::Last)
+            }
+            Frame::Request(len) => (len, self.execute(&input[..len], cx.out)),
         }
-        (consumed, Next::Continue)
     }
 
     /// A write's record is on disk (or could not be written).
@@ -464,7 +448,6 @@ impl Service for Kv {
             log::error!("peer={} kv: a job nobody waited for: {done:?}", cx.peer);
             return Next::Close;
         };
-        cx.requests += 1;
         match done {
             JobOutput::Store(Done::Synced(_)) => write_ack(reply, cx.out),
             JobOutput::Store(Done::Failed(reason)) => {
@@ -478,7 +461,7 @@ impl Service for Kv {
                 return Next::Close;
             }
         }
-        Next::Continue
+        Next::Answered
     }
 }
 

@@ -31,7 +31,7 @@ pub struct Menu;
 impl LineHandler for Menu {
     fn open(&mut self, cx: &mut Cx<'_>) -> Next {
         cx.out.extend_from_slice(GREETING.as_bytes());
-        Next::Continue
+        Next::Answered
     }
 
     fn line(&mut self, line: &str, cx: &mut Cx<'_>) -> Next {
@@ -41,15 +41,16 @@ impl LineHandler for Menu {
             _ => RETRY,
         };
         cx.out.extend_from_slice(reply.as_bytes());
-        cx.requests += 1;
-        Next::Continue
+        Next::Answered
     }
 }
 
 /// The factory the registry uses.
 pub fn factory(shared: &Shared) -> Arc<dyn Factory> {
-    let max_line = shared.limits.max_line;
-    FnFactory::new("menu", move || Box::new(Lines::new(Menu, max_line)))
+    let (max_line, framing) = (shared.limits.max_line, shared.limits.framing);
+    FnFactory::new("menu", move || {
+        Box::new(Lines::framed(Menu, max_line, framing))
+    })
 }
 
 #[cfg(test)]
@@ -72,7 +73,7 @@ mod tests {
     fn exit_closes_without_a_reply() {
         let expected = [GREETING, OPERATOR].concat();
         assert_dialogue(menu, b"0\nexit\r\n0\n", expected.as_bytes());
-        let outcome = run(menu().as_mut(), &[b"exit\n0\n"]);
+        let outcome = run(menu(), &[b"exit\n0\n"]);
         assert_eq!(outcome.out, GREETING.as_bytes());
         assert!(outcome.closed);
     }

@@ -13,8 +13,9 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
+pub mod dialogue;
 pub mod echo;
 pub mod framing;
 pub mod hello;
@@ -29,20 +30,44 @@ pub mod udp;
 pub mod upload;
 pub mod upper;
 
+pub use dialogue::{Action, Dialogue};
+
 use crate::stats::Stats;
 use crate::store::Store;
 
-/// What the driver does after a call into a service. Instructions are data; a
-/// service never performs them itself.
+/// What a service says after a call. Instructions are data; a service never
+/// performs them itself. The [`Dialogue`] counts requests: `Answered` and
+/// `Last` count one each, so no service counts its own.
 #[must_use]
 #[derive(Debug, PartialEq, Eq)]
 pub enum Next {
-    /// Keep the connection open and go on.
-    Continue,
-    /// Send what is in `out`, then close the connection.
+    /// One request answered (its reply is in `out`). More input may be
+    /// behind it: call `input` again with the rest.
+    Answered,
+    /// Nothing to answer until more bytes arrive. The bytes consumed, if
+    /// any, went into the service's own state (an upload's body, a partly
+    /// parsed frame).
+    Wait,
+    /// One request answered, and it was the last: send `out`, then close
+    /// (HTTP `Connection: close`, hello's `--quit--`).
+    Last,
+    /// Send what is in `out`, then close, answering nothing (a protocol
+    /// error the service cannot recover from).
     Close,
     /// Run this job off the protocol's thread; feed no input until
     /// [`Service::resume`] has been called with its output.
+    Offload(Job),
+}
+
+/// What a service says when the client has finished sending.
+#[must_use]
+#[derive(Debug, PartialEq, Eq)]
+pub enum Eof {
+    /// Nothing left to answer: close once `out` is sent.
+    Close,
+    /// An unterminated last request was answered: close once it is sent.
+    Answered,
+    /// The last request needs this job: run it, `resume`, send, close.
     Offload(Job),
 }
 
@@ -102,21 +127,28 @@ pub struct Cx<'a> {
     /// The time of this call, read once per wake-up by the driver (services
     /// never read the clock, so tests can use any instant).
     pub now: Instant,
+    /// The wall-clock time of this call, read with `now`: for what must
+    /// mean the same after a restart (expiry deadlines) or to a person
+    /// (HTTP `Date`).
+    pub wall: SystemTime,
     /// The client's address, for log lines.
     pub peer: SocketAddr,
-    /// Requests answered during this call. A service adds one per reply it
-    /// writes; the driver moves the count to the shared counters.
-    pub requests: u32,
+    /// The length of `out` at which the client has as much output waiting
+    /// as it may: the [`Dialogue`] feeds no further request past it until
+    /// the driver has sent some (back-pressure). Services ignore it.
+    pub full_at: usize,
 }
 
 impl<'a> Cx<'a> {
-    /// A context writing to `out`, for the client at `peer`.
-    pub fn new(out: &'a mut Vec<u8>, now: Instant, peer: SocketAddr) -> Self {
+    /// A context writing to `out`, for the client at `peer`, with no limit
+    /// on waiting output.
+    pub fn new(out: &'a mut Vec<u8>, now: Instant, wall: SystemTime, peer: SocketAddr) -> Self {
         Cx {
             out,
             now,
+            wall,
             peer,
-            requests: 0,
+            full_at: usize::MAX,
         }
     }
 }
@@ -125,43 +157,55 @@ impl<'a> Cx<'a> {
 ///
 /// # Driver contract
 ///
-/// 1. Call [`open`](Service::open) once, right after the connection is accepted
-///    (a greeting goes into `cx.out`).
-/// 2. Call [`input`](Service::input) with *all* the bytes received and not yet
-///    consumed. It returns how many bytes it consumed and what to do next.
-///    Drop the consumed bytes and call again while it consumes more than zero
-///    and returns [`Next::Continue`]. `(0, Continue)` means "need more bytes".
-///    A service never returns `(0, Continue)` when the input is over its own
-///    limit: it writes an error reply and returns [`Next::Close`] instead, so a
-///    driver can rely on services to bound their input buffers.
-/// 3. After [`Next::Offload`], feed no input until [`resume`](Service::resume)
-///    has been called with the job's output. Replies therefore stay in order.
-/// 4. Call [`eof`](Service::eof) once when the client has finished sending,
-///    after all its bytes were given to `input`, with what `input` left. If
-///    it returns `Offload`, run the job and `resume` as in 3; after that (or
-///    at once otherwise) send `out` and close: `Continue` means close here.
-/// 5. Send `cx.out` whenever it is not empty; partial writes are normal.
-/// 6. After [`Next::Close`], send what is in `out`, then close; call nothing more.
+/// [`Dialogue`] keeps this contract for every driver; it is written here so
+/// that a service author knows what will be asked of them.
+///
+/// 1. [`open`](Service::open) is called once, right after the connection is
+///    accepted (a greeting goes into `cx.out`).
+/// 2. [`input`](Service::input) gets *all* the bytes received and not yet
+///    consumed, and handles **at most one request** from their front. It
+///    returns how many bytes it consumed and a [`Next`]. After
+///    [`Next::Answered`] it is called again with the rest, unless the
+///    client's waiting output is over its limit (then once it has drained).
+///    `(0, Wait)` means "need more bytes". A service never returns `Wait`
+///    with its unconsumed input over its own limit: it writes an error reply
+///    and returns [`Next::Close`] instead, so services bound their buffers.
+/// 3. After [`Next::Offload`], no input is fed until
+///    [`resume`](Service::resume) has been called with the job's output, so
+///    replies stay in order.
+/// 4. [`drained`](Service::drained) is called when the socket is drained
+///    for now, with what `input` left: a service that frames by reads
+///    (`--framing read`) answers it as one message there.
+/// 5. [`eof`](Service::eof) is called once when the client has finished
+///    sending and everything before was answered, with what `input` left
+///    (an unterminated last line). The connection then closes, after the
+///    job if the last request needs one.
+/// 6. After [`Next::Last`] or [`Next::Close`], `out` is sent and the
+///    connection closed; nothing more is called.
 ///
 /// Protocol errors are replies, not Rust errors: no method here fails.
 pub trait Service: Send {
     /// The connection was just accepted.
     fn open(&mut self, cx: &mut Cx<'_>) -> Next {
         let _ = cx;
-        Next::Continue
+        Next::Wait
     }
 
-    /// Bytes arrived. Returns `(consumed, next)`.
+    /// Bytes arrived: handle at most one request. Returns `(consumed, next)`.
     fn input(&mut self, input: &[u8], cx: &mut Cx<'_>) -> (usize, Next);
+
+    /// The socket is drained for now; `rest` is what `input` left. Only a
+    /// service that frames by reads does anything here.
+    fn drained(&mut self, rest: &[u8], cx: &mut Cx<'_>) -> (usize, Next) {
+        let _ = (rest, cx);
+        (0, Next::Wait)
+    }
 
     /// The client closed its sending side; no more input will come. `rest`
     /// holds the bytes `input` left unconsumed (an unterminated last line).
-    /// Return `Offload` if answering that last request needs a job: the
-    /// driver runs it, calls `resume`, sends the reply, then closes. Any
-    /// other answer closes once `out` is sent.
-    fn eof(&mut self, rest: &[u8], cx: &mut Cx<'_>) -> Next {
+    fn eof(&mut self, rest: &[u8], cx: &mut Cx<'_>) -> Eof {
         let _ = (rest, cx);
-        Next::Close
+        Eof::Close
     }
 
     /// An offloaded job finished. Only services that return
@@ -171,32 +215,50 @@ pub trait Service: Send {
         log::error!("peer={} unexpected job output {done:?}", cx.peer);
         Next::Close
     }
-}
 
-/// Feeds `input` to `service` as the driver contract says: again and again
-/// while it consumes bytes and answers `Continue`. Returns how many bytes
-/// were consumed in all and the last instruction. Every driver calls this,
-/// so the contract is kept in one place.
-pub fn feed(service: &mut dyn Service, input: &[u8], cx: &mut Cx<'_>) -> (usize, Next) {
-    let mut consumed = 0;
-    loop {
-        let (n, next) = service.input(&input[consumed..], cx);
-        debug_assert!(
-            n <= input.len() - consumed,
-            "a service consumed more than it was given"
-        );
-        consumed = (consumed + n).min(input.len());
-        if next != Next::Continue || n == 0 || consumed == input.len() {
-            return (consumed, next);
-        }
+    /// True while the request being received is in its body: the driver's
+    /// request timer then runs between reads (nginx `client_body_timeout`)
+    /// instead of from the request's first byte (`client_header_timeout`).
+    fn in_body(&self) -> bool {
+        false
     }
 }
+
+/// A service behind a reference or a box is the same service (tests drive
+/// one they keep, drivers a boxed one).
+macro_rules! forward_service {
+    ($($wrapper:ty),*) => {$(
+        impl<S: Service + ?Sized> Service for $wrapper {
+            fn open(&mut self, cx: &mut Cx<'_>) -> Next {
+                (**self).open(cx)
+            }
+            fn input(&mut self, input: &[u8], cx: &mut Cx<'_>) -> (usize, Next) {
+                (**self).input(input, cx)
+            }
+            fn drained(&mut self, rest: &[u8], cx: &mut Cx<'_>) -> (usize, Next) {
+                (**self).drained(rest, cx)
+            }
+            fn eof(&mut self, rest: &[u8], cx: &mut Cx<'_>) -> Eof {
+                (**self).eof(rest, cx)
+            }
+            fn resume(&mut self, done: JobOutput, cx: &mut Cx<'_>) -> Next {
+                (**self).resume(done, cx)
+            }
+            fn in_body(&self) -> bool {
+                (**self).in_body()
+            }
+        }
+    )*};
+}
+forward_service!(&mut S, Box<S>);
 
 /// Settings every service may read, fixed at start.
 #[derive(Debug, Clone)]
 pub struct Limits {
     /// The longest line a line service accepts, in bytes, without its `\n`.
     pub max_line: usize,
+    /// How line services cut their input into messages (`--framing`).
+    pub framing: framing::Framing,
     /// Where `upload` stores files (and its temporary files, so that the
     /// final rename stays on one file system).
     pub upload_dir: PathBuf,
@@ -221,6 +283,7 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_line: DEFAULT_MAX_LINE,
+            framing: framing::Framing::Newline,
             upload_dir: PathBuf::from(DEFAULT_UPLOAD_DIR),
             max_upload: DEFAULT_MAX_UPLOAD,
         }

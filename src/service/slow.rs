@@ -125,8 +125,7 @@ impl LineHandler for Slow {
             Ok(work) => Next::Offload(Job::Slow(work)),
             Err(reason) => {
                 self.error(&reason, cx);
-                cx.requests += 1;
-                Next::Continue
+                Next::Answered
             }
         }
     }
@@ -145,22 +144,23 @@ impl LineHandler for Slow {
             }
         };
         cx.out.extend_from_slice(reply.as_bytes());
-        cx.requests += 1;
-        Next::Continue
+        Next::Answered
     }
 }
 
 /// The factory the registry uses.
 pub fn factory(shared: &Shared) -> Arc<dyn Factory> {
-    let max_line = shared.limits.max_line;
-    FnFactory::new("slow", move || Box::new(Lines::new(Slow, max_line)))
+    let (max_line, framing) = (shared.limits.max_line, shared.limits.framing);
+    FnFactory::new("slow", move || {
+        Box::new(Lines::framed(Slow, max_line, framing))
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::service::Service;
     use crate::service::testing::{assert_dialogue, run as drive};
-    use crate::service::{Cx, Service};
 
     fn slow() -> Box<dyn Service> {
         Box::new(Lines::new(Slow, 64))
@@ -174,11 +174,7 @@ mod tests {
     #[test]
     fn sleep_asks_for_a_job_and_does_not_sleep_itself() {
         let mut out = Vec::new();
-        let mut cx = Cx::new(
-            &mut out,
-            std::time::Instant::now(),
-            crate::service::testing::peer(),
-        );
+        let mut cx = crate::service::testing::cx(&mut out);
         let (consumed, next) = slow().input(b"sleep 10000\nhash 1\n", &mut cx);
         assert_eq!(consumed, 12);
         assert_eq!(
@@ -243,14 +239,10 @@ mod tests {
     fn a_panicked_job_gets_an_error_reply() {
         let mut handler = Slow;
         let mut out = Vec::new();
-        let mut cx = Cx::new(
-            &mut out,
-            std::time::Instant::now(),
-            crate::service::testing::peer(),
-        );
+        let mut cx = crate::service::testing::cx(&mut out);
         let next = handler.resume(JobOutput::Panicked("boom".into()), &mut cx);
-        assert_eq!(next, Next::Continue);
+        assert_eq!(next, Next::Answered);
         assert_eq!(out, b"error: the job failed inside the server; try again\n");
-        assert!(!drive(slow().as_mut(), &[b"hash 2\n"]).closed);
+        assert!(!drive(slow(), &[b"hash 2\n"]).closed);
     }
 }

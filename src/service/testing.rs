@@ -1,13 +1,14 @@
 //! A socket-free driver for unit tests of services.
 //!
-//! [`run`] follows the driver contract of [`Service`] exactly as the real
-//! drivers do (offloaded jobs run inline), so a service can be tested by
-//! feeding it bytes in any split and comparing what it wrote.
+//! [`run`] drives a service through the same [`Dialogue`] as the real
+//! drivers (offloaded jobs run inline; each chunk is one read, after which
+//! the "socket" is drained), so a service can be tested by feeding it bytes
+//! in any split and comparing what it wrote.
 
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
-use super::{Cx, Next, Service};
+use super::{Action, Cx, Dialogue, Service};
 
 /// The peer address tests pretend to be.
 pub fn peer() -> SocketAddr {
@@ -15,56 +16,56 @@ pub fn peer() -> SocketAddr {
 }
 
 /// What a dialogue produced: the bytes written, and whether the service
-/// asked to close (and after how many input bytes it stopped reading).
+/// asked to close before the input ran out.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Outcome {
     /// Everything the service wrote, in order.
     pub out: Vec<u8>,
-    /// True when the service returned `Close` before the input ran out.
+    /// True when the dialogue closed before the input ran out.
     pub closed: bool,
+    /// Requests the dialogue counted as answered.
+    pub answered: u32,
 }
 
-/// Drives `service` through `open`, `input` for each chunk, then `eof`,
-/// following the driver contract: unconsumed bytes are kept and given again
-/// with the next chunk; offloaded jobs run inline, then `resume`.
-pub fn run(service: &mut dyn Service, chunks: &[&[u8]]) -> Outcome {
+/// A context writing to `out`, at this instant, from [`peer`]: for tests
+/// that call a service directly.
+pub fn cx(out: &mut Vec<u8>) -> Cx<'_> {
+    Cx::new(out, Instant::now(), SystemTime::now(), peer())
+}
+
+/// Drives `service` through a [`Dialogue`]: open, each chunk as one read,
+/// then end of input; jobs run inline.
+pub fn run(service: impl Service, chunks: &[&[u8]]) -> Outcome {
     let mut out = Vec::new();
-    let mut pending: Vec<u8> = Vec::new();
-    let now = Instant::now();
-    let mut cx = Cx::new(&mut out, now, peer());
-    let mut next = service.open(&mut cx);
+    let mut dialogue = Dialogue::new(Box::new(service), usize::MAX);
+    let (now, wall) = (Instant::now(), SystemTime::now());
+    let mut cx = Cx::new(&mut out, now, wall, peer());
+    let mut action = dialogue.open(&mut cx);
     let mut chunks = chunks.iter();
+    let mut ended = false;
     loop {
-        match next {
-            Next::Close => return Outcome { out, closed: true },
-            Next::Offload(job) => {
-                let mut cx = Cx::new(&mut out, now, peer());
-                next = service.resume(job.run(), &mut cx);
-                continue;
+        action = match action {
+            Action::Close => {
+                let answered = dialogue.take_answered();
+                return Outcome {
+                    out,
+                    closed: !ended,
+                    answered,
+                };
             }
-            Next::Continue => {}
-        }
-        let mut cx = Cx::new(&mut out, now, peer());
-        let (consumed, after) = service.input(&pending, &mut cx);
-        assert!(consumed <= pending.len(), "consumed more than given");
-        pending.drain(..consumed);
-        next = after;
-        if next != Next::Continue || consumed > 0 {
-            continue;
-        }
-        match chunks.next() {
-            Some(chunk) => pending.extend_from_slice(chunk),
-            None => {
-                let mut cx = Cx::new(&mut out, now, peer());
-                let mut last = service.eof(&pending, &mut cx);
-                // The last request may need a job; its reply comes before the close.
-                while let Next::Offload(job) = last {
-                    let mut cx = Cx::new(&mut out, now, peer());
-                    last = service.resume(job.run(), &mut cx);
+            Action::Run(job) => dialogue.job_done(job.run(), &mut cx),
+            Action::Flush => dialogue.proceed(&mut cx), // this client reads at once
+            Action::Read => match chunks.next() {
+                Some(chunk) => match dialogue.received(chunk, &mut cx) {
+                    Action::Read => dialogue.drained(&mut cx),
+                    other => other,
+                },
+                None => {
+                    ended = true;
+                    dialogue.ended(&mut cx)
                 }
-                return Outcome { out, closed: false };
-            }
-        }
+            },
+        };
     }
 }
 
@@ -81,10 +82,9 @@ pub fn splits(input: &[u8]) -> Vec<Vec<&[u8]>> {
 /// Asserts that a fresh service from `make` answers `input` with `expected`
 /// for every split of the input.
 #[track_caller]
-pub fn assert_dialogue(make: impl Fn() -> Box<dyn Service>, input: &[u8], expected: &[u8]) {
+pub fn assert_dialogue<S: Service>(make: impl Fn() -> S, input: &[u8], expected: &[u8]) {
     for chunks in splits(input) {
-        let mut service = make();
-        let outcome = run(service.as_mut(), &chunks);
+        let outcome = run(make(), &chunks);
         assert_eq!(
             String::from_utf8_lossy(&outcome.out),
             String::from_utf8_lossy(expected),

@@ -131,8 +131,7 @@ impl LineHandler for Todo {
             return Next::Offload(job); // `resume` replies
         }
         cx.out.extend_from_slice(b"\r\n");
-        cx.requests += 1;
-        Next::Continue
+        Next::Answered
     }
 
     /// A `POST`'s record is on disk (or could not be written).
@@ -150,8 +149,7 @@ impl LineHandler for Todo {
             }
         }
         cx.out.extend_from_slice(b"\r\n");
-        cx.requests += 1;
-        Next::Continue
+        Next::Answered
     }
 
     /// Framing errors end in `\r\n` like every other reply.
@@ -159,17 +157,18 @@ impl LineHandler for Todo {
         cx.out.extend_from_slice(b"error: ");
         cx.out.extend_from_slice(reason.as_bytes());
         cx.out.extend_from_slice(b"\r\n");
-        cx.requests += 1;
     }
 }
 
 /// The factory the registry uses. Preloads [`SEED_TASKS`] into the shared
 /// store (keys already there, e.g. replayed from the log, are kept).
 pub fn factory(shared: &Shared) -> Arc<dyn Factory> {
-    let max_line = shared.limits.max_line;
+    let (max_line, framing) = (shared.limits.max_line, shared.limits.framing);
     let todo = Todo::new(shared.store.clone());
     todo.store.insert_missing(SEED_TASKS);
-    FnFactory::new("todo", move || Box::new(Lines::new(todo.clone(), max_line)))
+    FnFactory::new("todo", move || {
+        Box::new(Lines::framed(todo.clone(), max_line, framing))
+    })
 }
 
 #[cfg(test)]
@@ -246,7 +245,7 @@ mod tests {
             b"\xff\nGET/task_02/x\n",
             b"error: input is not valid UTF-8\r\nread book\r\n",
         );
-        let outcome = run(todo().as_mut(), &[&[b'G'; 80]]);
+        let outcome = run(todo(), &[&[b'G'; 80]]);
         assert_eq!(
             outcome.out,
             b"error: line too long (the limit is 64 bytes)\r\n"
@@ -257,14 +256,16 @@ mod tests {
     #[test]
     fn counts_one_request_per_reply() {
         let mut out = Vec::new();
-        let mut cx = Cx::new(
-            &mut out,
-            std::time::Instant::now(),
-            crate::service::testing::peer(),
-        );
+        let mut cx = crate::service::testing::cx(&mut out);
         let mut service = todo();
-        let (used, next) = service.input(b"GET/task_01/x\nnope\nGET\n", &mut cx);
-        assert_eq!((used, next, cx.requests), (23, Next::Continue, 3));
+        let input = b"GET/task_01/x\nnope\nGET\n";
+        assert_eq!(
+            service.input(input, &mut cx),
+            (14, Next::Answered),
+            "one per call"
+        );
+        let outcome = run(todo(), &[input]);
+        assert_eq!(outcome.answered, 3);
     }
 
     #[test]
@@ -277,24 +278,16 @@ mod tests {
         let store = Store::open(&dir, Fsync::Always).unwrap();
         let mut service = Lines::new(Todo::new(store.clone()), 64);
         let mut out = Vec::new();
-        let mut cx = Cx::new(
-            &mut out,
-            std::time::Instant::now(),
-            crate::service::testing::peer(),
-        );
+        let mut cx = crate::service::testing::cx(&mut out);
         let (used, next) = service.input(b"POST/k=v/x\nGET/k/x\n", &mut cx);
-        assert_eq!((used, cx.requests), (11, 0));
+        assert_eq!(used, 11);
         let Next::Offload(Job::Store(work)) = next else {
             panic!("{next:?}");
         };
         assert!(out.is_empty(), "no reply before the record is durable");
-        let mut cx = Cx::new(
-            &mut out,
-            std::time::Instant::now(),
-            crate::service::testing::peer(),
-        );
+        let mut cx = crate::service::testing::cx(&mut out);
         let next = service.resume(JobOutput::Store(store::run(work)), &mut cx);
-        assert_eq!((next, cx.requests), (Next::Continue, 1));
+        assert_eq!(next, Next::Answered);
         assert_eq!(out, b"submit success\r\n");
         // Every split, jobs run inline by the test driver.
         let make = || -> Box<dyn Service> { Box::new(Lines::new(Todo::new(store.clone()), 64)) };

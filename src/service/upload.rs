@@ -46,7 +46,7 @@ use std::mem;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use super::{Cx, Factory, FnFactory, Job, JobOutput, Next, Service, Shared};
+use super::{Cx, Eof, Factory, FnFactory, Job, JobOutput, Next, Service, Shared};
 
 mod header;
 pub mod job;
@@ -127,7 +127,7 @@ impl Upload {
                 );
                 return (input.len(), self.refuse(&reason, cx));
             }
-            return (0, Next::Continue);
+            return (0, Next::Wait);
         };
         match header::parse(&input[..newline], self.max_size) {
             Ok(Header { name, size }) => {
@@ -153,7 +153,7 @@ impl Upload {
         self.chunk.extend_from_slice(&input[..take]);
         *received += take as u64;
         if self.chunk.len() < self.chunk_size && *received < *size {
-            return (take, Next::Continue);
+            return (take, Next::Wait);
         }
         let State::Receiving {
             file,
@@ -187,8 +187,9 @@ impl Upload {
             && let State::Draining { reason, .. } = mem::replace(&mut self.state, State::Header)
         {
             reply_error(&reason, cx);
+            return (take as usize, Next::Answered);
         }
-        (take as usize, Next::Continue)
+        (take as usize, Next::Wait)
     }
 
     /// Refuses a header: `error <reason>`, then close (see the module docs
@@ -200,12 +201,11 @@ impl Upload {
     }
 }
 
-/// Writes `error <reason>\n` and counts it as an answered request.
+/// Writes `error <reason>\n`.
 fn reply_error(reason: &str, cx: &mut Cx<'_>) {
     cx.out.extend_from_slice(b"error ");
     cx.out.extend_from_slice(reason.as_bytes());
     cx.out.push(b'\n');
-    cx.requests += 1;
 }
 
 impl Service for Upload {
@@ -228,7 +228,7 @@ impl Service for Upload {
 
     /// The client stopped sending. Mid-body, the temporary file is removed
     /// (by dropping it) and the client is told nothing was stored.
-    fn eof(&mut self, _rest: &[u8], cx: &mut Cx<'_>) -> Next {
+    fn eof(&mut self, _rest: &[u8], cx: &mut Cx<'_>) -> Eof {
         match mem::replace(&mut self.state, State::Closed) {
             State::Receiving { size, received, .. } => reply_error(
                 &format!(
@@ -237,9 +237,18 @@ impl Service for Upload {
                 cx,
             ),
             State::Draining { reason, .. } => reply_error(&reason, cx),
-            _ => {}
+            _ => return Eof::Close,
         }
-        Next::Close
+        Eof::Answered
+    }
+
+    /// The body streams in for as long as it takes; the request timer runs
+    /// between its reads, not from its header.
+    fn in_body(&self) -> bool {
+        matches!(
+            self.state,
+            State::Receiving { .. } | State::Writing { .. } | State::Draining { .. }
+        )
     }
 
     fn resume(&mut self, done: JobOutput, cx: &mut Cx<'_>) -> Next {
@@ -275,7 +284,7 @@ impl Service for Upload {
                         size,
                         received,
                     };
-                    (state, Next::Continue)
+                    (state, Next::Wait)
                 }
             }
             (State::Creating { .. }, Done::Failed(reason)) => {
@@ -304,26 +313,25 @@ impl Service for Upload {
                         size,
                         received,
                     };
-                    (state, Next::Continue)
+                    (state, Next::Wait)
                 }
             }
             (State::Writing { size, received, .. }, Done::Failed(reason)) => {
                 if received == size {
                     reply_error(&reason, cx);
-                    (State::Header, Next::Continue)
+                    (State::Header, Next::Answered)
                 } else {
                     let left = size - received;
-                    (State::Draining { left, reason }, Next::Continue)
+                    (State::Draining { left, reason }, Next::Wait)
                 }
             }
             (State::Committing { size }, Done::Committed) => {
                 cx.out.extend_from_slice(format!("ok {size}\n").as_bytes());
-                cx.requests += 1;
-                (State::Header, Next::Continue)
+                (State::Header, Next::Answered)
             }
             (State::Committing { .. }, Done::Failed(reason)) => {
                 reply_error(&reason, cx);
-                (State::Header, Next::Continue)
+                (State::Header, Next::Answered)
             }
             (state, done) => {
                 log::error!(

@@ -22,15 +22,16 @@ impl LineHandler for Upper {
             }
         }
         cx.out.push(b'\n');
-        cx.requests += 1;
-        Next::Continue
+        Next::Answered
     }
 }
 
 /// The factory the registry uses.
 pub fn factory(shared: &Shared) -> Arc<dyn Factory> {
-    let max_line = shared.limits.max_line;
-    FnFactory::new("upper", move || Box::new(Lines::new(Upper, max_line)))
+    let (max_line, framing) = (shared.limits.max_line, shared.limits.framing);
+    FnFactory::new("upper", move || {
+        Box::new(Lines::framed(Upper, max_line, framing))
+    })
 }
 
 #[cfg(test)]
@@ -67,7 +68,7 @@ mod tests {
 
     #[test]
     fn an_over_long_line_is_refused_and_closes() {
-        let outcome = run(upper().as_mut(), &[b"0123456789abcdefXYZ"]);
+        let outcome = run(upper(), &[b"0123456789abcdefXYZ"]);
         assert_eq!(
             outcome.out,
             b"error: line too long (the limit is 16 bytes)\n"

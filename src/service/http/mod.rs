@@ -11,7 +11,7 @@
 //!   HTTP/1.0 closes unless it asks `Connection: keep-alive`;
 //! - the [`MAX_REQUESTS`]th response on a connection closes it (nginx
 //!   `keepalive_requests`);
-//! - pipelined requests are all answered, in order, in one `input` call;
+//! - pipelined requests are answered in order, one per `input` call;
 //! - a body on `GET`/`HEAD` with `Content-Length` is read and thrown away
 //!   before the answer; one with `Transfer-Encoding` (we decode no chunked
 //!   bodies) gets `400`;
@@ -112,7 +112,6 @@ impl Http {
 
     /// Writes a `200` and says what happens next.
     fn answer(&mut self, answer: Answer, cx: &mut Cx<'_>) -> Next {
-        cx.requests += 1;
         match answer.target {
             Target::Hello => response::hello(cx.out, answer.conn, answer.with_body),
             Target::Metrics => {
@@ -128,85 +127,76 @@ impl Http {
     fn after(&mut self, conn: Conn) -> Next {
         if conn == Conn::Close {
             self.state = State::Done;
-            Next::Close
+            Next::Last
         } else {
             self.state = State::Head;
-            Next::Continue
+            Next::Answered
         }
     }
 }
 
 impl Service for Http {
-    /// Answers every complete request in `input`, in order.
+    /// Answers the first complete request in `input`.
     fn input(&mut self, input: &[u8], cx: &mut Cx<'_>) -> (usize, Next) {
-        let mut used = 0;
-        loop {
-            let rest = input.get(used..).unwrap_or_default();
-            let next = match self.state {
-                State::Done => return (input.len(), Next::Close),
-                State::Body { remaining, answer } => {
-                    let take = usize::try_from(remaining).map_or(rest.len(), |r| r.min(rest.len()));
-                    used += take;
-                    let remaining = remaining - take as u64;
-                    if remaining > 0 {
-                        self.state = State::Body { remaining, answer };
-                        return (used, Next::Continue);
-                    }
-                    self.answer(answer, cx)
+        match self.state {
+            State::Done => (input.len(), Next::Close),
+            State::Body { remaining, answer } => {
+                let take = usize::try_from(remaining).map_or(input.len(), |r| r.min(input.len()));
+                let remaining = remaining - take as u64;
+                if remaining > 0 {
+                    self.state = State::Body { remaining, answer };
+                    return (take, Next::Wait);
                 }
-                State::Head => match request::parse(rest) {
-                    Parsed::Partial => return (used, Next::Continue),
-                    Parsed::Reject(why) => {
-                        log::debug!("peer={} refused request: {why:?}", cx.peer);
-                        cx.requests += 1;
-                        response::reject(cx.out, why);
-                        self.state = State::Done;
-                        return (input.len(), Next::Close);
-                    }
-                    Parsed::Complete(head) => {
-                        used += head.len;
-                        let with_body = head.method == Method::Get;
-                        match (head.method, head.body) {
-                            (Method::Other, body) => {
-                                let conn = self.conn(&head, body == Body::None);
-                                cx.requests += 1;
-                                response::method_not_allowed(cx.out, conn);
-                                self.after(conn)
-                            }
-                            (_, Body::Encoded) => {
-                                cx.requests += 1;
-                                response::reject(cx.out, request::Reject::BadRequest);
-                                self.after(Conn::Close)
-                            }
-                            (_, Body::Length(remaining)) => {
-                                let conn = self.conn(&head, true);
-                                let answer = Answer {
-                                    target: head.target,
-                                    with_body,
-                                    conn,
-                                };
-                                self.state = State::Body { remaining, answer };
-                                Next::Continue
-                            }
-                            (_, Body::None) => {
-                                let conn = self.conn(&head, true);
-                                self.answer(
-                                    Answer {
-                                        target: head.target,
-                                        with_body,
-                                        conn,
-                                    },
-                                    cx,
-                                )
-                            }
-                        }
-                    }
-                },
-            };
-            if next != Next::Continue {
-                return (used, next);
+                (take, self.answer(answer, cx))
             }
+            State::Head => match request::parse(input) {
+                Parsed::Partial => (0, Next::Wait),
+                Parsed::Reject(why) => {
+                    log::debug!("peer={} refused request: {why:?}", cx.peer);
+                    response::reject(cx.out, why);
+                    self.state = State::Done;
+                    (input.len(), Next::Last)
+                }
+                Parsed::Complete(head) => {
+                    let with_body = head.method == Method::Get;
+                    let next = match (head.method, head.body) {
+                        (Method::Other, body) => {
+                            let conn = self.conn(&head, body == Body::None);
+                            response::method_not_allowed(cx.out, conn);
+                            self.after(conn)
+                        }
+                        (_, Body::Encoded) => {
+                            response::reject(cx.out, request::Reject::BadRequest);
+                            self.after(Conn::Close)
+                        }
+                        (_, Body::Length(remaining)) => {
+                            let conn = self.conn(&head, true);
+                            let answer = Answer {
+                                target: head.target,
+                                with_body,
+                                conn,
+                            };
+                            self.state = State::Body { remaining, answer };
+                            Next::Wait
+                        }
+                        (_, Body::None) => {
+                            let conn = self.conn(&head, true);
+                            let answer = Answer {
+                                target: head.target,
+                                with_body,
+                                conn,
+                            };
+                            self.answer(answer, cx)
+                        }
+                    };
+                    (head.len, next)
+                }
+            },
         }
+    }
+
+    fn in_body(&self) -> bool {
+        matches!(self.state, State::Body { .. })
     }
 }
 

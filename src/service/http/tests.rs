@@ -3,7 +3,7 @@
 //! their own parts in place.
 
 use super::*;
-use crate::service::testing::{assert_dialogue, run};
+use crate::service::testing::{assert_dialogue, run, splits};
 
 fn http() -> Box<dyn Service> {
     Box::new(Http::new(Arc::new(Stats::default())))
@@ -27,7 +27,7 @@ const NOT_ALLOWED_BODY: &str = "405 Method Not Allowed: use GET or HEAD\n";
 #[track_caller]
 fn dialogue(input: &str, expected: &str, closes: bool) {
     assert_dialogue(http, input.as_bytes(), expected.as_bytes());
-    assert_eq!(run(http().as_mut(), &[input.as_bytes()]).closed, closes);
+    assert_eq!(run(http(), &[input.as_bytes()]).closed, closes);
 }
 
 #[test]
@@ -41,20 +41,14 @@ fn pipelined_requests_are_answered_in_order_and_the_connection_kept() {
 }
 
 #[test]
-fn all_pipelined_requests_are_answered_in_one_input_call() {
-    let mut service = http();
-    let mut out = Vec::new();
-    let mut cx = Cx::new(
-        &mut out,
-        std::time::Instant::now(),
-        crate::service::testing::peer(),
-    );
+fn pipelined_requests_are_counted_once_each_and_a_partial_one_waits() {
     let input = b"GET / HTTP/1.1\r\nHost: a\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\nGET /";
-    let (used, next) = service.input(input, &mut cx);
-    assert_eq!(
-        (used, next, cx.requests),
-        (input.len() - 5, Next::Continue, 2)
-    );
+    for chunks in splits(input) {
+        let outcome = run(http(), &chunks);
+        let text = String::from_utf8(outcome.out).unwrap();
+        assert_eq!(text.matches("HTTP/1.1 200 OK").count(), 2, "{chunks:?}");
+        assert_eq!(outcome.answered, 2, "{chunks:?}");
+    }
 }
 
 #[test]
@@ -99,7 +93,7 @@ fn oversized_heads_get_431_and_close() {
         "GET / HTTP/1.1\r\nHost: a\r\nX: {}\r\n\r\n",
         "a".repeat(9000)
     );
-    let outcome = run(http().as_mut(), &[long.as_bytes()]);
+    let outcome = run(http(), &[long.as_bytes()]);
     assert_eq!(
         (String::from_utf8_lossy(&outcome.out), outcome.closed),
         (TOO_LARGE.into(), true)
@@ -109,18 +103,14 @@ fn oversized_heads_get_431_and_close() {
     // An unterminated head is refused as soon as it passes the limit.
     let mut service = http();
     let mut out = Vec::new();
-    let mut cx = Cx::new(
-        &mut out,
-        std::time::Instant::now(),
-        crate::service::testing::peer(),
-    );
+    let mut cx = crate::service::testing::cx(&mut out);
     assert_eq!(
         service.input(&long.as_bytes()[..8191], &mut cx),
-        (0, Next::Continue)
+        (0, Next::Wait)
     );
     assert_eq!(
         service.input(&long.as_bytes()[..8192], &mut cx),
-        (8192, Next::Close)
+        (8192, Next::Last)
     );
 }
 
@@ -161,7 +151,7 @@ fn the_thousandth_response_closes() {
     expected.push_str(&format!("{OK_CLOSE}Hello, World"));
     let (a, b) = input.as_bytes().split_at(12345);
     for chunks in [&[input.as_bytes()][..], &[a, b]] {
-        let outcome = run(http().as_mut(), chunks);
+        let outcome = run(http(), chunks);
         assert!(outcome.out == expected.as_bytes() && outcome.closed);
     }
 }
@@ -199,11 +189,11 @@ fn nothing_panics_and_every_split_agrees_on_arbitrary_input() {
             seed ^= seed << 17;
             input.push(alphabet[(seed % alphabet.len() as u64) as usize]);
         }
-        let whole = run(http().as_mut(), &[&input]);
+        let whole = run(http(), &[&input]);
         let (a, b) = input.split_at(input.len() / 3);
         let bytes: Vec<&[u8]> = input.chunks(1).collect();
         for chunks in [&[a, b][..], &bytes] {
-            let split = run(http().as_mut(), chunks);
+            let split = run(http(), chunks);
             assert_eq!(whole, split, "{:?}", String::from_utf8_lossy(&input));
         }
     }

@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::service::Limits;
-use crate::service::testing::{assert_dialogue, peer, run};
+use crate::service::testing::{assert_dialogue, run};
 use crate::service::todo::{self, SEED_TASKS};
 
 fn kv() -> Box<dyn Service> {
@@ -119,7 +119,7 @@ fn command_and_config_for_redis_cli_and_benchmark() {
 fn quit_answers_ok_then_closes() {
     let input = [req(&[b"PING"]), req(&[b"QUIT"]), req(&[b"PING"])].concat();
     assert_dialogue(kv, &input, b"+PONG\r\n+OK\r\n");
-    let outcome = run(kv().as_mut(), &[&input]);
+    let outcome = run(kv(), &[&input]);
     assert!(outcome.closed);
 }
 
@@ -141,7 +141,7 @@ fn malformed_frames_are_a_protocol_error_and_a_close() {
         (b"*99999999\r\n", "invalid multibulk length"),
     ] {
         for chunks in crate::service::testing::splits(input) {
-            let outcome = run(kv().as_mut(), &chunks);
+            let outcome = run(kv(), &chunks);
             let out = String::from_utf8_lossy(&outcome.out);
             assert!(outcome.closed, "{input:?} split {chunks:?}: {out}");
             assert!(
@@ -156,7 +156,7 @@ fn malformed_frames_are_a_protocol_error_and_a_close() {
 
 #[test]
 fn an_inline_request_over_the_limit_is_refused_without_waiting_for_its_end() {
-    let outcome = run(kv().as_mut(), &[&[b'a'; 66]]); // 64 + a `\r` may wait for `\n`
+    let outcome = run(kv(), &[&[b'a'; 66]]); // 64 + a `\r` may wait for `\n`
     assert_eq!(
         outcome.out,
         b"-ERR Protocol error: too big inline request\r\n"
@@ -165,20 +165,25 @@ fn an_inline_request_over_the_limit_is_refused_without_waiting_for_its_end() {
     // At the limit it is fine (a `\r` before the `\n` does not count).
     let mut line = vec![b'x'; 64];
     line.extend_from_slice(b"\r\n");
-    let outcome = run(kv().as_mut(), &[&line]);
+    let outcome = run(kv(), &[&line]);
     assert!(outcome.out.starts_with(b"-ERR unknown command"));
 }
 
 #[test]
-fn an_incomplete_request_is_kept_and_pipelines_answer_in_one_call() {
+fn an_incomplete_request_is_kept_and_each_whole_one_answered_and_counted() {
     let input = reqs(&[&[b"SET", b"a", b"1"], &[b"GET", b"a"], &[b"PING"]]);
     let mut service = kv();
     let mut out = Vec::new();
-    let mut cx = Cx::new(&mut out, std::time::Instant::now(), peer());
-    let (used, next) = service.input(&input[..input.len() - 3], &mut cx);
-    assert_eq!((next, cx.requests), (Next::Continue, 2));
-    assert_eq!(used, input.len() - req(&[b"PING"]).len());
-    assert_eq!(out, b"+OK\r\n$1\r\n1\r\n");
+    let mut cx = crate::service::testing::cx(&mut out);
+    let first = req(&[b"SET", b"a", b"1"]).len();
+    assert_eq!(
+        service.input(&input, &mut cx),
+        (first, Next::Answered),
+        "one per call"
+    );
+    let outcome = run(kv(), &[&input[..input.len() - 3]]);
+    assert_eq!(outcome.answered, 2);
+    assert_eq!(outcome.out, b"+OK\r\n$1\r\n1\r\n");
 }
 
 #[test]
@@ -188,17 +193,19 @@ fn under_fsync_always_writes_reply_after_the_job() {
     let store = Store::open(&dir, store::Fsync::Always).unwrap();
     let mut service = Kv::new(store.clone(), 64);
     let mut out = Vec::new();
-    let mut cx = Cx::new(&mut out, std::time::Instant::now(), peer());
-    let (used, next) = service.input(b"GET a\r\nSET a 1\r\nGET a\r\n", &mut cx);
-    assert_eq!(used, 16, "stops after the write");
+    let mut cx = crate::service::testing::cx(&mut out);
+    let input = b"GET a\r\nSET a 1\r\nGET a\r\n";
+    assert_eq!(service.input(input, &mut cx), (7, Next::Answered));
+    let (used, next) = service.input(&input[7..], &mut cx);
+    assert_eq!(used, 9, "stops after the write");
     let Next::Offload(Job::Store(work)) = next else {
         panic!("{next:?}");
     };
     assert_eq!(out, b"$-1\r\n", "no +OK before the record is durable");
-    let mut cx = Cx::new(&mut out, std::time::Instant::now(), peer());
+    let mut cx = crate::service::testing::cx(&mut out);
     assert_eq!(
         service.resume(JobOutput::Store(store::run(work)), &mut cx),
-        Next::Continue
+        Next::Answered
     );
     assert_eq!(out, b"$-1\r\n+OK\r\n");
     // The whole dialogue, with jobs run inline, in every split.

@@ -3,10 +3,9 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::Instant;
 
 use super::*;
-use crate::service::testing::{self, peer, splits};
+use crate::service::testing::{self, splits};
 
 /// A fresh empty directory under the system's temp dir, removed on drop.
 struct Scratch(PathBuf);
@@ -55,7 +54,7 @@ fn upload(dir: &Path) -> Upload {
 }
 
 fn cx(out: &mut Vec<u8>) -> Cx<'_> {
-    Cx::new(out, Instant::now(), peer())
+    crate::service::testing::cx(out)
 }
 
 #[test]
@@ -172,7 +171,7 @@ fn dropping_the_service_or_a_job_mid_body_removes_the_temp_file() {
         panic!("{next:?}")
     };
     let next = service.resume(job.run(), &mut cx(&mut out));
-    assert_eq!((next, &out[..]), (Next::Continue, &b"ready\n"[..]));
+    assert_eq!((next, &out[..]), (Next::Wait, &b"ready\n"[..]));
     assert_eq!(dir.names().len(), 1, "the temp file exists");
     assert!(dir.names()[0].starts_with(".upload-") && dir.names()[0].ends_with(".part"));
 
@@ -215,7 +214,7 @@ fn a_failed_write_is_answered_after_the_body_and_the_connection_goes_on() {
     ));
     drop(next); // as if the disk were full: the file goes with the job
     let failed = JobOutput::Upload(Done::Failed("cannot write the file: disk full".into()));
-    assert_eq!(service.resume(failed, &mut cx(&mut out)), Next::Continue);
+    assert_eq!(service.resume(failed, &mut cx(&mut out)), Next::Wait);
     // The last 3 body bytes are dropped, then the error, then the next upload.
     let rest = b"789put|y|1\n!";
     let outcome = testing::run(&mut service, &[rest]);

@@ -1,0 +1,318 @@
+//! The driver contract, implemented once.
+//!
+//! A [`Dialogue`] wraps one connection's [`Service`] with everything the
+//! contract on that trait asks a driver to keep: the input the service has
+//! not consumed yet, whether a job is out, whether the client has finished,
+//! when the request being received began, and how many requests were
+//! answered. A driver only moves bytes: it hands the dialogue what it read
+//! ([`received`](Dialogue::received)), says when the socket is drained or
+//! the client closed, hands back finished jobs, and does what the returned
+//! [`Action`] says. The event loop, the blocking driver of the other modes
+//! and the unit-test harness ([`super::testing`]) all drive this same code.
+//!
+//! Back-pressure lives here too: between two requests the dialogue looks at
+//! how much output is waiting ([`Cx::full_at`]) and stops feeding the
+//! service once it passes the limit, whatever the pipelining. So one read of
+//! 1,800 tiny requests for a large value costs one reply's worth of memory
+//! at a time, not 1,800 (a reply larger than the limit is still made whole).
+//!
+//! No I/O here: like the services it drives, this is a pure state machine.
+
+use std::time::Instant;
+
+use super::{Cx, Eof, Job, JobOutput, Next, Service};
+
+/// What the driver does after a call into the dialogue.
+#[must_use]
+#[derive(Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Read more when it comes: everything buffered has been offered.
+    Read,
+    /// The output waiting for the client is over its limit: read nothing
+    /// and call [`Dialogue::proceed`] once it has drained below.
+    Flush,
+    /// Run this job (on a pool, or inline) and hand its output to
+    /// [`Dialogue::job_done`]; read nothing meanwhile.
+    Run(Job),
+    /// Send what was written, then close. Nothing more is fed.
+    Close,
+}
+
+/// Where the conversation is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Input is offered to the service as it comes.
+    Serving,
+    /// A job is out; nothing is fed until it comes back.
+    Job,
+    /// The job for the client's last request (asked at end of input) is
+    /// out; once it is back, the dialogue closes.
+    LastJob,
+    /// Feeding stopped because the client has too much output waiting.
+    Flushing,
+    /// Send what is written, then close.
+    Closing,
+}
+
+/// One connection's service and the contract's bookkeeping. Drivers use
+/// `Dialogue<dyn Service>`; tests may name the service's own type.
+pub struct Dialogue<S: Service + ?Sized = dyn Service> {
+    service: Box<S>,
+    /// Received bytes the service has not consumed (a partial request, or
+    /// requests held back by a job or by back-pressure). Unallocated when
+    /// empty, so an idle connection holds no buffer.
+    input: Vec<u8>,
+    phase: Phase,
+    /// The job the service asked for, until the driver is handed it. Boxed:
+    /// jobs are rare and large, dialogues common and kept small.
+    job: Option<Box<Job>>,
+    /// The client has finished sending.
+    ended: bool,
+    /// Unconsumed input at which the service is presumed stuck: the
+    /// drivers' backstop behind the services' own limits.
+    max_input: usize,
+    /// When the request now being received began (its first byte), or,
+    /// while it is in its body, when its last bytes came.
+    request_since: Option<Instant>,
+    /// Requests answered since the driver last asked.
+    answered: u32,
+}
+
+impl<S: Service + ?Sized> Dialogue<S> {
+    /// A dialogue over `service`, giving up on a client that leaves more than
+    /// `max_input` bytes unconsumed.
+    pub fn new(service: Box<S>, max_input: usize) -> Dialogue<S> {
+        Dialogue {
+            service,
+            input: Vec::new(),
+            phase: Phase::Serving,
+            job: None,
+            ended: false,
+            max_input,
+            request_since: None,
+            answered: 0,
+        }
+    }
+
+    /// The connection was just accepted: the service may greet.
+    pub fn open(&mut self, cx: &mut Cx<'_>) -> Action {
+        let next = self.service.open(cx);
+        self.apply(next);
+        self.action()
+    }
+
+    /// Bytes arrived. They are offered to the service at once (straight from
+    /// `bytes` when nothing was left over) and whatever it leaves is kept.
+    pub fn received(&mut self, bytes: &[u8], cx: &mut Cx<'_>) -> Action {
+        if self.ended || self.phase == Phase::Closing {
+            return self.action(); // reading after the end changes nothing
+        }
+        if self.request_since.is_none() || self.service.in_body() {
+            self.request_since = Some(cx.now);
+        }
+        if self.input.is_empty() && self.phase == Phase::Serving {
+            let consumed = self.feed(bytes, cx);
+            self.input.extend_from_slice(&bytes[consumed..]);
+        } else {
+            self.input.extend_from_slice(bytes);
+            self.feed_buffered(cx);
+        }
+        self.after_feeding(cx)
+    }
+
+    /// The socket is drained for now: what the client sent has all arrived.
+    /// A service that frames by reads (`--framing read`) answers what is
+    /// buffered as one message; others ignore it.
+    pub fn drained(&mut self, cx: &mut Cx<'_>) -> Action {
+        if self.phase == Phase::Serving && !self.ended && !self.input.is_empty() {
+            let input = std::mem::take(&mut self.input);
+            let (consumed, next) = self.service.drained(&input, cx);
+            self.input = input;
+            self.consume(consumed);
+            if self.apply(next) && self.input.is_empty() {
+                self.request_since = None;
+            }
+            self.feed_buffered(cx);
+            return self.after_feeding(cx);
+        }
+        self.action()
+    }
+
+    /// The client finished sending. What it sent is answered first; the
+    /// service may then answer an unterminated last request.
+    pub fn ended(&mut self, cx: &mut Cx<'_>) -> Action {
+        self.ended = true;
+        self.feed_buffered(cx);
+        self.after_feeding(cx)
+    }
+
+    /// The job from the last [`Action::Run`] finished.
+    pub fn job_done(&mut self, done: JobOutput, cx: &mut Cx<'_>) -> Action {
+        debug_assert!(
+            matches!(self.phase, Phase::Job | Phase::LastJob),
+            "a job came back nobody asked for"
+        );
+        let last = self.phase == Phase::LastJob;
+        self.phase = Phase::Serving;
+        let next = self.service.resume(done, cx);
+        self.apply(next);
+        if last {
+            self.phase = Phase::Closing; // that was the client's last request
+            return self.action();
+        }
+        // Requests that arrived behind the job's were held: offer them now.
+        self.feed_buffered(cx);
+        self.after_feeding(cx)
+    }
+
+    /// After [`Action::Flush`]: the client's output drained below its limit.
+    pub fn proceed(&mut self, cx: &mut Cx<'_>) -> Action {
+        if self.phase == Phase::Flushing {
+            self.phase = Phase::Serving;
+            self.feed_buffered(cx);
+            return self.after_feeding(cx);
+        }
+        self.action()
+    }
+
+    /// Requests answered since the last call; the driver adds them to the
+    /// counters. Counting happens here, once, for every service.
+    pub fn take_answered(&mut self) -> u32 {
+        std::mem::take(&mut self.answered)
+    }
+
+    /// When the request now being received began, if one is under way and
+    /// the client (not a job) is who we wait for: the driver closes a
+    /// client that takes too long over it (slowloris).
+    pub fn request_since(&self) -> Option<Instant> {
+        match self.phase {
+            Phase::Serving => self.request_since,
+            _ => None,
+        }
+    }
+
+    /// True while a job is out for this connection.
+    pub fn waiting_for_job(&self) -> bool {
+        matches!(self.phase, Phase::Job | Phase::LastJob)
+    }
+
+    /// Bytes received and not consumed yet.
+    pub fn buffered(&self) -> usize {
+        self.input.len()
+    }
+
+    /// Offers `input` to the service one request at a time, while it answers
+    /// and the output stays under its limit. Returns the bytes consumed.
+    fn feed(&mut self, input: &[u8], cx: &mut Cx<'_>) -> usize {
+        let mut consumed = 0;
+        while self.phase == Phase::Serving && consumed < input.len() {
+            if cx.out.len() >= cx.full_at {
+                self.phase = Phase::Flushing; // back-pressure, one reply at a time
+                break;
+            }
+            let (n, next) = self.service.input(&input[consumed..], cx);
+            debug_assert!(
+                n <= input.len() - consumed,
+                "a service consumed more than given"
+            );
+            consumed = (consumed + n).min(input.len());
+            // `Wait` after taking bytes: part of a request (a header before
+            // its body); the rest may already be here.
+            let go_on = matches!(next, Next::Answered | Next::Wait) && n > 0;
+            if self.apply(next) && consumed == input.len() {
+                self.request_since = None; // answered, nothing partial behind it
+            }
+            if !go_on {
+                break; // it needs more bytes, or said something else
+            }
+        }
+        consumed
+    }
+
+    /// [`feed`](Self::feed) over the buffered input.
+    fn feed_buffered(&mut self, cx: &mut Cx<'_>) {
+        if self.phase == Phase::Serving && !self.input.is_empty() {
+            let input = std::mem::take(&mut self.input);
+            let consumed = self.feed(&input, cx);
+            self.input = input;
+            self.consume(consumed);
+        }
+    }
+
+    /// Drops the first `n` buffered bytes; frees the buffer once empty.
+    fn consume(&mut self, n: usize) {
+        if n >= self.input.len() {
+            self.input = Vec::new();
+        } else if n > 0 {
+            self.input.drain(..n);
+        }
+    }
+
+    /// What every feeding ends with: at end of input, the last request;
+    /// otherwise the backstop on unconsumed input.
+    fn after_feeding(&mut self, cx: &mut Cx<'_>) -> Action {
+        if self.phase == Phase::Serving && self.ended {
+            let rest = std::mem::take(&mut self.input);
+            self.phase = Phase::Closing;
+            match self.service.eof(&rest, cx) {
+                Eof::Close => {}
+                Eof::Answered => self.answered += 1,
+                Eof::Offload(job) => {
+                    self.job = Some(Box::new(job));
+                    self.phase = Phase::LastJob;
+                }
+            }
+        } else if self.phase == Phase::Serving && self.input.len() >= self.max_input {
+            log::warn!(
+                "peer={} sent {} bytes its service did not consume: closing",
+                cx.peer,
+                self.input.len()
+            );
+            self.phase = Phase::Closing;
+        }
+        self.action()
+    }
+
+    /// Applies what the service said. Returns true when it answered a request.
+    fn apply(&mut self, next: Next) -> bool {
+        match next {
+            Next::Answered => {}
+            Next::Wait => return false,
+            Next::Last => self.phase = Phase::Closing,
+            Next::Close => {
+                self.phase = Phase::Closing;
+                return false;
+            }
+            Next::Offload(job) => {
+                self.job = Some(Box::new(job));
+                self.phase = Phase::Job;
+                return false;
+            }
+        }
+        self.answered += 1;
+        true
+    }
+
+    /// The action the current phase asks of the driver.
+    fn action(&mut self) -> Action {
+        match self.phase {
+            Phase::Serving => Action::Read,
+            Phase::Flushing => Action::Flush,
+            Phase::Closing => Action::Close,
+            Phase::Job | Phase::LastJob => match self.job.take() {
+                Some(job) => Action::Run(*job),
+                None => Action::Flush, // already handed out: wait for it, read nothing
+            },
+        }
+    }
+}
+
+impl<S: Service + ?Sized> std::fmt::Debug for Dialogue<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dialogue")
+            .field("phase", &self.phase)
+            .field("buffered", &self.input.len())
+            .field("ended", &self.ended)
+            .finish()
+    }
+}
