@@ -35,6 +35,7 @@ mod sources;
 mod stream;
 mod threaded;
 mod timers;
+mod turn;
 mod udp;
 
 /// How connections are served. One flag switches it; the services are the same.

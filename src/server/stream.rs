@@ -68,7 +68,7 @@ fn converse(
     let mut dialogue = Dialogue::new(factory.make(), max_input);
     let idle_timeout = options.idle_timeout.or_else(|| factory.idle_timeout());
     let mut out = Vec::new();
-    let mut buf = vec![0; super::connection::READ_CHUNK];
+    let mut buf = vec![0; super::turn::READ_CHUNK];
     let mut last_input = Instant::now();
     let mut action = talk(&mut dialogue, &mut out, peer, Dialogue::open);
     loop {
