@@ -1,6 +1,7 @@
 //! `readyloop serve`: the start-up sequence, in the one order that works.
 //!
-//! 1. Validate flags, start logging (a file or stderr).
+//! 1. Validate flags (`--mode uring`: ask the kernel), start logging (a
+//!    file or stderr).
 //! 2. Lock the pid file before any port: a second server hears about the
 //!    pid file, not about a port in use.
 //! 3. Create the upload directory and open the store (lock, replay), so a
@@ -29,6 +30,9 @@ use crate::{fdlimit, logger, signals};
 /// Runs `readyloop serve` to the end.
 pub fn run(args: &ServeArgs) -> Result<(), StartupError> {
     let config = Config::from_args(args)?;
+    if config.mode == server::Mode::Uring {
+        server::uring_available().map_err(StartupError::NoUring)?;
+    }
     let level = match (args.quiet, args.trace, args.verbose) {
         (true, _, _) => LevelFilter::Warn,
         (_, true, _) | (_, _, 2..) => LevelFilter::Trace,

@@ -42,6 +42,18 @@ pub(crate) struct ListenerService {
     pub(crate) counters: Arc<ServiceStats>,
 }
 
+impl ListenerService {
+    /// What `factory`'s listener gives its connections under `options`.
+    pub(crate) fn new(factory: Arc<dyn Factory>, options: &Options, stats: &Stats) -> Self {
+        ListenerService {
+            idle_timeout: options.idle_timeout.or_else(|| factory.idle_timeout()),
+            max_input: options.max_input.max(factory.max_input().unwrap_or(0)),
+            counters: stats.service(factory.name()),
+            factory,
+        }
+    }
+}
+
 /// A connection just accepted, for the loop to admit.
 #[derive(Debug)]
 pub(crate) struct Accepted {
@@ -100,15 +112,9 @@ impl Sources {
                     socket.set_nonblocking(true)?;
                     let mut socket = TcpListener::from_std(socket);
                     registry.register(&mut socket, token, Interest::READABLE)?;
-                    let service = ListenerService {
-                        idle_timeout: options.idle_timeout.or_else(|| factory.idle_timeout()),
-                        max_input: options.max_input.max(factory.max_input().unwrap_or(0)),
-                        counters: stats.service(factory.name()),
-                        factory,
-                    };
                     Kind::Tcp {
                         socket,
-                        service: Arc::new(service),
+                        service: Arc::new(ListenerService::new(factory, options, stats)),
                     }
                 }
                 Listener::Udp { socket } => {
@@ -231,7 +237,12 @@ impl Sources {
 }
 
 /// The server is full: tell the client in its protocol, then drop it.
-fn refuse(mut stream: TcpStream, peer: SocketAddr, service: &ListenerService, stats: &Stats) {
+pub(crate) fn refuse(
+    mut stream: impl Write,
+    peer: SocketAddr,
+    service: &ListenerService,
+    stats: &Stats,
+) {
     stats::add(&stats.refused, 1);
     log::debug!(
         "{}: refusing peer={peer}: the server is full",
@@ -241,6 +252,6 @@ fn refuse(mut stream: TcpStream, peer: SocketAddr, service: &ListenerService, st
 }
 
 /// `EMFILE` (this process) or `ENFILE` (the whole system) is out of descriptors.
-fn is_out_of_descriptors(e: &io::Error) -> bool {
+pub(crate) fn is_out_of_descriptors(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE))
 }

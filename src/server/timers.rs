@@ -10,6 +10,9 @@
 //! or arms a new entry. So the heap costs one operation per idle period or
 //! slow request, not per request.
 //!
+//! Both single-threaded loops use it: anything [`Timed`] can be timed (the
+//! readiness loop's and the io_uring loop's connections).
+//!
 //! [`Conn::deadline`]: super::connection::Conn::deadline
 
 use std::cmp::Reverse;
@@ -19,6 +22,39 @@ use std::time::{Duration, Instant};
 use slab::Slab;
 
 use super::connection::Conn;
+
+/// A connection the timers can watch: it says its own deadline when asked.
+pub(crate) trait Timed {
+    /// Tells it apart from earlier users of its slab key.
+    fn generation(&self) -> u32;
+    /// When it must next be looked at (`request`: the request timeout), if
+    /// it has no entry armed already.
+    fn deadline(&self, request: Option<Duration>) -> Option<Instant>;
+    /// The timers took (`false`) or gave (`true`) its entry.
+    fn set_timer_armed(&mut self, armed: bool);
+    /// The loop decided to close it: nothing to time any more.
+    fn is_closed(&self) -> bool;
+    /// `conn=<token>/<generation> peer=<addr>`, for the log line.
+    fn tag(&self) -> impl std::fmt::Display + '_;
+}
+
+impl Timed for Conn {
+    fn generation(&self) -> u32 {
+        self.generation
+    }
+    fn deadline(&self, request: Option<Duration>) -> Option<Instant> {
+        Conn::deadline(self, request)
+    }
+    fn set_timer_armed(&mut self, armed: bool) {
+        Conn::set_timer_armed(self, armed);
+    }
+    fn is_closed(&self) -> bool {
+        Conn::is_closed(self)
+    }
+    fn tag(&self) -> impl std::fmt::Display + '_ {
+        Conn::tag(self)
+    }
+}
 
 /// One armed deadline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -47,10 +83,10 @@ impl Timers {
 
     /// Arms an entry for connection `key` if a deadline applies to it now
     /// and it has none (a request answered in one read never gets one).
-    pub(crate) fn arm_for(&mut self, key: usize, conn: &mut Conn, request: Option<Duration>) {
+    pub(crate) fn arm_for(&mut self, key: usize, conn: &mut impl Timed, request: Option<Duration>) {
         if let Some(at) = conn.deadline(request) {
             conn.set_timer_armed(true);
-            let generation = conn.generation;
+            let generation = conn.generation();
             self.arm(Deadline {
                 at,
                 key,
@@ -66,7 +102,7 @@ impl Timers {
     pub(crate) fn expired(
         &mut self,
         now: Instant,
-        conns: &mut Slab<Conn>,
+        conns: &mut Slab<impl Timed>,
         request: Option<Duration>,
     ) -> Vec<usize> {
         let mut expired = Vec::new();
@@ -74,7 +110,7 @@ impl Timers {
             let Some(conn) = conns.get_mut(due.key) else {
                 continue;
             };
-            if conn.generation != due.generation || conn.is_closed() {
+            if conn.generation() != due.generation || conn.is_closed() {
                 continue; // that connection is gone; the slot holds another
             }
             conn.set_timer_armed(false);
