@@ -9,7 +9,7 @@ use readyloop::server::{Mode, Options};
 use readyloop::service::Limits;
 use readyloop::service::udp::MAX_DATAGRAM;
 
-use crate::util::{MODES, TestServer, expect, read_to_end};
+use crate::util::{TestServer, expect, modes, read_to_end};
 
 /// After each bad client, a good one on the same service is still answered.
 fn still_serves(server: &TestServer) {
@@ -20,7 +20,7 @@ fn still_serves(server: &TestServer) {
 
 #[test]
 fn over_long_line_is_refused_and_closed() {
-    for &(name, mode, threads) in MODES {
+    for &(name, mode, threads) in modes() {
         let limits = Limits {
             max_line: 1024,
             ..Limits::default()
@@ -48,7 +48,7 @@ fn over_long_line_is_refused_and_closed() {
 
 #[test]
 fn invalid_utf8_gets_an_error_and_the_connection_goes_on() {
-    for &(name, mode, threads) in MODES {
+    for &(name, mode, threads) in modes() {
         let server = TestServer::start_with(
             mode,
             &["upper", "hello"],
@@ -84,7 +84,7 @@ fn malformed_http_gets_400_and_oversized_headers_431() {
         ),
         (b"", "HTTP/1.1 431 Request Header Fields Too Large\r\n"),
     ];
-    for &(name, mode, threads) in MODES {
+    for &(name, mode, threads) in modes() {
         let server = TestServer::start_with(
             mode,
             &["http", "upper"],
@@ -116,7 +116,7 @@ fn malformed_http_gets_400_and_oversized_headers_431() {
 #[test]
 fn udp_echoes_and_refuses_oversized_datagrams() {
     // The forking mode serves TCP only (it starts no threads before fork).
-    for &(name, mode, threads) in MODES.iter().filter(|(_, mode, _)| *mode != Mode::Forking) {
+    for &(name, mode, threads) in modes().filter(|(_, mode, _)| *mode != Mode::Forking) {
         let server = TestServer::start_with(
             mode,
             &["udp", "upper"],

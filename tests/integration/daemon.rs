@@ -12,12 +12,21 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::util::{TempDir, connect, expect, read_to_end};
+use readyloop::server::Mode;
+
+use crate::util::{TempDir, connect, expect, read_to_end, runs};
 
 const BIN: &str = env!("CARGO_BIN_EXE_readyloop");
 /// The longest any step here may take.
 const LIMIT: Duration = Duration::from_secs(10);
-const MODES: &[&str] = &["evloop", "threaded", "blocking"];
+const MODES: &[&str] = &["evloop", "threaded", "blocking", "uring"];
+
+/// The [`MODES`] this kernel can run (io_uring may be refused: skipped, loudly).
+fn modes() -> impl Iterator<Item = &'static &'static str> {
+    MODES
+        .iter()
+        .filter(|mode| **mode != "uring" || runs(Mode::Uring))
+}
 
 /// A process by pid (our child or a daemon), sent SIGKILL on drop if alive.
 struct Process {
@@ -126,7 +135,7 @@ fn pid_in(path: &Path) -> i32 {
 /// sees the connection close, the process exits 0 and the pid file is gone.
 #[test]
 fn sigterm_answers_every_request_already_sent_then_exits_0() {
-    for mode in MODES {
+    for mode in modes() {
         let dir = TempDir::new("sigterm");
         let (pidfile, log) = (dir.path().join("p.pid"), dir.path().join("l.log"));
         let addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
@@ -342,7 +351,7 @@ fn serve_with_a_stuck_client(mode: &str, grace: &str) -> (TempDir, PathBuf, Proc
 /// the process at once, with exit code 1 and a log line.
 #[test]
 fn a_second_sigint_exits_at_once() {
-    for mode in MODES {
+    for mode in modes() {
         let (_dir, log, mut server, _client) = serve_with_a_stuck_client(mode, "1m");
         server.signal(libc::SIGINT);
         wait_until("the first SIGINT is logged", || {
@@ -366,7 +375,7 @@ fn a_second_sigint_exits_at_once() {
 /// 0 anyway, with a warning.
 #[test]
 fn after_the_grace_period_the_process_exits_0_anyway() {
-    for mode in MODES {
+    for mode in modes() {
         let (_dir, log, mut server, _client) = serve_with_a_stuck_client(mode, "300ms");
         server.signal(libc::SIGTERM);
         let status = server.wait(Duration::from_secs(3));

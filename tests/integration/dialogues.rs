@@ -9,7 +9,7 @@ use readyloop::server::{Mode, Options};
 use readyloop::service::Limits;
 use readyloop::service::menu::{GREETING, OPERATOR, RETRY};
 
-use crate::util::{TestServer, read_to_end, write_bytewise};
+use crate::util::{TestServer, read_to_end, runs, write_bytewise};
 
 /// One client's whole conversation with one service.
 struct Dialogue {
@@ -31,6 +31,9 @@ fn dialogue(
 }
 
 fn check(d: &Dialogue, mode: Mode, threads: Option<usize>) {
+    if !runs(mode) {
+        return;
+    }
     let options = Options {
         threads,
         ..Options::default()
@@ -142,6 +145,7 @@ macro_rules! every_mode {
         stamp!(threaded_pool, Mode::Threaded, Some(4); $($case),*);
         stamp!(blocking, Mode::Blocking, None; $($case),*);
         stamp!(forking, Mode::Forking, None; $($case),*);
+        stamp!(uring, Mode::Uring, None; $($case),*);
     };
 }
 

@@ -8,11 +8,11 @@ use std::time::{Duration, Instant};
 use readyloop::server::{Mode, Options};
 use readyloop::service::Limits;
 
-use crate::util::{MODES, TestServer, expect, parse_metrics, read_to_end, sample};
+use crate::util::{TestServer, expect, modes, parse_metrics, read_to_end, sample};
 
 /// The modes whose counters and limits live in the server's own process.
 fn shared_process_modes() -> impl Iterator<Item = &'static (&'static str, Mode, Option<usize>)> {
-    MODES.iter().filter(|(_, mode, _)| *mode != Mode::Forking)
+    modes().filter(|(_, mode, _)| *mode != Mode::Forking)
 }
 
 #[test]

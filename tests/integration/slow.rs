@@ -10,7 +10,7 @@ use readyloop::server::Options;
 use readyloop::service::Limits;
 use readyloop::service::slow::hash_rounds;
 
-use crate::util::{MODES, TestServer, expect, read_to_end, write_bytewise};
+use crate::util::{TestServer, expect, modes, read_to_end, write_bytewise};
 
 fn start(mode: readyloop::server::Mode, threads: Option<usize>) -> TestServer {
     let options = Options {
@@ -23,7 +23,7 @@ fn start(mode: readyloop::server::Mode, threads: Option<usize>) -> TestServer {
 #[test]
 fn sleep_and_hash_dialogues() {
     let digest = format!("{:016x}\n", hash_rounds(1000));
-    for &(name, mode, threads) in MODES {
+    for &(name, mode, threads) in modes() {
         let server = start(mode, threads);
         let mut client = server.connect("slow");
         let started = Instant::now();
@@ -43,7 +43,7 @@ fn commands_sent_together_are_all_answered_in_order() {
         hash_rounds(1000),
         hash_rounds(1)
     );
-    for &(name, mode, threads) in MODES {
+    for &(name, mode, threads) in modes() {
         let server = start(mode, threads);
         for bytewise in [false, true] {
             let mut client = server.connect("slow");
@@ -72,7 +72,7 @@ fn bad_arguments_get_an_error_naming_the_range() {
          error: sleep takes exactly one number: {commands}\n\
          slept 1\n"
     );
-    for &(name, mode, threads) in MODES {
+    for &(name, mode, threads) in modes() {
         let server = start(mode, threads);
         let mut client = server.connect("slow");
         client
@@ -90,7 +90,7 @@ fn bad_arguments_get_an_error_naming_the_range() {
 fn a_last_command_without_newline_before_eof_is_answered() {
     // As `printf 'sleep 30' | nc -N`: the line ends at EOF, and its answer
     // needs a job; the connection closes only after the job's reply.
-    for &(name, mode, threads) in MODES {
+    for &(name, mode, threads) in modes() {
         let server = start(mode, threads);
         let mut client = server.connect("slow");
         client.write_all(b"hash 1\nsleep 30").unwrap();

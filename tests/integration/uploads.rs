@@ -8,7 +8,7 @@ use std::net::TcpStream;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::util::{MODES, TempDir, TestServer, expect, read_to_end};
+use crate::util::{TempDir, TestServer, expect, modes, read_to_end};
 
 /// `len` bytes that differ for each `seed`, not a repeating pattern.
 fn content(len: usize, seed: u64) -> Vec<u8> {
@@ -59,7 +59,7 @@ fn wait_for_names(dir: &TempDir, expected: &[&str], what: &str) {
 #[test]
 fn a_50_mib_file_arrives_byte_exact() {
     let body = content(50 * 1024 * 1024, 50);
-    for &(mode_name, mode, threads) in MODES {
+    for &(mode_name, mode, threads) in modes() {
         let dir = TempDir::new("upload-50m");
         let server = TestServer::start_in(mode, threads, &["upload"], dir.path());
         let mut client = server.connect("upload");
@@ -73,7 +73,7 @@ fn a_50_mib_file_arrives_byte_exact() {
 
 #[test]
 fn two_files_on_one_connection_then_a_replacement() {
-    for &(mode_name, mode, threads) in MODES {
+    for &(mode_name, mode, threads) in modes() {
         let dir = TempDir::new("upload-two");
         let server = TestServer::start_in(mode, threads, &["upload"], dir.path());
         let mut client = server.connect("upload");
@@ -89,7 +89,7 @@ fn two_files_on_one_connection_then_a_replacement() {
 fn a_client_that_does_not_wait_for_ready_is_served_too() {
     // Header and body (and the next upload) in one write: the body sits
     // behind the header in the server's buffer while the file is created.
-    for &(mode_name, mode, threads) in MODES {
+    for &(mode_name, mode, threads) in modes() {
         let dir = TempDir::new("upload-pipelined");
         let server = TestServer::start_in(mode, threads, &["upload"], dir.path());
         let mut client = server.connect("upload");
@@ -144,7 +144,7 @@ fn refused_names_and_sizes_get_their_error_and_write_nothing() {
         .map(|&(header, reason)| (header.to_owned(), reason))
         .chain([(long_name, "bad name: longer than 255 bytes")]);
     let cases: Vec<(String, &str)> = cases.collect();
-    for &(mode_name, mode, threads) in MODES {
+    for &(mode_name, mode, threads) in modes() {
         let dir = TempDir::new("upload-refused");
         let server = TestServer::start_in(mode, threads, &["upload"], dir.path());
         for (header, reason) in &cases {
@@ -167,7 +167,7 @@ fn refused_names_and_sizes_get_their_error_and_write_nothing() {
 #[test]
 fn a_client_killed_mid_upload_leaves_the_directory_as_it_was() {
     let body = content(1024 * 1024, 7);
-    for &(mode_name, mode, threads) in MODES {
+    for &(mode_name, mode, threads) in modes() {
         let dir = TempDir::new("upload-killed");
         std::fs::write(dir.path().join("keep"), b"untouched").unwrap();
         let server = TestServer::start_in(mode, threads, &["upload"], dir.path());
@@ -192,7 +192,7 @@ fn two_clients_uploading_at_once_both_succeed() {
     // In blocking mode the second waits for the first: each client has its
     // own thread, so neither test step waits on the other.
     let bodies = [content(4 * 1024 * 1024, 1), content(3 * 1024 * 1024, 2)];
-    for &(mode_name, mode, threads) in MODES {
+    for &(mode_name, mode, threads) in modes() {
         let dir = TempDir::new("upload-two-clients");
         let server = TestServer::start_in(mode, threads, &["upload"], dir.path());
         thread::scope(|scope| {

@@ -35,7 +35,29 @@ pub const MODES: &[(&str, Mode, Option<usize>)] = &[
     ("threaded pool", Mode::Threaded, Some(4)),
     ("blocking", Mode::Blocking, None),
     ("forking", Mode::Forking, None),
+    ("uring", Mode::Uring, None),
 ];
+
+/// The [`MODES`] this machine can run: io_uring may be refused by the
+/// kernel (too old, seccomp, `kernel.io_uring_disabled`), and then its cases
+/// are skipped, loudly.
+pub fn modes() -> impl Iterator<Item = &'static (&'static str, Mode, Option<usize>)> {
+    MODES.iter().filter(|(_, mode, _)| runs(*mode))
+}
+
+/// True if `mode` can run here; says so on stderr when it cannot.
+pub fn runs(mode: Mode) -> bool {
+    if mode != Mode::Uring {
+        return true;
+    }
+    match server::uring_available() {
+        Ok(()) => true,
+        Err(reason) => {
+            eprintln!("SKIPPED: the uring mode's cases: {reason}");
+            false
+        }
+    }
+}
 
 /// A server running in this process until dropped.
 pub struct TestServer {
