@@ -269,7 +269,7 @@ impl Loop {
                 }
                 continue;
             }
-            if let Some((bytes, len)) = conn.next_send(&mut self.spares) {
+            if let Some((bytes, len)) = conn.next_send() {
                 let send = opcode::Send::new(fd, bytes, len).flags(libc::MSG_NOSIGNAL);
                 self.ring.push(send.build(), Op::Send(key));
             }

@@ -261,7 +261,7 @@ impl Conn {
     /// The next send to submit, if none is in flight and output waits: the
     /// address and length of `sending[sent..]`, which stays untouched until
     /// [`sent`](Self::sent).
-    pub(crate) fn next_send(&mut self, spares: &mut Spares) -> Option<(*const u8, u32)> {
+    pub(crate) fn next_send(&mut self) -> Option<(*const u8, u32)> {
         if self.send_in_flight || self.stage == Stage::Closed {
             return None;
         }
@@ -269,7 +269,7 @@ impl Conn {
             if self.output.is_empty() {
                 return None;
             }
-            self.sending = mem::replace(&mut self.output, spares.take());
+            self.sending = mem::take(&mut self.output); // `talk` takes a spare when it needs one
             self.sent = 0;
         }
         self.send_in_flight = true;
