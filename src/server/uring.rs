@@ -34,8 +34,9 @@
 //!   ring: its operations are cancelled, their completions awaited, then
 //!   the socket is dropped ([`Conn::is_done`]).
 //!
-//! Back-pressure (rule 6) cancels a connection's receive, a job holds it
-//! too; both arm it again when they end. Offloaded jobs and the shutdown
+//! Back-pressure (rule 6) cancels a connection's receive and arms it again
+//! when the output drains; during a job it stays armed (up to the input
+//! limit), so that a reset is noticed at once. Offloaded jobs and the shutdown
 //! handle wake the loop through an eventfd whose read sits in the ring.
 //! Timers are the readiness loop's (`timers.rs`): the nearest deadline is
 //! the wait's timeout. UDP sockets are served by a thread each, as the

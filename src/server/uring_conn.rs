@@ -279,11 +279,15 @@ impl Conn {
 
     /// True when its receive should be armed: serving with its output under
     /// the limit (rule 6: a client that does not read is not read), or
-    /// lingering. Not during a job, nor after the client's EOF.
+    /// lingering. During a job too, while what waits behind the job is under
+    /// the input limit: a client that resets meanwhile frees its slot at
+    /// once (its job's output finds another generation there, rule 7).
+    /// Never after the client's EOF.
     pub(crate) fn wants_recv(&self, max_output: usize) -> bool {
         !self.peer_closed
             && match self.stage {
                 Stage::Serving => self.pending() < max_output,
+                Stage::Job => self.dialogue.buffered() < self.service.max_input,
                 Stage::Lingering => true,
                 _ => false,
             }

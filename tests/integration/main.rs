@@ -10,7 +10,7 @@ mod dialogues; // every service's dialogue, every mode, every split
 mod durability; // the store's log: kill -9, torn tails, corruption
 mod limits; // idle timeout, max conns, /metrics
 mod load; // big messages, many clients, back-pressure
-mod offload; // the event loop's pool: no head-of-line blocking, stale completions, many jobs
+mod offload; // the single-threaded loops' pool: no head-of-line blocking, stale completions, many jobs
 mod redis; // kv with redis-cli and redis-benchmark
 mod slow; // offloaded sleeps and hashes, every mode
 mod uploads; // files stored byte-exact and durably, refusals, clients that leave
