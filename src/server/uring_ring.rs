@@ -371,3 +371,65 @@ impl Wake for EventFd {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::os::unix::net::UnixStream;
+
+    use io_uring::types::Fd;
+
+    use super::*;
+
+    #[test]
+    fn an_op_comes_back_from_its_user_data() {
+        for op in [
+            Op::Accept(3),
+            Op::Recv(0),
+            Op::Send((1 << 56) - 1),
+            Op::Wake,
+            Op::Cancel,
+        ] {
+            assert_eq!(Op::decode(op.encode()), op);
+        }
+    }
+
+    /// One multishot receive, three times as many messages as buffers: each
+    /// completion names the buffer holding exactly its bytes, and only
+    /// buffers given back let the receive go on (the tail wraps round).
+    #[test]
+    fn a_multishot_receive_goes_on_as_long_as_buffers_come_back() {
+        if let Err(reason) = available() {
+            eprintln!("SKIPPED: the provided-buffer ring: {reason}");
+            return;
+        }
+        let mut ring = Ring::new().unwrap();
+        let mut bufs = BufRing::register(&ring).unwrap();
+        let (mut client, server) = UnixStream::pair().unwrap();
+        let recv = opcode::RecvMulti::new(Fd(server.as_raw_fd()), GROUP).build();
+        ring.push(recv, Op::Recv(7));
+        let mut done = Vec::new();
+        for i in 0..3 * usize::from(BUFFERS) {
+            let message = format!("message {i}\n");
+            client.write_all(message.as_bytes()).unwrap();
+            for _ in 0..50 {
+                if !done.is_empty() {
+                    break;
+                }
+                ring.wait(Some(Instant::now() + Duration::from_millis(100)))
+                    .unwrap();
+                ring.completions(&mut done);
+            }
+            assert_eq!(done.len(), 1, "message {i}: {done:?}");
+            let (op, result, flags) = done.pop().unwrap();
+            assert_eq!(op, Op::Recv(7));
+            assert!(result > 0, "{}", io::Error::from_raw_os_error(-result));
+            assert!(cqueue::more(flags), "the multishot receive ended");
+            let bid = cqueue::buffer_select(flags).expect("a buffer id");
+            assert_eq!(bufs.filled(bid, result as usize), message.as_bytes());
+            bufs.recycle(bid);
+        }
+        assert_eq!(ring.in_flight, 1, "the receive is still armed");
+        assert!(ring.drain(), "the receive was cancelled and came back");
+    }
+}
