@@ -1,8 +1,11 @@
 //! Limits and counters in every mode that shares one process: idle
-//! timeouts close idle clients only, `--max-conns` refuses the one too many,
-//! and `/metrics` counts exactly the traffic sent.
+//! timeouts close idle clients only, a request that never finishes is
+//! timed out, `--max-conns` refuses the one too many, and `/metrics` counts
+//! exactly the traffic sent.
 
 use std::io::{Read, Write};
+use std::sync::atomic::Ordering::Relaxed;
+use std::thread;
 use std::time::{Duration, Instant};
 
 use readyloop::server::{Mode, Options};
@@ -39,6 +42,31 @@ fn idle_timeout_closes_an_idle_client_and_not_a_busy_one() {
         assert_eq!(read_to_end(&mut idle), b"", "{name}");
         busy.write_all(b"still\n").unwrap();
         expect(&mut busy, b"STILL\n");
+    }
+}
+
+/// A client that starts a request and never finishes it (slowloris) is
+/// closed after the request timeout; one that finished its request stays.
+#[test]
+fn request_timeout_closes_a_client_that_never_finishes_its_request() {
+    for &(name, mode, threads) in shared_process_modes() {
+        let options = Options {
+            request_timeout: Some(Duration::from_millis(300)),
+            threads,
+            ..Options::default()
+        };
+        let server = TestServer::start_with(mode, &["upper"], options, Limits::default());
+        let mut slow = server.connect("upper");
+        slow.write_all(b"never finished").unwrap();
+        // (Blocking mode answers this one once the slow one is gone.)
+        let mut done = server.connect("upper");
+        done.write_all(b"done\n").unwrap();
+        expect(&mut done, b"DONE\n");
+        assert_eq!(read_to_end(&mut slow), b"", "{name}: closed, unanswered");
+        assert_eq!(server.stats.timed_out.load(Relaxed), 1, "{name}");
+        thread::sleep(Duration::from_millis(400)); // past the timeout, between requests
+        done.write_all(b"again\n").unwrap();
+        expect(&mut done, b"AGAIN\n");
     }
 }
 
