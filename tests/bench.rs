@@ -272,12 +272,19 @@ fn a_refused_connection_is_an_error_not_a_panic() {
 
 #[test]
 fn spawned_modes_are_compared() {
+    let modes = match readyloop::server::uring_available() {
+        Ok(()) => vec!["evloop", "uring", "threaded"],
+        Err(reason) => {
+            eprintln!("SKIPPED: uring in bench --spawn: {reason}");
+            vec!["evloop", "threaded"]
+        }
+    };
     let out = TempPath::new("spawn-out");
     let status = Command::new(env!("CARGO_BIN_EXE_readyloop"))
         .args([
             "bench",
             "--spawn",
-            "evloop,threaded",
+            &modes.join(","),
             "--workload",
             "echo",
             "--conns",
@@ -296,7 +303,7 @@ fn spawned_modes_are_compared() {
         serde_json::from_str(&std::fs::read_to_string(out.0.join("results.json")).unwrap())
             .unwrap();
     let points = results["points"].as_array().unwrap();
-    for mode in ["evloop", "threaded"] {
+    for &mode in &modes {
         let of_mode: Vec<&Value> = points.iter().filter(|p| p["mode"] == mode).collect();
         assert_eq!(of_mode.len(), 2, "{mode} has a point per conns");
         of_mode.into_iter().for_each(assert_sane);
@@ -308,7 +315,7 @@ fn spawned_modes_are_compared() {
         .split("<polyline")
         .filter(|el| el.contains("stroke-width=\"2\""))
         .count();
-    assert_eq!(series, 2 * 2);
+    assert_eq!(series, 2 * modes.len());
     assert!(
         std::fs::read_to_string(out.0.join("report.md"))
             .unwrap()
