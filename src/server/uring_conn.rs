@@ -66,7 +66,7 @@ pub(crate) enum Recv {
     Off,
     /// Armed: each arrival completes with a buffer from the ring.
     Armed,
-    /// Asked to stop (back-pressure, a job, closing); its last completion
+    /// Asked to stop (back-pressure, too much input behind a job, closing);
     /// has not come back yet.
     Cancelling,
 }
