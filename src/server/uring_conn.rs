@@ -67,7 +67,7 @@ pub(crate) enum Recv {
     /// Armed: each arrival completes with a buffer from the ring.
     Armed,
     /// Asked to stop (back-pressure, too much input behind a job, closing);
-    /// has not come back yet.
+    /// its last completion has not come back yet.
     Cancelling,
 }
 
