@@ -214,8 +214,7 @@ impl Loop {
         }
     }
 
-    /// The one system call of a turn: submit everything queued, sleep until
-    /// at least one completion (or the nearest deadline).
+    /// Submits everything queued, sleeps until a completion or the nearest deadline.
     fn wait(&mut self) -> io::Result<()> {
         let deadlines = [
             self.listeners.iter().filter_map(|l| l.resting_until).min(),
@@ -236,7 +235,13 @@ impl Loop {
                 Op::Accept(i) => self.accepted(i, result, cqueue::more(flags)),
                 Op::Recv(key) => self.received(key, result, flags),
                 Op::Send(key) => self.sent(key, result),
-                Op::Wake if result >= 0 => {
+                // Cancelled only at exit; any other end (an error too) re-arms
+                // it: a lost wake-up would strand jobs and a shutdown.
+                Op::Wake if result != -libc::ECANCELED => {
+                    if result < 0 {
+                        let e = io::Error::from_raw_os_error(-result);
+                        log::warn!("reading the wake-up eventfd failed: {e}");
+                    }
                     self.complete_jobs();
                     self.arm_wake();
                 }
