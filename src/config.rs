@@ -37,7 +37,7 @@ impl ServiceKind {
     }
 }
 
-/// The UDP receiver's default port (PROTOCOLS.md).
+/// The UDP receiver's default port (docs/PROTOCOLS.md).
 pub const UDP_DEFAULT_PORT: u16 = 9997;
 
 /// One `SERVICE@ADDR` from the command line, checked.

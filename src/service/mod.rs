@@ -331,7 +331,7 @@ pub trait Factory: Send + Sync + fmt::Debug {
 pub struct Entry {
     /// The name used in `SERVICE@ADDR`.
     pub name: &'static str,
-    /// The port it listens on when none is given (PROTOCOLS.md).
+    /// The port it listens on when none is given (docs/PROTOCOLS.md).
     pub default_port: u16,
     /// What it does, in a few words, for `--help` and errors.
     pub about: &'static str,
@@ -339,7 +339,7 @@ pub struct Entry {
     pub factory: fn(&Shared) -> Arc<dyn Factory>,
 }
 
-/// Every TCP service readyloop hosts, in the order of PROTOCOLS.md.
+/// Every TCP service readyloop hosts, in the order of docs/PROTOCOLS.md.
 pub const REGISTRY: &[Entry] = &[
     Entry {
         name: "echo",

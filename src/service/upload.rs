@@ -1,4 +1,4 @@
-//! `upload` (seed 002, the `SocketServer` file upload; PROTOCOLS.md
+//! `upload` (seed 002, the `SocketServer` file upload; docs/PROTOCOLS.md
 //! "upload"): a header line, an ack, then exactly that many bytes into a
 //! file, durably; then the next header on the same connection.
 //!

@@ -1,4 +1,4 @@
-//! Bad input gets the error reply PROTOCOLS.md names, and the server goes on
+//! Bad input gets the error reply docs/PROTOCOLS.md names, and the server goes on
 //! serving everyone else. Every case runs in every mode.
 
 use std::io::Write;

@@ -1,4 +1,4 @@
-//! Every service's dialogue from PROTOCOLS.md, run against every mode, with
+//! Every service's dialogue from docs/PROTOCOLS.md, run against every mode, with
 //! the client's bytes sent all in one write and one byte per write. The
 //! client half-closes after its input, so each expected reply is everything
 //! the server sends until it closes.
