@@ -37,6 +37,7 @@
 )]
 
 pub mod bench;
+pub mod broker;
 pub mod cli;
 pub mod client;
 pub mod config;

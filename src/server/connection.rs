@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use mio::event::Event;
 use mio::net::TcpStream;
 
+use super::mail::Slot;
 use super::sources::{Accepted, ListenerService};
 use super::turn::{READ_BUDGET, READ_CHUNK, Scratch, Turn, shrink};
 use crate::service::{Action, Cx, Dialogue, Job, JobOutput};
@@ -219,6 +220,17 @@ impl Conn {
         }
     }
 
+    /// Its pub/sub doorbell rang: let the service write its mail.
+    pub(crate) fn deliver(&mut self, scratch: &mut Scratch, turn: Turn<'_>) -> Verdict {
+        if self.stage != Stage::Serving {
+            return self.pump(scratch, turn); // the mail waits for the job or for room
+        }
+        match self.talk(&mut scratch.write, turn, Dialogue::deliver) {
+            Ok(action) => self.act(action).unwrap_or_else(|| self.pump(scratch, turn)),
+            Err(e) => self.fail(e),
+        }
+    }
+
     /// The job from the last [`Verdict::Run`] finished: let the service
     /// answer, then go on with whatever input waited behind the request.
     pub(crate) fn job_done(
@@ -325,8 +337,14 @@ impl Conn {
         } else {
             (&mut *scratch, turn.options.max_output)
         };
+        let slot = Slot {
+            queue: turn.mail,
+            key: self.key,
+            generation: self.generation,
+        };
         let mut cx = Cx::new(out, turn.now, turn.wall, self.peer);
         cx.full_at = full_at;
+        cx.doorbells = Some(&slot);
         let action = call(&mut self.dialogue, &mut cx);
         let answered = u64::from(self.dialogue.take_answered());
         if answered > 0 {

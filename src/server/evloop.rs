@@ -44,6 +44,7 @@ use slab::Slab;
 
 use super::connection::{Conn, Verdict};
 use super::console::Console;
+use super::mail::MailQueue;
 use super::offload::{Pool, Ticket};
 use super::sources::{Accepted, Sources};
 use super::timers::Timers;
@@ -89,6 +90,8 @@ struct Loop {
     stats: Arc<Stats>,
     console: Option<Console>,
     shutdown: Shutdown,
+    /// Connections whose pub/sub doorbell rang (woken through the waker).
+    mail: Arc<MailQueue>,
     /// The time of this wake-up, read once after `poll` returns.
     now: Instant,
     wall: SystemTime,
@@ -107,6 +110,7 @@ pub(super) fn run(
     let poll = Poll::new()?;
     let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
     shutdown.register(Arc::clone(&waker))?;
+    let mail = MailQueue::new(Arc::clone(&waker));
     let pool = match options.offload_workers {
         0 => None,
         workers => Some(Pool::start(workers, waker)?),
@@ -130,6 +134,7 @@ pub(super) fn run(
         stats,
         console,
         shutdown,
+        mail,
         now: Instant::now(),
         wall: SystemTime::now(),
     }
@@ -173,8 +178,11 @@ impl Loop {
 
             for event in events.iter() {
                 match event.token() {
-                    // Shutdown is checked at the top; finished jobs are handled here.
-                    WAKER => self.complete_jobs(),
+                    // Shutdown is checked at the top; jobs and mail are handled here.
+                    WAKER => {
+                        self.complete_jobs();
+                        self.deliver_mail();
+                    }
                     CONSOLE => {
                         if let Some(console) = &mut self.console {
                             console.serve(self.poll.registry(), &self.conns);
@@ -234,6 +242,7 @@ impl Loop {
             stats: &self.stats,
             now: self.now,
             wall: self.wall,
+            mail: &self.mail,
         };
         (turn, &mut self.scratch, &mut self.conns)
     }
@@ -313,6 +322,19 @@ impl Loop {
                 log::debug!(
                     "conn={key}/{generation}: dropping a job output for a closed connection"
                 );
+            }
+        }
+    }
+
+    /// Lets each connection whose doorbell rang write its pub/sub mail.
+    fn deliver_mail(&mut self) {
+        for (key, generation) in self.mail.take() {
+            if self
+                .conns
+                .get(key)
+                .is_some_and(|c| c.generation == generation)
+            {
+                self.drive(key, Conn::deliver);
             }
         }
     }

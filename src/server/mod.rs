@@ -30,6 +30,7 @@ mod connection;
 mod console;
 pub mod evloop;
 mod forking;
+mod mail;
 mod offload;
 mod sources;
 mod stream;

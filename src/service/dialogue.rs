@@ -156,6 +156,10 @@ impl<S: Service + ?Sized> Dialogue<S> {
         self.phase = Phase::Serving;
         let next = self.service.resume(done, cx);
         self.apply(next);
+        if self.phase == Phase::Serving {
+            let next = self.service.deliver(cx); // mail that waited for the job
+            self.apply(next);
+        }
         if last {
             self.phase = Phase::Closing; // that was the client's last request
             return self.action();
@@ -165,10 +169,23 @@ impl<S: Service + ?Sized> Dialogue<S> {
         self.after_feeding(cx)
     }
 
+    /// The connection's doorbell rang (pub/sub mail). The service writes
+    /// its mail now if it is between requests; otherwise the mail waits for
+    /// [`job_done`](Self::job_done) or [`proceed`](Self::proceed).
+    pub fn deliver(&mut self, cx: &mut Cx<'_>) -> Action {
+        if self.phase == Phase::Serving {
+            let next = self.service.deliver(cx);
+            self.apply(next);
+        }
+        self.action()
+    }
+
     /// After [`Action::Flush`]: the client's output drained below its limit.
     pub fn proceed(&mut self, cx: &mut Cx<'_>) -> Action {
         if self.phase == Phase::Flushing {
             self.phase = Phase::Serving;
+            let next = self.service.deliver(cx); // mail that waited for room
+            self.apply(next);
             self.feed_buffered(cx);
             return self.after_feeding(cx);
         }

@@ -137,6 +137,18 @@ pub struct Cx<'a> {
     /// as it may: the [`Dialogue`] feeds no further request past it until
     /// the driver has sent some (back-pressure). Services ignore it.
     pub full_at: usize,
+    /// Makes this connection's doorbell, for a service that subscribes to
+    /// pub/sub channels (see [`crate::broker`]). `None`: this driver cannot
+    /// deliver (unit tests that do not ask for it).
+    pub doorbells: Option<&'a dyn Doorbells>,
+}
+
+/// What a driver lends a service so that it can receive pub/sub mail: the
+/// doorbell of the connection being served.
+pub trait Doorbells: fmt::Debug {
+    /// A doorbell that makes the driver call [`Dialogue::deliver`] for this
+    /// connection.
+    fn doorbell(&self) -> Box<dyn crate::broker::Doorbell>;
 }
 
 impl<'a> Cx<'a> {
@@ -149,6 +161,7 @@ impl<'a> Cx<'a> {
             wall,
             peer,
             full_at: usize::MAX,
+            doorbells: None,
         }
     }
 }
@@ -216,6 +229,15 @@ pub trait Service: Send {
         Next::Close
     }
 
+    /// Its mailbox was rung (pub/sub): write what arrived. Called between
+    /// requests only, never while a job is out or output is over its limit
+    /// (the mail waits in the mailbox, which bounds it). `Close` cuts off a
+    /// subscriber that fell too far behind.
+    fn deliver(&mut self, cx: &mut Cx<'_>) -> Next {
+        let _ = cx;
+        Next::Wait
+    }
+
     /// True while the request being received is in its body: the driver's
     /// request timer then runs between reads (nginx `client_body_timeout`)
     /// instead of from the request's first byte (`client_header_timeout`).
@@ -243,6 +265,9 @@ macro_rules! forward_service {
             }
             fn resume(&mut self, done: JobOutput, cx: &mut Cx<'_>) -> Next {
                 (**self).resume(done, cx)
+            }
+            fn deliver(&mut self, cx: &mut Cx<'_>) -> Next {
+                (**self).deliver(cx)
             }
             fn in_body(&self) -> bool {
                 (**self).in_body()
