@@ -12,12 +12,13 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::util::{TempDir, connect, expect, read_to_end};
+use readyloop::server::Mode;
+
+use crate::util::{ModeCase, TempDir, connect, expect, per_mode, read_to_end};
 
 const BIN: &str = env!("CARGO_BIN_EXE_readyloop");
 /// The longest any step here may take.
 const LIMIT: Duration = Duration::from_secs(10);
-const MODES: &[&str] = &["evloop", "threaded", "blocking"];
 
 /// A process by pid (our child or a daemon), sent SIGKILL on drop if alive.
 struct Process {
@@ -121,29 +122,38 @@ fn pid_in(path: &Path) -> i32 {
     read(path).trim().parse().unwrap()
 }
 
-/// 50 clients (one in blocking mode) each get an answer, then each sends two
-/// more lines and waits; SIGTERM; every line sent is answered, every client
-/// sees the connection close, the process exits 0 and the pid file is gone.
-#[test]
-fn sigterm_answers_every_request_already_sent_then_exits_0() {
-    for mode in MODES {
+// 50 clients (one in blocking mode) each get an answer, then each sends two
+// more lines and waits; SIGTERM; every line sent is answered, every client
+// sees the connection close, the process exits 0 and the pid file is gone.
+//
+// Not threaded_pool: its 4 threads cannot hold 50 waiting clients. Not
+// forking: a child has its own copy of the shutdown flag and serves its
+// client until the client leaves, so SIGTERM does not close the connections.
+per_mode!(
+    sigterm_answers_every_request_already_sent_then_exits_0,
+    [evloop, threaded, blocking],
+    |mode| {
         let dir = TempDir::new("sigterm");
         let (pidfile, log) = (dir.path().join("p.pid"), dir.path().join("l.log"));
         let addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
         let listener = format!("upper@{addr}");
-        let mut server = Process::start(&[
-            &listener,
-            "--mode",
-            mode,
-            "--shutdown-timeout",
-            "5s",
-            "--pidfile",
-            pidfile.to_str().unwrap(),
-            "--log-file",
-            log.to_str().unwrap(),
-        ]);
+        let mut server = Process::start(
+            &[
+                mode.flags,
+                &[
+                    &listener,
+                    "--shutdown-timeout",
+                    "5s",
+                    "--pidfile",
+                    pidfile.to_str().unwrap(),
+                    "--log-file",
+                    log.to_str().unwrap(),
+                ],
+            ]
+            .concat(),
+        );
         assert_eq!(pid_in(&pidfile), server.pid);
-        let clients = if *mode == "blocking" { 1 } else { 50 };
+        let clients = if mode.mode == Mode::Blocking { 1 } else { 50 };
         let mut streams: Vec<TcpStream> = (0..clients)
             .map(|i| {
                 let mut stream = connect(addr);
@@ -163,15 +173,15 @@ fn sigterm_answers_every_request_already_sent_then_exits_0() {
             assert_eq!(
                 String::from_utf8_lossy(&rest),
                 format!("ONE {i}\nTWO {i}\n"),
-                "{mode}: client {i}"
+                "client {i}"
             );
         }
         let status = server.wait(Duration::from_secs(5));
-        assert_eq!(status.code(), Some(0), "{mode}: {}", read(&log));
-        assert!(!pidfile.exists(), "{mode}: the pid file is left behind");
-        assert!(read(&log).contains("SIGTERM: shutting down"), "{mode}");
+        assert_eq!(status.code(), Some(0), "{}", read(&log));
+        assert!(!pidfile.exists(), "the pid file is left behind");
+        assert!(read(&log).contains("SIGTERM: shutting down"));
     }
-}
+);
 
 /// `--daemon` returns 0 once the daemon serves; the pid file names it; a
 /// second start with that pid file is refused (about the pid file, even on
@@ -319,58 +329,56 @@ fn stuck_client(addr: SocketAddr) -> TcpStream {
 
 /// An echo server in `mode` logging to a file, with `--shutdown-timeout`
 /// `grace`, and a client that keeps its connection from finishing.
-fn serve_with_a_stuck_client(mode: &str, grace: &str) -> (TempDir, PathBuf, Process, TcpStream) {
+fn serve_with_a_stuck_client(
+    mode: &ModeCase,
+    grace: &str,
+) -> (TempDir, PathBuf, Process, TcpStream) {
     let dir = TempDir::new("stuck");
     let log = dir.path().join("l.log");
     let addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
     let listener = format!("echo@{addr}");
-    let server = Process::start(&[
-        &listener,
-        "--mode",
-        mode,
-        "--shutdown-timeout",
-        grace,
-        "--log-file",
-        log.to_str().unwrap(),
-    ]);
+    let server = Process::start(
+        &[
+            mode.flags,
+            &[
+                &listener,
+                "--shutdown-timeout",
+                grace,
+                "--log-file",
+                log.to_str().unwrap(),
+            ],
+        ]
+        .concat(),
+    );
     wait_until("the server listens", || read(&log).contains("listening on"));
     let client = stuck_client(addr);
     (dir, log, server, client)
 }
 
-/// While a client keeps a connection from finishing, a second SIGINT ends
-/// the process at once, with exit code 1 and a log line.
-#[test]
-fn a_second_sigint_exits_at_once() {
-    for mode in MODES {
-        let (_dir, log, mut server, _client) = serve_with_a_stuck_client(mode, "1m");
-        server.signal(libc::SIGINT);
-        wait_until("the first SIGINT is logged", || {
-            read(&log).contains("SIGINT: shutting down")
-        });
-        thread::sleep(Duration::from_millis(300));
-        assert!(
-            server.alive(),
-            "{mode}: a graceful stop waits for the client"
-        );
-        let asked = Instant::now();
-        server.signal(libc::SIGINT);
-        let status = server.wait(Duration::from_secs(2));
-        assert_eq!(status.code(), Some(1), "{mode}");
-        assert!(asked.elapsed() < Duration::from_secs(2));
-        assert!(read(&log).contains("second SIGINT: exiting now"), "{mode}");
-    }
-}
+// While a client keeps a connection from finishing, a second SIGINT ends
+// the process at once, with exit code 1 and a log line.
+per_mode!(a_second_sigint_exits_at_once, |mode| {
+    let (_dir, log, mut server, _client) = serve_with_a_stuck_client(mode, "1m");
+    server.signal(libc::SIGINT);
+    wait_until("the first SIGINT is logged", || {
+        read(&log).contains("SIGINT: shutting down")
+    });
+    thread::sleep(Duration::from_millis(300));
+    assert!(server.alive(), "a graceful stop waits for the client");
+    let asked = Instant::now();
+    server.signal(libc::SIGINT);
+    let status = server.wait(Duration::from_secs(2));
+    assert_eq!(status.code(), Some(1));
+    assert!(asked.elapsed() < Duration::from_secs(2));
+    assert!(read(&log).contains("second SIGINT: exiting now"));
+});
 
-/// When the grace period ends with a client still there, the process exits
-/// 0 anyway, with a warning.
-#[test]
-fn after_the_grace_period_the_process_exits_0_anyway() {
-    for mode in MODES {
-        let (_dir, log, mut server, _client) = serve_with_a_stuck_client(mode, "300ms");
-        server.signal(libc::SIGTERM);
-        let status = server.wait(Duration::from_secs(3));
-        assert_eq!(status.code(), Some(0), "{mode}");
-        assert!(read(&log).contains("WARN"), "{mode}: {}", read(&log));
-    }
-}
+// When the grace period ends with a client still there, the process exits
+// 0 anyway, with a warning.
+per_mode!(after_the_grace_period_the_process_exits_0_anyway, |mode| {
+    let (_dir, log, mut server, _client) = serve_with_a_stuck_client(mode, "300ms");
+    server.signal(libc::SIGTERM);
+    let status = server.wait(Duration::from_secs(3));
+    assert_eq!(status.code(), Some(0));
+    assert!(read(&log).contains("WARN"), "{}", read(&log));
+});
