@@ -1,8 +1,9 @@
 //! The binary as a service manager runs it: signals (graceful SIGTERM, a
 //! second signal exits at once, SIGHUP reopens the log file), the pid file
-//! and its lock, and `--daemon`. Each test starts the real binary on a free
-//! loopback port, in a temp dir of its own; every process is killed on drop
-//! and every wait is bounded.
+//! and its lock, and `--daemon`. Each test starts the real binary in a temp
+//! dir of its own, on loopback port 0 (its address read from its log file),
+//! or on a free port chosen by the test where two starts share it; every
+//! process is killed on drop and every wait is bounded.
 
 use std::fs;
 use std::io::{self, Read, Write};
@@ -93,7 +94,22 @@ impl Drop for Process {
     }
 }
 
-/// A port nobody listens on right now.
+/// The address in the first "listening on" line of the log at `path`, once
+/// it is written (the server listens on port 0).
+#[track_caller]
+fn listening_addr(path: &Path) -> SocketAddr {
+    let addr = |log: String| {
+        let line = log.lines().find(|line| line.contains(" listening on "))?;
+        line.split(" listening on ").nth(1)?.trim().parse().ok()
+    };
+    wait_until("the server logs its listener", || {
+        addr(read(path)).is_some()
+    });
+    addr(read(path)).unwrap()
+}
+
+/// A port nobody listens on right now, for a test that starts two servers
+/// on the same one.
 fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     listener.local_addr().unwrap().port()
@@ -135,13 +151,11 @@ per_mode!(
     |mode| {
         let dir = TempDir::new("sigterm");
         let (pidfile, log) = (dir.path().join("p.pid"), dir.path().join("l.log"));
-        let addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
-        let listener = format!("upper@{addr}");
         let mut server = Process::start(
             &[
                 mode.flags,
                 &[
-                    &listener,
+                    "upper@127.0.0.1:0",
                     "--shutdown-timeout",
                     "5s",
                     "--pidfile",
@@ -153,6 +167,7 @@ per_mode!(
             .concat(),
         );
         assert_eq!(pid_in(&pidfile), server.pid);
+        let addr = listening_addr(&log);
         let clients = if mode.mode == Mode::Blocking { 1 } else { 50 };
         let mut streams: Vec<TcpStream> = (0..clients)
             .map(|i| {
@@ -283,12 +298,13 @@ fn daemon_bind_errors_reach_the_terminal_and_leave_no_pid_file() {
 fn sighup_reopens_a_moved_log_file() {
     let dir = TempDir::new("sighup");
     let (log, rotated) = (dir.path().join("l.log"), dir.path().join("l.log.1"));
-    let addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
-    let listener = format!("echo@{addr}");
-    let server = Process::start(&[&listener, "-v", "--log-file", log.to_str().unwrap()]);
-    wait_until("the server logs its listener", || {
-        read(&log).contains("listening on")
-    });
+    let server = Process::start(&[
+        "echo@127.0.0.1:0",
+        "-v",
+        "--log-file",
+        log.to_str().unwrap(),
+    ]);
+    let addr = listening_addr(&log);
     fs::rename(&log, &rotated).unwrap();
     server.signal(libc::SIGHUP);
     wait_until("a new log file appears", || {
@@ -335,13 +351,11 @@ fn serve_with_a_stuck_client(
 ) -> (TempDir, PathBuf, Process, TcpStream) {
     let dir = TempDir::new("stuck");
     let log = dir.path().join("l.log");
-    let addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
-    let listener = format!("echo@{addr}");
     let server = Process::start(
         &[
             mode.flags,
             &[
-                &listener,
+                "echo@127.0.0.1:0",
                 "--shutdown-timeout",
                 grace,
                 "--log-file",
@@ -350,8 +364,7 @@ fn serve_with_a_stuck_client(
         ]
         .concat(),
     );
-    wait_until("the server listens", || read(&log).contains("listening on"));
-    let client = stuck_client(addr);
+    let client = stuck_client(listening_addr(&log));
     (dir, log, server, client)
 }
 
