@@ -252,7 +252,9 @@ fn spawned_modes_are_compared() {
     const SPAWNED: [&str; 2] = ["evloop", "threaded"];
     let dir = TempDir::new("bench-spawn");
     let out = dir.path().join("out");
+    // In the temp dir: the spawned servers keep their `./readyloop-data` there.
     let status = Command::new(env!("CARGO_BIN_EXE_readyloop"))
+        .current_dir(dir.path())
         .args([
             "bench",
             "--spawn",
