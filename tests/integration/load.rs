@@ -3,6 +3,7 @@
 
 use std::io::Write;
 use std::net::Shutdown;
+use std::sync::OnceLock;
 use std::sync::atomic::Ordering::Relaxed;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -12,17 +13,24 @@ use readyloop::service::Limits;
 
 use crate::util::{TestServer, expect, per_mode, read_exact};
 
+/// A 10 MiB binary message, made once for every mode's test.
+fn ten_mib() -> &'static [u8] {
+    static MESSAGE: OnceLock<Vec<u8>> = OnceLock::new();
+    MESSAGE.get_or_init(|| {
+        (0..10 * 1024 * 1024u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+            .collect()
+    })
+}
+
 per_mode!(echo_returns_a_10_mib_binary_message_intact, |mode| {
-    let message: Vec<u8> = (0..10 * 1024 * 1024u32)
-        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
-        .collect();
+    let message = ten_mib();
     let server = mode.serve(&["echo"]);
     let mut client = server.connect("echo");
     let mut writer = client.try_clone().unwrap();
-    let sent = message.clone();
     // Write and read at once: the server echoes while we still send.
     let writing = thread::spawn(move || {
-        writer.write_all(&sent).unwrap();
+        writer.write_all(message).unwrap();
         writer.shutdown(Shutdown::Write).unwrap();
     });
     let got = read_exact(&mut client, message.len());
