@@ -1,5 +1,5 @@
 //! Bad input gets the error reply docs/PROTOCOLS.md names, and the server goes on
-//! serving everyone else. Every case runs in every mode.
+//! serving everyone else. Every case runs in every mode (UDP: all but forking).
 
 use std::io::Write;
 use std::net::{Shutdown, UdpSocket};
