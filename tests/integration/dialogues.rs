@@ -5,11 +5,9 @@
 
 use std::net::Shutdown;
 
-use readyloop::server::{Mode, Options};
-use readyloop::service::Limits;
 use readyloop::service::menu::{GREETING, OPERATOR, RETRY};
 
-use crate::util::{TestServer, read_to_end, write_bytewise};
+use crate::util::{ModeCase, per_mode, read_to_end, write_bytewise};
 
 /// One client's whole conversation with one service.
 struct Dialogue {
@@ -30,12 +28,8 @@ fn dialogue(
     }
 }
 
-fn check(d: &Dialogue, mode: Mode, threads: Option<usize>) {
-    let options = Options {
-        threads,
-        ..Options::default()
-    };
-    let server = TestServer::start_with(mode, &[d.service], options, Limits::default());
+fn check(d: &Dialogue, mode: &ModeCase) {
+    let server = mode.serve(&[d.service]);
     for bytewise in [false, true] {
         let mut client = server.connect(d.service);
         if bytewise {
@@ -49,7 +43,7 @@ fn check(d: &Dialogue, mode: Mode, threads: Option<usize>) {
         assert_eq!(
             String::from_utf8_lossy(&got),
             String::from_utf8_lossy(&d.expected),
-            "{} in {mode:?} mode, bytewise={bytewise}",
+            "{} bytewise={bytewise}",
             d.service
         );
     }
@@ -126,22 +120,10 @@ fn http_1_0_closes() -> Dialogue {
     )
 }
 
-macro_rules! stamp {
-    ($module:ident, $mode:expr, $threads:expr; $($case:ident),*) => {
-        mod $module {
-            use super::*;
-            $( #[test] fn $case() { check(&super::$case(), $mode, $threads); } )*
-        }
-    };
-}
-
+/// A test per dialogue and mode: `echo_binary::evloop`, ...
 macro_rules! every_mode {
     ($($case:ident),* $(,)?) => {
-        stamp!(evloop, Mode::Evloop, None; $($case),*);
-        stamp!(threaded, Mode::Threaded, None; $($case),*);
-        stamp!(threaded_pool, Mode::Threaded, Some(4); $($case),*);
-        stamp!(blocking, Mode::Blocking, None; $($case),*);
-        stamp!(forking, Mode::Forking, None; $($case),*);
+        $( per_mode!($case, |mode| check(&$case(), mode)); )*
     };
 }
 

@@ -1,5 +1,6 @@
 //! Integration tests over real loopback sockets. One test binary (as ripgrep
-//! does); each module covers one concern, and most run once per server mode.
+//! does); each module covers one concern, and most cases are stamped once per
+//! server mode by `util::per_mode!` (`cargo test forking` runs the forking ones).
 
 mod util;
 
