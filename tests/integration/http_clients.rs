@@ -1,0 +1,369 @@
+//! The http service with real clients: curl (keep-alive over several URLs,
+//! HEAD, `Expect: 100-continue`, a chunked POST, 404s, the busy 503) and
+//! headless Chromium (it renders `/` and `/metrics`), plus request
+//! smuggling attempts over a raw socket, in every mode.
+//!
+//! A missing curl or chromium fails the test, naming the Debian package.
+//! Every child process is killed after [`CHILD_LIMIT`]; temp dirs go with
+//! their test.
+
+use std::io::{Read as _, Write as _};
+use std::net::SocketAddr;
+use std::process::{Command, Output, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use readyloop::server::{Mode, Options};
+use readyloop::service::Limits;
+
+use crate::util::{TempDir, TestServer, read_to_end};
+
+/// How long a curl or chromium may run before it is killed and the test fails.
+const CHILD_LIMIT: Duration = Duration::from_secs(30);
+
+/// A server of `http` alone in `mode`.
+fn server(mode: Mode, threads: Option<usize>, max_conns: Option<usize>) -> TestServer {
+    let mut options = Options {
+        threads,
+        ..Options::default()
+    };
+    if let Some(max_conns) = max_conns {
+        options.max_conns = max_conns;
+    }
+    TestServer::start_with(mode, &["http"], options, Limits::default())
+}
+
+fn url(addr: SocketAddr, path: &str) -> String {
+    format!("http://{addr}{path}")
+}
+
+/// Runs `program` with `args` to its end, killing it after [`CHILD_LIMIT`].
+/// Fails naming `package` when the program is not installed.
+#[track_caller]
+fn run(program: &str, package: &str, args: &[&str]) -> Output {
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!("cannot run {program} ({e}): install it with `apt-get install {package}`")
+        });
+    // Read both pipes meanwhile, so a chatty child cannot block on a full one.
+    let mut stdout = child.stdout.take().unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let out = thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = stdout.read_to_end(&mut bytes);
+        bytes
+    });
+    let err = thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = stderr.read_to_end(&mut bytes);
+        bytes
+    });
+    let deadline = Instant::now() + CHILD_LIMIT;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{program} {args:?} ran over {CHILD_LIMIT:?}: killed");
+        }
+        thread::sleep(Duration::from_millis(10));
+    };
+    Output {
+        status,
+        stdout: out.join().unwrap(),
+        stderr: err.join().unwrap(),
+    }
+}
+
+/// Runs curl with `args` and returns (stdout, stderr); it must succeed.
+#[track_caller]
+fn curl(args: &[&str]) -> (String, String) {
+    let output = run("curl", "curl", args);
+    let (out, err) = (
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    );
+    assert!(
+        output.status.success(),
+        "curl {args:?}: {}\n{out}\n{err}",
+        output.status
+    );
+    (out, err)
+}
+
+/// curl fetches three URLs over one connection, each with its own answer.
+fn curl_keeps_alive_over_several_urls(mode: Mode, threads: Option<usize>) {
+    let server = server(mode, threads, None);
+    let addr = server.addr("http");
+    let (out, err) = curl(&[
+        "-sv",
+        &url(addr, "/"),
+        &url(addr, "/metrics?x=1"),
+        &url(addr, "/nope"),
+    ]);
+    assert!(out.starts_with("Hello, World"), "{out}");
+    assert!(out.contains("readyloop_accepted_total 1\n"), "{out}");
+    assert!(out.ends_with("404 Not Found\n"), "{out}");
+    assert_eq!(err.matches("Connected to").count(), 1, "{err}");
+    assert_eq!(
+        err.matches("Re-using existing connection").count(),
+        2,
+        "{err}"
+    );
+    assert_eq!(err.matches("< Server: readyloop\r\n").count(), 3, "{err}");
+    assert_eq!(err.matches("< Date: ").count(), 3, "{err}");
+}
+
+/// `curl --head`: the head of the hello, no body.
+fn curl_head(mode: Mode, threads: Option<usize>) {
+    let server = server(mode, threads, None);
+    let (out, _) = curl(&["-s", "--head", &url(server.addr("http"), "/")]);
+    assert!(out.starts_with("HTTP/1.1 200 OK\r\n"), "{out:?}");
+    assert!(out.contains("\r\nContent-Length: 12\r\n"), "{out:?}");
+    assert!(out.ends_with("\r\n\r\n"), "{out:?}");
+}
+
+/// A POST of 2 KiB with `Expect: 100-continue`: curl would wait a second
+/// (`--expect100-timeout 1`) for the 100 before sending the body anyway.
+fn curl_expect_100_continue_is_answered_at_once(mode: Mode, threads: Option<usize>) {
+    let server = server(mode, threads, None);
+    let body = "x".repeat(2048);
+    let (out, err) = curl(&[
+        "-sv",
+        "--expect100-timeout",
+        "1",
+        "-H",
+        "Expect: 100-continue",
+        "--data-binary",
+        &body,
+        "-w",
+        "%{time_total}",
+        &url(server.addr("http"), "/"),
+    ]);
+    assert!(err.contains("> Expect: 100-continue"), "{err}");
+    assert!(err.contains("< HTTP/1.1 100 Continue"), "{err}");
+    assert!(err.contains("< HTTP/1.1 405 Method Not Allowed"), "{err}");
+    assert!(err.contains("< Allow: GET, HEAD"), "{err}");
+    let seconds = out
+        .strip_prefix("405 Method Not Allowed: use GET or HEAD\n")
+        .unwrap_or_else(|| panic!("{out:?}"));
+    let seconds: f64 = seconds.parse().unwrap();
+    assert!(seconds < 0.1, "the POST took {seconds} s: {err}");
+}
+
+/// A chunked POST gets its 405 after the body, and curl goes on with a GET
+/// on the same connection.
+fn curl_chunked_post_gets_405_and_the_connection_goes_on(mode: Mode, threads: Option<usize>) {
+    let server = server(mode, threads, None);
+    let dir = TempDir::new("chunked-post");
+    let file = dir.path().join("body");
+    std::fs::write(&file, "y".repeat(100_000)).unwrap();
+    let data = format!("@{}", file.display());
+    let addr = server.addr("http");
+    let (out, err) = curl(&[
+        "-sv",
+        "-H",
+        "Transfer-Encoding: chunked",
+        "--data-binary",
+        &data,
+        &url(addr, "/upload"),
+        "--next",
+        &url(addr, "/"),
+    ]);
+    assert!(err.contains("> Transfer-Encoding: chunked"), "{err}");
+    assert!(err.contains("< HTTP/1.1 405 Method Not Allowed"), "{err}");
+    assert_eq!(
+        out, "405 Method Not Allowed: use GET or HEAD\nHello, World",
+        "{err}"
+    );
+    assert!(err.contains("Re-using existing connection"), "{err}");
+}
+
+/// Paths that are not ours get a 404 with a short body.
+fn curl_sees_404_for_other_paths(mode: Mode, threads: Option<usize>) {
+    let server = server(mode, threads, None);
+    let addr = server.addr("http");
+    let (out, _) = curl(&[
+        "-s",
+        "-w",
+        "%{http_code}\n",
+        &url(addr, "/favicon.ico"),
+        &url(addr, "/metrics/"),
+        &url(addr, "/?q=1"),
+    ]);
+    assert_eq!(
+        out,
+        "404 Not Found\n404\n404 Not Found\n404\nHello, World200\n"
+    );
+}
+
+/// A server with room for one: the second client gets a 503 curl can read.
+fn curl_reads_the_busy_503(mode: Mode, threads: Option<usize>) {
+    let server = server(mode, threads, Some(1));
+    let addr = server.addr("http");
+    let mut first = server.connect("http");
+    first
+        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut reply = [0; 64];
+    assert!(first.read(&mut reply).unwrap() > 0);
+    let output = run(
+        "curl",
+        "curl",
+        &["-sv", "-w", "%{http_code}", &url(addr, "/")],
+    );
+    let (out, err) = (
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+    );
+    assert!(err.contains("< HTTP/1.1 503 Service Unavailable"), "{err}");
+    assert!(err.contains("< Connection: close"), "{err}");
+    assert_eq!(
+        out, "503 Service Unavailable: server busy, try again later\n503",
+        "{err}"
+    );
+}
+
+/// Sends `request`, then a second request smuggled behind it: the server
+/// must answer 400 once and close, never the smuggled one.
+#[track_caller]
+fn refuses_smuggling(mode: Mode, threads: Option<usize>, request: &str) {
+    let server = server(mode, threads, None);
+    let mut client = server.connect("http");
+    let smuggled = "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n";
+    client
+        .write_all(format!("{request}{smuggled}").as_bytes())
+        .unwrap();
+    let got = String::from_utf8(read_to_end(&mut client)).unwrap();
+    assert!(got.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{got:?}");
+    assert!(got.contains("\r\nConnection: close\r\n"), "{got:?}");
+    assert_eq!(got.matches("HTTP/1.1").count(), 1, "{got:?}");
+    // The server goes on serving others.
+    let (out, _) = curl(&["-s", &url(server.addr("http"), "/")]);
+    assert_eq!(out, "Hello, World");
+}
+
+/// Content-Length and Transfer-Encoding at once (RFC 9112 6.1).
+fn smuggling_with_length_and_chunked_gets_400(mode: Mode, threads: Option<usize>) {
+    refuses_smuggling(
+        mode,
+        threads,
+        "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 6\r\n\
+         Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+    );
+}
+
+/// Two Content-Lengths that disagree (RFC 9112 6.3).
+fn smuggling_with_two_lengths_gets_400(mode: Mode, threads: Option<usize>) {
+    refuses_smuggling(
+        mode,
+        threads,
+        "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nContent-Length: 36\r\n\r\n",
+    );
+}
+
+/// Headless Chromium loads `path` and returns the DOM it rendered.
+fn chromium_dom(addr: SocketAddr, path: &str) -> String {
+    let profile = TempDir::new("chromium-profile");
+    let profile_arg = format!("--user-data-dir={}", profile.path().display());
+    let page = url(addr, path);
+    let output = run(
+        "/usr/bin/chromium",
+        "chromium",
+        &[
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--disable-quic",
+            "--no-first-run",
+            &profile_arg,
+            "--dump-dom",
+            &page,
+        ],
+    );
+    let dom = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "chromium {page}: {}\n{dom}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    dom
+}
+
+/// What a browser shows of `/` and `/metrics`: the text, in a `<pre>`.
+fn chromium_renders_hello_and_metrics(mode: Mode, threads: Option<usize>) {
+    let server = server(mode, threads, None);
+    let addr = server.addr("http");
+    let hello = chromium_dom(addr, "/");
+    assert!(hello.contains("<pre"), "{hello}");
+    assert!(hello.contains(">Hello, World</pre>"), "{hello}");
+    let metrics = chromium_dom(addr, "/metrics");
+    assert!(metrics.contains("<pre"), "{metrics}");
+    assert!(
+        metrics.contains("# TYPE readyloop_accepted_total counter"),
+        "{metrics}"
+    );
+}
+
+macro_rules! stamp {
+    ($module:ident, $mode:expr, $threads:expr; $($case:ident),*) => {
+        mod $module {
+            use super::*;
+            $( #[test] fn $case() { super::$case($mode, $threads); } )*
+        }
+    };
+}
+
+macro_rules! every_mode {
+    ($($case:ident),* $(,)?) => {
+        stamp!(evloop, Mode::Evloop, None; $($case),*);
+        stamp!(threaded, Mode::Threaded, None; $($case),*);
+        stamp!(threaded_pool, Mode::Threaded, Some(4); $($case),*);
+        stamp!(blocking, Mode::Blocking, None; $($case),*);
+        stamp!(forking, Mode::Forking, None; $($case),*);
+    };
+}
+
+every_mode!(
+    curl_keeps_alive_over_several_urls,
+    curl_head,
+    curl_expect_100_continue_is_answered_at_once,
+    curl_chunked_post_gets_405_and_the_connection_goes_on,
+    curl_sees_404_for_other_paths,
+    smuggling_with_length_and_chunked_gets_400,
+    smuggling_with_two_lengths_gets_400,
+    chromium_renders_hello_and_metrics,
+);
+
+// The blocking mode serves one client at a time and queues the others in
+// the listen backlog: it has no "full", so no busy reply to test.
+mod busy {
+    use super::*;
+    #[test]
+    fn evloop() {
+        curl_reads_the_busy_503(Mode::Evloop, None);
+    }
+    #[test]
+    fn threaded() {
+        curl_reads_the_busy_503(Mode::Threaded, None);
+    }
+    #[test]
+    fn threaded_pool() {
+        curl_reads_the_busy_503(Mode::Threaded, Some(4));
+    }
+    #[test]
+    fn forking() {
+        curl_reads_the_busy_503(Mode::Forking, None);
+    }
+}
