@@ -9,6 +9,7 @@
 
 use std::io::{Read as _, Write as _};
 use std::net::SocketAddr;
+use std::os::unix::process::CommandExt as _;
 use std::process::{Command, Output, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -37,12 +38,14 @@ fn url(addr: SocketAddr, path: &str) -> String {
     format!("http://{addr}{path}")
 }
 
-/// Runs `program` with `args` to its end, killing it after [`CHILD_LIMIT`].
-/// Fails naming `package` when the program is not installed.
+/// Runs `program` with `args` to its end, killing it (and what it started:
+/// Chromium's zygote and renderers) after [`CHILD_LIMIT`]. Fails naming
+/// `package` when the program is not installed.
 #[track_caller]
 fn run(program: &str, package: &str, args: &[&str]) -> Output {
     let mut child = Command::new(program)
         .args(args)
+        .process_group(0)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -69,7 +72,10 @@ fn run(program: &str, package: &str, args: &[&str]) -> Output {
             break status;
         }
         if Instant::now() > deadline {
-            let _ = child.kill();
+            // The child is not reaped yet, so its pid is still its group's id.
+            let group = i32::try_from(child.id()).unwrap();
+            // SAFETY: kill(2) with a negative pid signals that process group.
+            unsafe { libc::kill(-group, libc::SIGKILL) };
             let _ = child.wait();
             panic!("{program} {args:?} ran over {CHILD_LIMIT:?}: killed");
         }
