@@ -138,30 +138,35 @@ fn curl_head(mode: Mode, threads: Option<usize>) {
 
 /// A POST of 2 KiB with `Expect: 100-continue`: curl would wait a second
 /// (`--expect100-timeout 1`) for the 100 before sending the body anyway.
+/// The best of three tries must take under 100 ms (one try may lose the CPU
+/// on a loaded machine; a server that sends no 100 costs a second each time).
 fn curl_expect_100_continue_is_answered_at_once(mode: Mode, threads: Option<usize>) {
     let server = server(mode, threads, None);
     let body = "x".repeat(2048);
-    let (out, err) = curl(&[
-        "-sv",
-        "--expect100-timeout",
-        "1",
-        "-H",
-        "Expect: 100-continue",
-        "--data-binary",
-        &body,
-        "-w",
-        "%{time_total}",
-        &url(server.addr("http"), "/"),
-    ]);
-    assert!(err.contains("> Expect: 100-continue"), "{err}");
-    assert!(err.contains("< HTTP/1.1 100 Continue"), "{err}");
-    assert!(err.contains("< HTTP/1.1 405 Method Not Allowed"), "{err}");
-    assert!(err.contains("< Allow: GET, HEAD"), "{err}");
-    let seconds = out
-        .strip_prefix("405 Method Not Allowed: use GET or HEAD\n")
-        .unwrap_or_else(|| panic!("{out:?}"));
-    let seconds: f64 = seconds.parse().unwrap();
-    assert!(seconds < 0.1, "the POST took {seconds} s: {err}");
+    let mut best = f64::INFINITY;
+    for _ in 0..3 {
+        let (out, err) = curl(&[
+            "-sv",
+            "--expect100-timeout",
+            "1",
+            "-H",
+            "Expect: 100-continue",
+            "--data-binary",
+            &body,
+            "-w",
+            "%{time_total}",
+            &url(server.addr("http"), "/"),
+        ]);
+        assert!(err.contains("> Expect: 100-continue"), "{err}");
+        assert!(err.contains("< HTTP/1.1 100 Continue"), "{err}");
+        assert!(err.contains("< HTTP/1.1 405 Method Not Allowed"), "{err}");
+        assert!(err.contains("< Allow: GET, HEAD"), "{err}");
+        let seconds = out
+            .strip_prefix("405 Method Not Allowed: use GET or HEAD\n")
+            .unwrap_or_else(|| panic!("{out:?}"));
+        best = best.min(seconds.parse().unwrap());
+    }
+    assert!(best < 0.1, "the POST took at best {best} s");
 }
 
 /// A chunked POST gets its 405 after the body, and curl goes on with a GET
