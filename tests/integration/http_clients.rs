@@ -1,5 +1,5 @@
 //! The http service with real clients: curl (keep-alive over several URLs,
-//! HEAD, `Expect: 100-continue`, a chunked POST, 404s, the busy 503) and
+//! HEAD, `Expect: 100-continue`, a chunked POST, 404s, a 413, the busy 503) and
 //! headless Chromium (it renders `/` and `/metrics`), plus request
 //! smuggling attempts over a raw socket, in every mode.
 //!
@@ -197,6 +197,28 @@ fn curl_chunked_post_gets_405_and_the_connection_goes_on(mode: Mode, threads: Op
     assert!(err.contains("Re-using existing connection"), "{err}");
 }
 
+/// A 2 MiB POST, over the 1 MiB body limit, sent whole (no `Expect`): the
+/// 413 must reach curl, not be lost to a reset of the unread body.
+fn curl_sees_413_for_a_body_over_the_limit(mode: Mode, threads: Option<usize>) {
+    let server = server(mode, threads, None);
+    let dir = TempDir::new("big-post");
+    let file = dir.path().join("body");
+    std::fs::write(&file, vec![b'z'; 2 << 20]).unwrap();
+    let data = format!("@{}", file.display());
+    let (out, err) = curl(&[
+        "-sv",
+        "-H",
+        "Expect:",
+        "--data-binary",
+        &data,
+        "-w",
+        "%{http_code}",
+        &url(server.addr("http"), "/"),
+    ]);
+    assert_eq!(out, "413 Content Too Large\n413", "{err}");
+    assert!(err.contains("< Connection: close"), "{err}");
+}
+
 /// Paths that are not ours get a 404 with a short body.
 fn curl_sees_404_for_other_paths(mode: Mode, threads: Option<usize>) {
     let server = server(mode, threads, None);
@@ -352,6 +374,7 @@ every_mode!(
     curl_expect_100_continue_is_answered_at_once,
     curl_chunked_post_gets_405_and_the_connection_goes_on,
     curl_sees_404_for_other_paths,
+    curl_sees_413_for_a_body_over_the_limit,
     smuggling_with_length_and_chunked_gets_400,
     smuggling_with_two_lengths_gets_400,
     chromium_renders_hello_and_metrics,
