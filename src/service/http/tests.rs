@@ -388,3 +388,63 @@ fn nothing_panics_and_every_split_agrees_on_arbitrary_input() {
         }
     }
 }
+
+/// Counts the allocations of the thread that makes them, so a test can see
+/// what one request costs on its own thread whatever other tests do.
+struct CountingAllocator;
+
+thread_local! {
+    static ALLOCATIONS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+// SAFETY: every call is passed on to the system allocator unchanged; the
+// counter is a const-initialised thread-local with no destructor, so it is
+// usable at any point of a thread's life and allocates nothing itself.
+unsafe impl std::alloc::GlobalAlloc for CountingAllocator {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        ALLOCATIONS.with(|n| n.set(n.get() + 1));
+        // SAFETY: the caller keeps `alloc`'s contract; we forward it.
+        unsafe { std::alloc::System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        // SAFETY: `ptr` came from `System` through `alloc` or `realloc`.
+        unsafe { std::alloc::System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, size: usize) -> *mut u8 {
+        ALLOCATIONS.with(|n| n.set(n.get() + 1));
+        // SAFETY: as for `dealloc`, and the caller keeps `realloc`'s contract.
+        unsafe { std::alloc::System.realloc(ptr, layout, size) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: CountingAllocator = CountingAllocator;
+
+#[test]
+fn the_steady_state_allocates_nothing_per_request() {
+    let mut service = http();
+    let mut out = Vec::with_capacity(64 * 1024);
+    let requests = b"GET / HTTP/1.1\r\nHost: a\r\nUser-Agent: wrk\r\n\r\n\
+        GET /metrics HTTP/1.1\r\nHost: a\r\n\r\nHEAD /nope HTTP/1.1\r\nHost: a\r\n\r\n\
+        POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n";
+    let mut round = |out: &mut Vec<u8>| {
+        out.clear();
+        let mut cx = crate::service::testing::cx(out);
+        let mut at = 0;
+        while at < requests.len() {
+            let (used, next) = service.input(&requests[at..], &mut cx);
+            assert_eq!(next, Next::Answered);
+            at += used;
+        }
+    };
+    round(&mut out); // the metrics buffer grows once
+    let count = || ALLOCATIONS.with(std::cell::Cell::get);
+    let probe = count();
+    drop(std::hint::black_box(Box::new(1)));
+    assert_eq!(count() - probe, 1, "the counter counts");
+    let before = count();
+    for _ in 0..100 {
+        round(&mut out);
+    }
+    assert_eq!(count() - before, 0, "allocations in 400 requests");
+}
