@@ -32,13 +32,16 @@
 //! # States
 //!
 //! ```text
-//!            ┌────────────── answered, keep-alive ──────────────┐
-//!            ▼                                                  │
-//!  open ──► Head ──complete head, no body──────────────────► answer ──► closing answer ──► Done
-//!            │  └──complete head with a body──► Body ──body ended──┘
-//!            │            (100 Continue if asked)  │
-//!            └──bad head (400/431), bad body (400), too big (413)──► Done
+//!  open ──► Head ──head, no body─────────────────────────► answer ──keep-alive──► Head  (Answered)
+//!            │  └──head and body (100 if asked)──► Body ──ended──┘  └──closing───► Done  (Last)
+//!            │                                       │
+//!            └──bad head (400, 431)──────────────────┴──bad chunks (400)─────────► Done  (Close)
 //! ```
+//!
+//! An answer is closing for `Connection: close`, HTTP/1.0 without
+//! keep-alive, the [`MAX_REQUESTS`]th request, a body over the limit (`413`,
+//! on its `Content-Length` before any of it, or on the chunk size that
+//! passes it) and an unknown `Expect` (`417`).
 //!
 //! Every transition happens in the one `match` in `Http::input`; one call
 //! answers at most one request. `Done` consumes everything and asks to
