@@ -1,5 +1,5 @@
 //! The http service with real clients: curl (keep-alive over several URLs,
-//! HEAD, `Expect: 100-continue`, a chunked POST, 404s, a 413, the busy 503) and
+//! HEAD, `Expect: 100-continue`, a chunked POST, 404s, 413, 431, the busy 503) and
 //! headless Chromium (it renders `/` and `/metrics`), plus request
 //! smuggling attempts over a raw socket, in every mode.
 //!
@@ -219,6 +219,23 @@ fn curl_sees_413_for_a_body_over_the_limit(mode: Mode, threads: Option<usize>) {
     assert!(err.contains("< Connection: close"), "{err}");
 }
 
+/// A header over 8 KiB: curl reads the 431 (the server closes with the
+/// rest of the request unread, so only a lingering close gets it there).
+fn curl_sees_431_for_headers_over_8_kib(mode: Mode, threads: Option<usize>) {
+    let server = server(mode, threads, None);
+    let header = format!("X-Big: {}", "b".repeat(9000));
+    let (out, err) = curl(&[
+        "-sv",
+        "-H",
+        &header,
+        "-w",
+        "%{http_code}",
+        &url(server.addr("http"), "/"),
+    ]);
+    assert_eq!(out, "431 Request Header Fields Too Large\n431", "{err}");
+    assert!(err.contains("< Connection: close"), "{err}");
+}
+
 /// Paths that are not ours get a 404 with a short body.
 fn curl_sees_404_for_other_paths(mode: Mode, threads: Option<usize>) {
     let server = server(mode, threads, None);
@@ -375,6 +392,7 @@ every_mode!(
     curl_chunked_post_gets_405_and_the_connection_goes_on,
     curl_sees_404_for_other_paths,
     curl_sees_413_for_a_body_over_the_limit,
+    curl_sees_431_for_headers_over_8_kib,
     smuggling_with_length_and_chunked_gets_400,
     smuggling_with_two_lengths_gets_400,
     chromium_renders_hello_and_metrics,
