@@ -479,3 +479,19 @@ pub fn sample(samples: &[(String, f64)], name: &str) -> f64 {
         .unwrap_or_else(|| panic!("no {name}"))
         .1
 }
+
+/// An HTTP exchange as text, with every `Date` value written `<date>`, so
+/// it can be compared with a fixed expectation.
+pub fn undated(bytes: &[u8]) -> String {
+    const LEN: usize = "Sun, 06 Nov 1994 08:49:37 GMT".len();
+    let mut text = String::from_utf8_lossy(bytes).into_owned();
+    let mut from = 0;
+    while let Some(at) = text[from..].find("\r\nDate: ") {
+        let value = from + at + "\r\nDate: ".len();
+        let end = (value + LEN).min(text.len());
+        assert!(text[value..end].ends_with(" GMT"), "a bad Date in {text:?}");
+        text.replace_range(value..end, "<date>");
+        from = value;
+    }
+    text
+}
