@@ -22,6 +22,7 @@ pub mod spawn;
 pub mod system;
 pub mod workload;
 
+use std::io::Write as _;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -194,6 +195,10 @@ pub enum BenchError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// The table could not be written to stdout (`main` ends quietly when
+    /// that is a closed pipe).
+    #[error("cannot write the table to stdout: {0}")]
+    Stdout(#[source] std::io::Error),
     /// Plotters could not draw the chart.
     #[error("cannot draw the chart: {0}")]
     Chart(String),
@@ -297,7 +302,7 @@ pub fn run(args: &BenchArgs) -> Result<(), BenchError> {
         points,
     };
     let table = report::markdown(&results);
-    println!("{table}");
+    writeln!(std::io::stdout(), "{table}").map_err(BenchError::Stdout)?;
     if let Some(path) = &args.json {
         write(path, &report::json(&results))?;
     }

@@ -105,7 +105,9 @@ pub(super) fn run(
         // SAFETY: kill has no memory-safety preconditions.
         unsafe { libc::kill(child, libc::SIGTERM) };
     }
-    stats::add(&stats.closed, reap(&mut children, 0) as u64);
+    // Not counted closed: connections cut off by a shutdown stay in
+    // `Stats::active`, which is how `serve` tells a clean stop from this.
+    reap(&mut children, 0);
     log::info!("forking server stopped");
     Ok(())
 }
