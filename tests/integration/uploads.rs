@@ -130,6 +130,16 @@ fn refused_names_and_sizes_get_their_error_and_write_nothing() {
             "bad name: control characters (NUL included) are not allowed",
         ),
         ("put||3\n", "bad name: the name is empty"),
+        (
+            "put|txt\u{202E}fdp.exe|3\n",
+            "bad name: U+202E is an invisible or direction-changing character \
+             (bidi override, BOM, zero-width): send a name that reads as it is",
+        ),
+        (
+            "put|\u{FF0E}\u{FF0E}\u{FF0F}x|3\n",
+            "bad name: U+FF0E looks like '.', '/' or '\\' and is not allowed: \
+             use the ASCII character or another one",
+        ),
         ("put|a|3x\n", "bad size: expected a decimal number of bytes"),
         ("put|a|-3\n", "bad size: expected a decimal number of bytes"),
         (
