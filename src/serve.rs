@@ -4,8 +4,9 @@
 //!    can be opened.
 //! 2. Lock the pid file before any port: a second server hears about the
 //!    pid file, not about a port in use.
-//! 3. Create the upload directory and open the store (lock, replay), so a
-//!    bad directory or a damaged log is reported on the terminal.
+//! 3. Create the upload directory (removing the temporary files a killed
+//!    server left there) and open the store (lock, replay), so a bad
+//!    directory or a damaged log is reported on the terminal.
 //! 4. Raise the open-file limit; clamp `--max-conns` to it.
 //! 5. Bind every listener. Any failure so far: one line, exit code 2.
 //! 6. Detach if `--daemon` (fork: only now, and no thread may exist yet,
@@ -25,7 +26,7 @@ use crate::daemon::{self, PidFile};
 use crate::error::StartupError;
 use crate::logger::{self, LogFile};
 use crate::server::{self, Listener, Options, Shutdown};
-use crate::service::Shared;
+use crate::service::{Shared, upload};
 use crate::stats::Stats;
 use crate::store::Store;
 use crate::{fdlimit, signals};
@@ -64,6 +65,14 @@ pub fn run(args: &ServeArgs) -> Result<Stopped, StartupError> {
             dir: dir.clone(),
             source,
         })?;
+        match upload::job::remove_stale_temp_files(dir) {
+            Ok(0) => {}
+            Ok(n) => log::info!(
+                "removed {n} temporary upload files that a killed server left in {}",
+                dir.display()
+            ),
+            Err(e) => log::warn!("cannot clean up temporary files in {}: {e}", dir.display()),
+        }
     }
     let store = Store::open_unstarted(&config.data_dir, config.fsync)?;
     let options = clamp_to_fd_limit(config.options.clone());
