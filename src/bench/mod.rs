@@ -12,8 +12,9 @@
 //! Every run is bounded: connecting has a deadline, and the warm-up and the
 //! measured window end by the clock. Traffic goes only to the given address
 //! (with `--spawn`, to 127.0.0.1). Failed connections are counted, never
-//! fatal; only bad flags, an unreachable spawn or an unwritable output file
-//! end `run` with a [`BenchError`].
+//! fatal; only bad flags, an unreachable spawn, an unwritable output file,
+//! or a point with no successful request at all (reported after the
+//! results are written) end `run` with a [`BenchError`].
 
 mod client;
 mod measure;
@@ -202,6 +203,13 @@ pub enum BenchError {
     /// Plotters could not draw the chart.
     #[error("cannot draw the chart: {0}")]
     Chart(String),
+    /// A point got no reply at all: nothing listens there, or it does not
+    /// speak the workload's protocol. The table and files are written
+    /// first, so the run can still be read.
+    #[error(
+        "no request succeeded at {0}: check that a server listens at the address and speaks the workload's protocol (--workload)"
+    )]
+    NoReplies(String),
     /// A client thread panicked (a bug in bench).
     #[error("a bench client thread panicked; please report this with the flags used")]
     ClientPanicked,
@@ -240,8 +248,10 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 /// # Errors
 ///
 /// [`BenchError`] for bad flags, a server that cannot be spawned, or an
-/// output file that cannot be written. Failed connections are not errors:
-/// they are counted in the results.
+/// output file that cannot be written; and [`BenchError::NoReplies`], after
+/// the table and files, when a point had no successful request (so a
+/// script sees a failure, not 0 req/s). Other failed connections are not
+/// errors: they are counted in the results.
 pub fn run(args: &BenchArgs) -> Result<(), BenchError> {
     validate(args)?;
     let workload = workload::Workload::new(args.workload, args.size);
@@ -314,6 +324,18 @@ pub fn run(args: &BenchArgs) -> Result<(), BenchError> {
             &dir.join("chart.svg"),
             &report::svg(&results).map_err(BenchError::Chart)?,
         )?;
+    }
+    let failed: Vec<String> = results
+        .points
+        .iter()
+        .filter(|p| p.requests == 0)
+        .map(|p| match &p.first_error {
+            Some(e) => format!("{} × {} conns ({e})", p.mode, p.conns),
+            None => format!("{} × {} conns", p.mode, p.conns),
+        })
+        .collect();
+    if !failed.is_empty() {
+        return Err(BenchError::NoReplies(failed.join("; ")));
     }
     Ok(())
 }

@@ -211,7 +211,11 @@ pub fn modes(results: &Results) -> Vec<&str> {
 }
 
 /// The SVG chart: throughput vs conns (left) and p99 vs conns (right), one
-/// line (an SVG `<polyline>`) per mode in each panel, and a legend.
+/// line (an SVG `<polyline>`) per mode in each panel, and a legend. The
+/// captions name the workload; the x axis (log scale) has a tick at each
+/// connection count measured. A point where the server served only some of
+/// its connections (blocking mode: 1 of 1000) has a hollow marker, and its
+/// mode's legend entry says "served k of n".
 ///
 /// Plotters' SVG backend writes text as `<text>` elements and, without its
 /// `ttf` feature, estimates text sizes itself, so this needs no font files.
@@ -240,27 +244,23 @@ fn panel(
     value: impl Fn(&Point) -> f64,
 ) -> Result<(), String> {
     let err = |e: DrawingAreaErrorKind<_>| e.to_string();
-    let conns = results.points.iter().map(|p| p.conns.max(1) as f64);
-    let lo = conns.clone().fold(f64::INFINITY, f64::min).min(1e12);
-    let hi = conns.fold(1.0, f64::max);
+    let measured = measured_conns(results);
+    let lo = measured.first().copied().unwrap_or(1.0);
+    let hi = measured.last().copied().unwrap_or(1.0);
     // A log axis, padded so single points sit inside the frame.
-    let (lo, hi) = if lo.is_finite() {
-        (lo / 1.5, hi * 1.5)
-    } else {
-        (0.5, 2.0)
-    };
+    let (lo, hi) = (lo / 1.5, hi * 1.5);
     let top = results.points.iter().map(&value).fold(0.0, f64::max);
     // Headroom above the highest point keeps the legend off the lines.
     let top = if top > 0.0 { top * HEADROOM } else { 1.0 };
     let mut chart = ChartBuilder::on(area)
         .caption(
-            format!("{title} vs connections"),
+            format!("{}: {title} vs connections", results.settings.workload),
             ("sans-serif", CAPTION_SIZE),
         )
         .margin(16)
         .x_label_area_size(40)
         .y_label_area_size(70)
-        .build_cartesian_2d((lo..hi).log_scale(), 0.0..top)
+        .build_cartesian_2d((lo..hi).log_scale().with_key_points(measured), 0.0..top)
         .map_err(err)?;
     chart
         .configure_mesh()
@@ -274,10 +274,9 @@ fn panel(
         .map_err(err)?;
     for (i, mode) in modes(results).into_iter().enumerate() {
         let color = MODE_COLORS[i % MODE_COLORS.len()];
-        let line: Vec<(f64, f64)> = results
-            .points
+        let points: Vec<&Point> = results.points.iter().filter(|p| p.mode == mode).collect();
+        let line: Vec<(f64, f64)> = points
             .iter()
-            .filter(|p| p.mode == mode)
             .map(|p| (p.conns.max(1) as f64, value(p)))
             .collect();
         chart
@@ -286,16 +285,19 @@ fn panel(
                 color.stroke_width(SERIES_WIDTH),
             ))
             .map_err(err)?
-            .label(mode)
+            .label(legend_label(mode, &points))
             // A filled square, not a line, so each mode has one polyline per panel.
             .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 10, y + 5)], color.filled()));
+        // Filled: every connection was served; hollow: only some were.
         chart
-            .draw_series(PointSeries::of_element(
-                line,
-                3,
-                color.filled(),
-                &|c, s, st| Circle::new(c, s, st),
-            ))
+            .draw_series(points.iter().zip(line).map(|(p, at)| {
+                let style = if partly_served(p) {
+                    color.stroke_width(SERIES_WIDTH)
+                } else {
+                    color.filled()
+                };
+                Circle::new(at, MARKER_SIZE, style)
+            }))
             .map_err(err)?;
     }
     chart
@@ -307,6 +309,37 @@ fn panel(
         .draw()
         .map_err(err)?;
     Ok(())
+}
+
+/// Marker radius, in pixels.
+const MARKER_SIZE: u32 = 4;
+
+/// The connection counts measured, ascending, each once: the x axis ticks.
+fn measured_conns(results: &Results) -> Vec<f64> {
+    let mut conns: Vec<usize> = results.points.iter().map(|p| p.conns.max(1)).collect();
+    conns.sort_unstable();
+    conns.dedup();
+    conns.into_iter().map(|c| c as f64).collect()
+}
+
+/// True when the server left some of the point's connections unserved.
+fn partly_served(p: &Point) -> bool {
+    (p.served as usize) < p.conns
+}
+
+/// A mode's legend entry: its name, and "served k of n" for each point
+/// where it served only some connections.
+fn legend_label(mode: &str, points: &[&Point]) -> String {
+    let partial: Vec<String> = points
+        .iter()
+        .filter(|p| partly_served(p))
+        .map(|p| format!("{} of {}", p.served, p.conns))
+        .collect();
+    if partial.is_empty() {
+        mode.to_owned()
+    } else {
+        format!("{mode} (hollow: served {})", partial.join(", "))
+    }
 }
 
 #[cfg(test)]
@@ -436,5 +469,64 @@ mod tests {
         results.points[0].throughput = 0.0;
         results.points[0].p99_us = 0.0;
         assert!(svg(&results).unwrap().starts_with("<svg"));
+    }
+
+    /// The text of every `<text>` element, unescaped enough for the
+    /// names and numbers used here.
+    fn texts(svg: &str) -> Vec<String> {
+        svg.split("<text")
+            .skip(1)
+            .filter_map(|el| {
+                let body = el.split_once('>')?.1;
+                Some(body.split_once("</text>")?.0.trim().replace("&amp;", "&"))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn svg_names_the_workload_ticks_each_count_and_marks_partly_served_points() {
+        let mut results = sample();
+        for p in &mut results.points {
+            if p.mode == "blocking" && p.conns > 1 {
+                p.served = 1;
+            }
+        }
+        let svg = svg(&results).unwrap();
+        let texts = texts(&svg);
+        let count = |t: &str| texts.iter().filter(|x| *x == t).count();
+        assert_eq!(
+            count("echo: throughput (req/s) vs connections"),
+            1,
+            "{texts:?}"
+        );
+        assert_eq!(
+            count("echo: p99 latency (ms) vs connections"),
+            1,
+            "{texts:?}"
+        );
+        // The log axis is ticked where points were measured, in both panels.
+        for conns in ["1", "50", "1000"] {
+            assert_eq!(count(conns), 2, "tick {conns}: {texts:?}");
+        }
+        for unmeasured in ["10", "100"] {
+            assert_eq!(count(unmeasured), 0, "tick {unmeasured}: {texts:?}");
+        }
+        // Blocking served 1 of 50 and 1 of 1000: two hollow markers per panel.
+        let circles: Vec<&str> = svg
+            .split("<circle")
+            .skip(1)
+            .filter_map(|el| el.split("/>").next())
+            .collect();
+        let hollow = circles
+            .iter()
+            .filter(|c| c.contains("fill=\"none\""))
+            .count();
+        assert_eq!((circles.len(), hollow), (9 * 2, 2 * 2), "{circles:?}");
+        assert_eq!(
+            count("blocking (hollow: served 1 of 50, 1 of 1000)"),
+            2,
+            "{texts:?}"
+        );
+        assert_eq!(count("evloop"), 2, "{texts:?}");
     }
 }
