@@ -269,3 +269,27 @@ fn client_bytes_are_logged_escaped_and_requests_only_at_debug() {
         assert_eq!(log.contains("udp peer="), per_request, "{log}");
     }
 }
+
+/// The help texts say what things do, not which seed or Python class they
+/// come from (a user of the binary knows neither; the README compares).
+#[test]
+fn help_texts_name_no_seed_and_no_python_class() {
+    for args in [
+        &["--help"][..],
+        &["serve", "--help"],
+        &["client", "--help"],
+        &["bench", "--help"],
+    ] {
+        let output = run(args);
+        assert!(output.status.success(), "{args:?}");
+        let help = String::from_utf8_lossy(&output.stdout).to_lowercase();
+        for word in ["seed", "socketserver", "tcpserver", "python", ".py"] {
+            assert!(!help.contains(word), "{args:?} mentions {word}:\n{help}");
+        }
+    }
+    let help = String::from_utf8_lossy(&run(&["--help"]).stdout).into_owned();
+    assert!(
+        help.contains("see the reply before the next prompt"),
+        "{help}"
+    );
+}
