@@ -13,28 +13,61 @@
 //!
 //! This module must not buffer lines (`simple_logger` writes each one to
 //! the unbuffered stderr at once, under the stderr lock) and must not fail
-//! the server once it runs: a write error is dropped.
+//! the server once it runs. `simple_logger` writes with `eprintln!`, which
+//! panics when stderr is gone (the reader of a pipe left, the log's disk is
+//! full): `ServerLogger` contains that panic and points stderr at
+//! `/dev/null`, so the server goes on; SIGHUP points it at the log file
+//! again.
 
 use std::fs::{File, OpenOptions};
 use std::os::fd::AsRawFd;
+use std::panic::{self, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 
-use log::LevelFilter;
+use log::{LevelFilter, Log, Metadata, Record};
+use simple_logger::SimpleLogger;
 
 use crate::error::StartupError;
 
 /// Installs `simple_logger` for `level`, writing to stderr, with UTC
-/// timestamps.
+/// timestamps, inside a `ServerLogger`.
 ///
 /// # Panics
 ///
 /// If a logger was already installed.
 pub fn init(level: LevelFilter) {
-    simple_logger::SimpleLogger::new()
-        .with_level(level)
-        .with_utc_timestamps()
-        .init()
-        .expect("the logger is set once");
+    let logger = SimpleLogger::new().with_level(level).with_utc_timestamps();
+    log::set_max_level(logger.max_level());
+    log::set_boxed_logger(Box::new(ServerLogger(logger))).expect("the logger is set once");
+}
+
+/// `simple_logger`, except that a line that cannot be written does not
+/// panic the thread that logged it.
+struct ServerLogger(SimpleLogger);
+
+impl Log for ServerLogger {
+    fn enabled(&self, metadata: &Metadata<'_>) -> bool {
+        self.0.enabled(metadata)
+    }
+
+    fn log(&self, record: &Record<'_>) {
+        // `eprintln!` panics on a write error; the panic hook's own message
+        // fails to print for the same reason, so nothing shows.
+        if panic::catch_unwind(AssertUnwindSafe(|| self.0.log(record))).is_err() {
+            silence_stderr();
+        }
+    }
+
+    fn flush(&self) {}
+}
+
+/// Points stderr at `/dev/null`, so the lines that follow are dropped
+/// instead of failing one by one.
+fn silence_stderr() {
+    if let Ok(null) = OpenOptions::new().write(true).open("/dev/null") {
+        // SAFETY: dup2 between two descriptors we own.
+        unsafe { libc::dup2(null.as_raw_fd(), libc::STDERR_FILENO) };
+    }
 }
 
 /// The `--log-file` path, checked at start and pointed at by stderr once
