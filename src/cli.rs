@@ -35,7 +35,7 @@ pub enum Command {
 pub struct ServeArgs {
     /// Listeners as SERVICE[@ADDR]: `echo`, `echo@9000`, `http@0.0.0.0:8080`,
     /// `upper@[::1]:0` (port 0: any free port; the log says which). Services:
-    /// echo hello upper menu http todo kv upload slow udp.
+    /// echo hello once upper menu http todo kv upload slow udp.
     #[arg(value_name = "SERVICE@ADDR")]
     pub listeners: Vec<String>,
     /// How connections are served.

@@ -8,6 +8,7 @@ use std::net::Shutdown;
 use readyloop::server::{Mode, Options};
 use readyloop::service::Limits;
 use readyloop::service::menu::{GREETING, OPERATOR, RETRY};
+use readyloop::service::once::ANSWER as ONCE_ANSWER;
 
 use crate::util::{TestServer, read_to_end, write_bytewise};
 
@@ -66,6 +67,10 @@ fn hello_quits_in_any_case() -> Dialogue {
         "zack\nMiXeD case\r\n--Quit--\nnever answered\n",
         "Hello ZACK\nHello MIXED CASE\nGoodbye\n",
     )
+}
+
+fn once_answers_one_message_then_closes() -> Dialogue {
+    dialogue("once", "请求占领地球\nnever read\n", ONCE_ANSWER)
 }
 
 fn upper_lines() -> Dialogue {
@@ -148,6 +153,7 @@ macro_rules! every_mode {
 every_mode!(
     echo_binary,
     hello_quits_in_any_case,
+    once_answers_one_message_then_closes,
     upper_lines,
     menu_robot,
     todo_commands,
@@ -155,3 +161,47 @@ every_mode!(
     http_pipelined_keep_alive,
     http_1_0_closes,
 );
+
+/// Seed 002's first client against `once` under `--framing read`: it sends
+/// its message with no newline and waits without closing its side; the
+/// answer comes, then the server closes.
+fn once_answers_a_seed_client(mode: Mode, threads: Option<usize>) {
+    let options = Options {
+        threads,
+        ..Options::default()
+    };
+    let limits = Limits {
+        framing: readyloop::service::framing::Framing::Read,
+        ..Limits::default()
+    };
+    let server = TestServer::start_with(mode, &["once"], options, limits);
+    let mut client = server.connect("once");
+    std::io::Write::write_all(&mut client, "请求占领地球".as_bytes()).unwrap();
+    let got = read_to_end(&mut client);
+    assert_eq!(String::from_utf8_lossy(&got), ONCE_ANSWER, "{mode:?}");
+}
+
+mod once_read_framing {
+    use super::*;
+
+    #[test]
+    fn evloop() {
+        once_answers_a_seed_client(Mode::Evloop, None);
+    }
+    #[test]
+    fn threaded() {
+        once_answers_a_seed_client(Mode::Threaded, None);
+    }
+    #[test]
+    fn threaded_pool() {
+        once_answers_a_seed_client(Mode::Threaded, Some(4));
+    }
+    #[test]
+    fn blocking() {
+        once_answers_a_seed_client(Mode::Blocking, None);
+    }
+    #[test]
+    fn forking() {
+        once_answers_a_seed_client(Mode::Forking, None);
+    }
+}
