@@ -7,7 +7,8 @@
 //! the server is a local process) server CPU per request; the `idle`
 //! workload instead holds connections open and reports memory per
 //! connection. With `--spawn` it starts one server per mode itself
-//! ([`spawn`]) and writes a table, JSON and an SVG chart ([`report`]).
+//! ([`spawn`]) and writes a table and JSON ([`report`]) and an SVG chart
+//! ([`chart`]).
 //!
 //! Every run is bounded: connecting has a deadline, and the warm-up and the
 //! measured window end by the clock. Traffic goes only to the given address
@@ -16,6 +17,7 @@
 //! or a point with no successful request at all (reported after the
 //! results are written) end `run` with a [`BenchError`].
 
+pub mod chart;
 mod client;
 mod measure;
 pub mod report;
@@ -322,7 +324,7 @@ pub fn run(args: &BenchArgs) -> Result<(), BenchError> {
         write(&dir.join("report.md"), &table)?;
         write(
             &dir.join("chart.svg"),
-            &report::svg(&results).map_err(BenchError::Chart)?,
+            &chart::svg(&results).map_err(BenchError::Chart)?,
         )?;
     }
     let failed: Vec<String> = results
