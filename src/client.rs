@@ -51,8 +51,9 @@ pub fn run(addr: &str) -> io::Result<()> {
     dialogue(stream, stdin.lock(), io::stdout().lock())
 }
 
-/// The dialogue itself, over any input and output (tests drive it with
-/// a pty or tmux through the binary; this keeps `run` to the wiring).
+/// The dialogue itself, over any input and output: unit tests type into
+/// it from a byte string and read the "screen" from a `Vec`; the tmux test
+/// drives the same code through the binary on a real terminal.
 fn dialogue(mut stream: TcpStream, mut input: impl BufRead, mut out: impl Write) -> io::Result<()> {
     writeln!(out, "{BANNER}")?;
     if show(&mut out, read_reply(&mut stream, GREETING_WAIT)?)? {
