@@ -12,8 +12,11 @@
 //! start-up errors and warnings are seen where the command was typed.
 //!
 //! This module must not buffer lines (`simple_logger` writes each one to
-//! the unbuffered stderr at once, under the stderr lock) and must not fail
-//! the server once it runs. `simple_logger` writes with `eprintln!`, which
+//! the unbuffered stderr at once, so a crash loses nothing) and must not
+//! fail the server once it runs. One limit of `simple_logger`: its
+//! `eprintln!` writes a line and its `\n` in two `write(2)`s. Both happen
+//! under the stderr lock, so threads never interleave, but two forked
+//! children (`--mode forking`) logging at the same instant can. `simple_logger` writes with `eprintln!`, which
 //! panics when stderr is gone (the reader of a pipe left, the log's disk is
 //! full): `ServerLogger` contains that panic and points stderr at
 //! `/dev/null`, so the server goes on; SIGHUP points it at the log file
