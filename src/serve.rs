@@ -118,10 +118,9 @@ pub fn run(args: &ServeArgs) -> Result<Stopped, StartupError> {
     served?;
     closed?;
     drop(pidfile); // removes it: the server is gone
-    // A driver that gives up on a connection at the end of the grace period
-    // never counts it closed, so the connections still "active" now are
-    // the ones a shutdown cut off.
-    match stats.active() {
+    // Every driver that gives up on connections at the end of the grace
+    // period counts them here (threaded and blocking hit the watchdog).
+    match stats.unfinished.load(std::sync::atomic::Ordering::Relaxed) {
         0 => {
             log::info!("stopped");
             Ok(Stopped::Clean)

@@ -105,9 +105,8 @@ pub(super) fn run(
         // SAFETY: kill has no memory-safety preconditions.
         unsafe { libc::kill(child, libc::SIGTERM) };
     }
-    // Not counted closed: connections cut off by a shutdown stay in
-    // `Stats::active`, which is how `serve` tells a clean stop from this.
-    reap(&mut children, 0);
+    stats::add(&stats.unfinished, children.len() as u64);
+    stats::add(&stats.closed, reap(&mut children, 0) as u64);
     log::info!("forking server stopped");
     Ok(())
 }
