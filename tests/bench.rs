@@ -217,8 +217,12 @@ fn http_keep_alive_with_announced_closes() {
     );
 }
 
+/// A port where nothing listens: every connection is refused, counted (not
+/// a panic), the JSON is still written, and the binary exits 2 with a line
+/// naming the point, so a script can tell (it used to print 0 req/s and
+/// exit 0).
 #[test]
-fn a_refused_connection_is_an_error_not_a_panic() {
+fn a_point_with_no_successful_request_exits_2() {
     // Bind then drop, so the port is (almost certainly) closed.
     let addr = TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -226,21 +230,29 @@ fn a_refused_connection_is_an_error_not_a_panic() {
         .unwrap()
         .to_string();
     let dir = TempDir::new("bench-refused");
-    let json = dir.path().join("results.json");
-    let args = BenchArgs::parse_from([
-        "--addr",
-        &addr,
-        "--conns",
-        "3",
-        "--duration",
-        "100ms",
-        "--warmup",
-        "0ms",
-        "--json",
-        json.to_str().unwrap(),
-    ])
-    .unwrap();
-    bench::run(&args).expect("a refused connection is counted, not fatal");
+    let json = dir.path().join("refused.json");
+    let output = Command::new(env!("CARGO_BIN_EXE_readyloop"))
+        .args([
+            "bench",
+            "--addr",
+            &addr,
+            "--conns",
+            "3",
+            "--duration",
+            "100ms",
+        ])
+        .args(["--warmup", "0ms", "--json"])
+        .arg(&json)
+        .output()
+        .expect("run readyloop bench");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("readyloop: error: no request succeeded at target × 3 conns"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(String::from_utf8_lossy(&output.stdout).contains("| target | 3 |"));
     let results: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     assert_eq!(results["points"][0]["errors"], 3);
     assert_eq!(results["points"][0]["requests"], 0);

@@ -48,8 +48,8 @@ pub enum Mode {
     Threaded,
     /// One connection at a time; the next waits in the listen backlog.
     Blocking,
-    /// A process per connection (`socketserver.ForkingTCPServer`); each
-    /// child has its own copy of the store.
+    /// A process per connection (fork); each child has its own copy of
+    /// the store, so a todo POST is seen by that connection only.
     Forking,
 }
 

@@ -22,6 +22,7 @@ pub mod hello;
 pub mod http;
 pub mod kv;
 pub mod menu;
+pub mod once;
 pub mod slow;
 #[cfg(test)]
 pub mod testing;
@@ -419,6 +420,12 @@ pub const REGISTRY: &[Entry] = &[
         default_port: 6380,
         about: "a Redis (RESP2) subset over the shared store",
         factory: kv::factory,
+    },
+    Entry {
+        name: "once",
+        default_port: 9003,
+        about: "one line in, a fixed answer back, then close (seed 002's first server)",
+        factory: once::factory,
     },
 ];
 

@@ -389,11 +389,21 @@ per_mode!(a_second_sigint_exits_at_once, |mode| {
 });
 
 // When the grace period ends with a client still there, the process exits
-// 0 anyway, with a warning.
-per_mode!(after_the_grace_period_the_process_exits_0_anyway, |mode| {
-    let (_dir, log, mut server, _client) = serve_with_a_stuck_client(mode, "300ms");
-    server.signal(libc::SIGTERM);
-    let status = server.wait(Duration::from_secs(3));
-    assert_eq!(status.code(), Some(0));
-    assert!(read(&log).contains("WARN"), "{}", read(&log));
-});
+// anyway, with code 3 (not 0: what the client sent was not all answered)
+// and an error line saying so. Forking too: there the parent cuts off its
+// children.
+per_mode!(
+    after_the_grace_period_the_process_exits_3_and_says_so,
+    |mode| {
+        let (_dir, log, mut server, _client) = serve_with_a_stuck_client(mode, "300ms");
+        server.signal(libc::SIGTERM);
+        let status = server.wait(Duration::from_secs(3));
+        let log = read(&log);
+        assert_eq!(status.code(), Some(3), "{log}");
+        let line = log.lines().find(|l| l.contains(" ERROR ")).unwrap_or("");
+        assert!(
+            line.contains("exit code 3") && line.contains("grace period"),
+            "{log}"
+        );
+    }
+);

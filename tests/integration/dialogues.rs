@@ -6,8 +6,11 @@
 use std::net::Shutdown;
 
 use readyloop::service::menu::{GREETING, OPERATOR, RETRY};
+use readyloop::service::once::ANSWER as ONCE_ANSWER;
 
-use crate::util::{ModeCase, per_mode, read_to_end, undated, write_bytewise};
+use readyloop::service::Limits;
+
+use crate::util::{ModeCase, TestServer, per_mode, read_to_end, undated, write_bytewise};
 
 /// One client's whole conversation with one service.
 struct Dialogue {
@@ -60,6 +63,10 @@ fn hello_quits_in_any_case() -> Dialogue {
         "zack\nMiXeD case\r\n--Quit--\nnever answered\n",
         "Hello ZACK\nHello MIXED CASE\nGoodbye\n",
     )
+}
+
+fn once_answers_one_message_then_closes() -> Dialogue {
+    dialogue("once", "请求占领地球\nnever read\n", ONCE_ANSWER)
 }
 
 fn upper_lines() -> Dialogue {
@@ -132,6 +139,7 @@ macro_rules! every_mode {
 every_mode!(
     echo_binary,
     hello_quits_in_any_case,
+    once_answers_one_message_then_closes,
     upper_lines,
     menu_robot,
     todo_commands,
@@ -139,3 +147,18 @@ every_mode!(
     http_pipelined_keep_alive,
     http_1_0_closes,
 );
+
+// Seed 002's first client against `once` under `--framing read`: it sends
+// its message with no newline and waits without closing its side; the
+// answer comes, then the server closes.
+per_mode!(once_answers_a_seed_client, |mode| {
+    let limits = Limits {
+        framing: readyloop::service::framing::Framing::Read,
+        ..Limits::default()
+    };
+    let server = TestServer::start_with(mode.mode, &["once"], mode.options(), limits);
+    let mut client = server.connect("once");
+    std::io::Write::write_all(&mut client, "请求占领地球".as_bytes()).unwrap();
+    let got = read_to_end(&mut client);
+    assert_eq!(String::from_utf8_lossy(&got), ONCE_ANSWER);
+});

@@ -15,4 +15,5 @@ mod load; // big messages, many clients, back-pressure
 mod offload; // the event loop's pool: no head-of-line blocking, stale completions, many jobs
 mod redis; // kv with redis-cli and redis-benchmark
 mod slow; // offloaded sleeps and hashes, every mode
+mod terminal; // `readyloop client` in tmux; stdout into a closed pipe
 mod uploads; // files stored byte-exact and durably, refusals, clients that leave

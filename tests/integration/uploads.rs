@@ -132,6 +132,16 @@ per_mode!(
                 "bad name: control characters (NUL included) are not allowed",
             ),
             ("put||3\n", "bad name: the name is empty"),
+            (
+                "put|txt\u{202E}fdp.exe|3\n",
+                "bad name: U+202E is an invisible or direction-changing character \
+                 (bidi override, BOM, zero-width): send a name that reads as it is",
+            ),
+            (
+                "put|\u{FF0E}\u{FF0E}\u{FF0F}x|3\n",
+                "bad name: U+FF0E looks like '.', '/' or '\\' and is not allowed: \
+                 use the ASCII character or another one",
+            ),
             ("put|a|3x\n", "bad size: expected a decimal number of bytes"),
             ("put|a|-3\n", "bad size: expected a decimal number of bytes"),
             (
@@ -206,3 +216,56 @@ per_mode!(two_clients_uploading_at_once_both_succeed, |mode| {
         assert_eq!(checksum(&stored), checksum(body), "file{i}");
     }
 });
+
+/// A server killed with `kill -9` mid-upload leaves its temporary file; the
+/// next start removes it, and only it: other names, a temporary name of a
+/// process still running (this test's), and look-alike names stay.
+#[test]
+fn a_restart_removes_the_temporary_files_a_killed_server_left() {
+    use crate::util::BinServer;
+    let dir = TempDir::new("upload-stale");
+    let upload_dir = dir.path().to_str().unwrap();
+    let args = ["upload@127.0.0.1:0", "--upload-dir", upload_dir];
+    let alive = format!(".upload-{}-0.part", std::process::id());
+    let kept = [
+        alive.as_str(),
+        ".upload-1-x.part",
+        ".upload-notes.part",
+        "keep.txt",
+    ];
+    for name in kept {
+        std::fs::write(dir.path().join(name), b"kept").unwrap();
+    }
+
+    let mut server = BinServer::start(&args, &["upload"]);
+    let mut client = crate::util::connect(server.addr("upload"));
+    client.write_all(b"put|big|1000000\n").unwrap();
+    expect(&mut client, b"ready\n");
+    client.write_all(&content(1000, 1)).unwrap();
+    server.sigkill();
+    let left: Vec<String> = dir
+        .names()
+        .into_iter()
+        .filter(|name| !kept.contains(&name.as_str()))
+        .collect();
+    assert_eq!(left.len(), 1, "one temporary file: {:?}", dir.names());
+    let stale = &left[0];
+    assert!(
+        stale.starts_with(".upload-") && stale.ends_with(".part"),
+        "{stale}"
+    );
+
+    let server = BinServer::start(&args, &["upload"]);
+    let mut expected: Vec<&str> = kept.to_vec();
+    expected.sort();
+    assert_eq!(dir.names(), expected, "only {stale} is gone");
+    assert!(
+        server
+            .log
+            .lock()
+            .unwrap()
+            .contains("removed 1 temporary upload files"),
+        "{}",
+        server.log.lock().unwrap()
+    );
+}
