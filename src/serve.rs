@@ -21,12 +21,12 @@ use std::sync::Arc;
 use log::LevelFilter;
 
 use crate::cli::ServeArgs;
-use crate::config::{Config, ServiceKind};
+use crate::config::Config;
 use crate::daemon::{self, PidFile};
 use crate::error::StartupError;
 use crate::logger::{self, LogFile};
 use crate::server::{self, Listener, Options, Shutdown};
-use crate::service::{Shared, upload};
+use crate::service::{Shared, Transport};
 use crate::stats::Stats;
 use crate::store::Store;
 use crate::{fdlimit, signals};
@@ -55,23 +55,16 @@ pub fn run(args: &ServeArgs) -> Result<Stopped, StartupError> {
     let log_file = config.log_file.as_deref().map(LogFile::check).transpose()?;
     let mut pidfile = config.pidfile.as_deref().map(PidFile::lock).transpose()?;
 
-    if config
-        .listeners
-        .iter()
-        .any(|spec| spec.service.name() == "upload")
-    {
-        let dir = &config.limits.upload_dir;
-        std::fs::create_dir_all(dir).map_err(|source| StartupError::UploadDir {
-            dir: dir.clone(),
-            source,
-        })?;
-        match upload::job::remove_stale_temp_files(dir) {
-            Ok(0) => {}
-            Ok(n) => log::info!(
-                "removed {n} temporary upload files that a killed server left in {}",
-                dir.display()
-            ),
-            Err(e) => log::warn!("cannot clean up temporary files in {}: {e}", dir.display()),
+    // What some services need ready first (upload: its directory). Each
+    // entry once, however many listeners serve it.
+    let mut prepared: Vec<&str> = Vec::new();
+    for entry in config.listeners.iter().map(|spec| spec.service) {
+        if let Some(prepare) = entry.prepare.filter(|_| !prepared.contains(&entry.name)) {
+            prepare(&config.limits).map_err(|reason| StartupError::Prepare {
+                service: entry.name,
+                reason,
+            })?;
+            prepared.push(entry.name);
         }
     }
     let store = Store::open_unstarted(&config.data_dir, config.fsync)?;
@@ -160,13 +153,13 @@ fn bind(config: &Config, shared: &Shared) -> Result<Vec<Vec<Listener>>, StartupE
     let shared_port = config.loops > 1;
     let mut groups: Vec<Vec<Listener>> = (0..config.loops).map(|_| Vec::new()).collect();
     for spec in &config.listeners {
-        let bind_error = |e| StartupError::bind(spec.service.name(), spec.addr, e);
-        let ServiceKind::Tcp(entry) = spec.service else {
+        let bind_error = |e| StartupError::bind(spec.service.name, spec.addr, e);
+        let Transport::Stream(make_factory) = spec.service.transport else {
             let socket = std::net::UdpSocket::bind(spec.addr).map_err(bind_error)?;
             groups[0].push(Listener::Udp { socket });
             continue;
         };
-        let factory = (entry.factory)(shared);
+        let factory = make_factory(shared);
         let mut addr = spec.addr;
         for group in &mut groups {
             let socket = if shared_port {

@@ -12,7 +12,7 @@ use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
 use readyloop::server::{self, Listener, Mode, Options, Shutdown};
-use readyloop::service::{self, Limits, Shared};
+use readyloop::service::{self, Limits, Shared, Transport};
 use readyloop::stats::Stats;
 use readyloop::store::Store;
 
@@ -207,17 +207,18 @@ impl TestServer {
         let mut listeners = Vec::new();
         let mut addrs = Vec::new();
         for &name in services {
-            let listener = if name == "udp" {
-                Listener::Udp {
+            let entry = service::by_name(name).unwrap_or_else(|| panic!("no service {name}"));
+            let listener = match entry.transport {
+                Transport::Datagram => Listener::Udp {
                     socket: UdpSocket::bind(any_port).unwrap(),
-                }
-            } else {
-                let entry = service::by_name(name).unwrap_or_else(|| panic!("no service {name}"));
-                let socket = server::bind_tcp(any_port).unwrap();
-                tune(&socket);
-                Listener::Tcp {
-                    socket,
-                    factory: (entry.factory)(&shared),
+                },
+                Transport::Stream(make_factory) => {
+                    let socket = server::bind_tcp(any_port).unwrap();
+                    tune(&socket);
+                    Listener::Tcp {
+                        socket,
+                        factory: make_factory(&shared),
+                    }
                 }
             };
             addrs.push((name.to_owned(), listener.local_addr().unwrap()));
