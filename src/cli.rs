@@ -75,6 +75,10 @@ pub struct ServeArgs {
     /// bigger size is refused before any byte is written.
     #[arg(long, value_name = "BYTES", default_value_t = service::DEFAULT_MAX_UPLOAD.to_string())]
     pub max_upload: String,
+    /// Largest HTTP request body read (bytes; k/M/G suffixes allowed);
+    /// over it the answer is `413` and the connection closes.
+    #[arg(long, value_name = "BYTES", default_value_t = service::http::DEFAULT_MAX_BODY.to_string())]
+    pub max_body: String,
     /// Where the store keeps its append-only log (created if missing;
     /// one server per directory).
     #[arg(long, value_name = "PATH", default_value = store::DEFAULT_DATA_DIR)]

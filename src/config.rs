@@ -72,6 +72,7 @@ impl Config {
         let max_line = parse_size("--max-line", &args.max_line)?;
         let max_output = parse_size("--max-output", &args.max_output)?;
         let max_upload = parse_size("--max-upload", &args.max_upload)? as u64;
+        let max_body = parse_size("--max-body", &args.max_body)? as u64;
         if max_line > MAX_MAX_LINE {
             return Err(bad("--max-line", "must be at most 512M"));
         }
@@ -154,6 +155,7 @@ impl Config {
                 },
                 upload_dir: absolute("--upload-dir", &args.upload_dir)?,
                 max_upload,
+                max_body,
             },
             data_dir: absolute("--data-dir", &args.data_dir)?,
             fsync: args.fsync,

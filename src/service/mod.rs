@@ -291,6 +291,8 @@ pub struct Limits {
     /// The largest file `upload` accepts, in bytes; a bigger size in a
     /// header is refused before any byte is written.
     pub max_upload: u64,
+    /// The largest HTTP request body read, in bytes (`413` above it).
+    pub max_body: u64,
 }
 
 /// [`Limits::max_line`]'s default: 64 KiB, Redis' inline-command limit. A longer
@@ -312,6 +314,7 @@ impl Default for Limits {
             framing: framing::Framing::Newline,
             upload_dir: PathBuf::from(DEFAULT_UPLOAD_DIR),
             max_upload: DEFAULT_MAX_UPLOAD,
+            max_body: http::DEFAULT_MAX_BODY,
         }
     }
 }

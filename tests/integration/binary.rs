@@ -293,3 +293,23 @@ fn help_texts_name_no_seed_and_no_python_class() {
         "{help}"
     );
 }
+
+#[test]
+fn max_body_bounds_http_request_bodies() {
+    let (_server, addrs) = serve(&["http@127.0.0.1:0", "--max-body", "10"], &["http"]);
+    let post = |body: &str| {
+        let mut client = connect(addrs[0]);
+        let head = format!(
+            "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        client
+            .write_all(format!("{head}{body}").as_bytes())
+            .unwrap();
+        let mut status = String::new();
+        BufReader::new(client).read_line(&mut status).unwrap();
+        status
+    };
+    assert_eq!(post("0123456789"), "HTTP/1.1 405 Method Not Allowed\r\n");
+    assert_eq!(post("0123456789a"), "HTTP/1.1 413 Content Too Large\r\n");
+}

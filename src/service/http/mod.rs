@@ -63,7 +63,7 @@ use std::time::Duration;
 
 use body::{Body, Progress};
 use request::{Expect, Framing, Head, Method, Parsed, Reject, Target};
-use response::{Conn, Status};
+use response::{KeepAlive, Status};
 
 use super::{Cx, Factory, Next, Service, Shared};
 use crate::stats::Stats;
@@ -97,7 +97,7 @@ struct Answer {
     reply: Reply,
     /// False for `HEAD`: the head of the response only.
     with_body: bool,
-    conn: Conn,
+    conn: KeepAlive,
 }
 
 /// Which response.
@@ -139,9 +139,9 @@ impl Http {
     fn decide(&mut self, head: &Head) -> Answer {
         self.served = self.served.saturating_add(1);
         let conn = match (head.keep_alive && self.served < MAX_REQUESTS, head.http10) {
-            (false, _) => Conn::Close,
-            (true, false) => Conn::Keep,
-            (true, true) => Conn::Keep10,
+            (false, _) => KeepAlive::Close,
+            (true, false) => KeepAlive::Keep,
+            (true, true) => KeepAlive::Keep10,
         };
         let reply = match (head.method, head.target) {
             (Method::Other, _) => Reply::Status(Status::MethodNotAllowed),
@@ -169,7 +169,7 @@ impl Http {
             }
             Reply::Status(status) => response::status(out, &date, status, conn, with_body),
         }
-        if conn == Conn::Close {
+        if conn == KeepAlive::Close {
             self.state = State::Done;
             Next::Last
         } else {
@@ -181,7 +181,7 @@ impl Http {
     /// Writes an error for a request that cannot be answered, and closes.
     fn refuse(&mut self, status: Status, cx: &mut Cx<'_>) -> Next {
         let date = date::http_date(cx.wall);
-        response::status(cx.out, &date, status, Conn::Close, true);
+        response::status(cx.out, &date, status, KeepAlive::Close, true);
         self.state = State::Done;
         Next::Close
     }
@@ -192,7 +192,7 @@ impl Answer {
     fn closing(self, status: Status) -> Answer {
         Answer {
             reply: Reply::Status(status),
-            conn: Conn::Close,
+            conn: KeepAlive::Close,
             ..self
         }
     }
@@ -283,7 +283,7 @@ impl Factory for HttpFactory {
 pub fn factory(shared: &Shared) -> Arc<dyn Factory> {
     Arc::new(HttpFactory {
         stats: Arc::clone(&shared.stats),
-        max_body: DEFAULT_MAX_BODY,
+        max_body: shared.limits.max_body,
     })
 }
 

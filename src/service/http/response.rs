@@ -25,9 +25,9 @@ pub(super) const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nServer: rea
     Content-Type: text/plain\r\nContent-Length: 54\r\nRetry-After: 1\r\nConnection: close\r\n\r\n\
     503 Service Unavailable: server busy, try again later\n";
 
-/// What the response says about the connection.
+/// What the response says about keeping the connection alive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Conn {
+pub(super) enum KeepAlive {
     /// HTTP/1.1 keep-alive, the default: no header needed.
     Keep,
     /// An HTTP/1.0 client asked for keep-alive: confirm it.
@@ -36,13 +36,13 @@ pub(super) enum Conn {
     Close,
 }
 
-impl Conn {
+impl KeepAlive {
     /// The `Connection` header line for this outcome, if any.
     fn header(self) -> &'static [u8] {
         match self {
-            Conn::Keep => b"",
-            Conn::Keep10 => b"Connection: keep-alive\r\n",
-            Conn::Close => b"Connection: close\r\n",
+            KeepAlive::Keep => b"",
+            KeepAlive::Keep10 => b"Connection: keep-alive\r\n",
+            KeepAlive::Close => b"Connection: close\r\n",
         }
     }
 }
@@ -99,7 +99,7 @@ fn start(out: &mut Vec<u8>, status_line: &[u8], date: &HttpDate) {
 }
 
 /// `200 Hello, World`; `with_body` is false for `HEAD`.
-pub(super) fn hello(out: &mut Vec<u8>, date: &HttpDate, conn: Conn, with_body: bool) {
+pub(super) fn hello(out: &mut Vec<u8>, date: &HttpDate, conn: KeepAlive, with_body: bool) {
     start(out, b"HTTP/1.1 200 OK\r\n", date);
     out.extend_from_slice(b"Content-Type: text/plain\r\nContent-Length: 12\r\n");
     end_head(out, conn);
@@ -109,7 +109,13 @@ pub(super) fn hello(out: &mut Vec<u8>, date: &HttpDate, conn: Conn, with_body: b
 }
 
 /// `200` with the Prometheus text `body`; `with_body` is false for `HEAD`.
-pub(super) fn metrics(out: &mut Vec<u8>, date: &HttpDate, conn: Conn, with_body: bool, body: &str) {
+pub(super) fn metrics(
+    out: &mut Vec<u8>,
+    date: &HttpDate,
+    conn: KeepAlive,
+    with_body: bool,
+    body: &str,
+) {
     start(out, b"HTTP/1.1 200 OK\r\n", date);
     // Writing to a Vec cannot fail.
     let _ = write!(
@@ -129,7 +135,7 @@ pub(super) fn status(
     out: &mut Vec<u8>,
     date: &HttpDate,
     status: Status,
-    conn: Conn,
+    conn: KeepAlive,
     with_body: bool,
 ) {
     let (line, body) = status.texts();
@@ -149,7 +155,7 @@ pub(super) fn status(
 }
 
 /// The `Connection` header, if any, and the empty line that ends the head.
-fn end_head(out: &mut Vec<u8>, conn: Conn) {
+fn end_head(out: &mut Vec<u8>, conn: KeepAlive) {
     out.extend_from_slice(conn.header());
     out.extend_from_slice(b"\r\n");
 }
@@ -163,7 +169,7 @@ mod tests {
     #[test]
     fn heads_are_laid_out_as_nginx_does() {
         let mut out = Vec::new();
-        hello(&mut out, DATE, Conn::Keep10, true);
+        hello(&mut out, DATE, KeepAlive::Keep10, true);
         assert_eq!(
             String::from_utf8_lossy(&out),
             "HTTP/1.1 200 OK\r\nServer: readyloop\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\n\
@@ -171,7 +177,13 @@ mod tests {
              Hello, World"
         );
         out.clear();
-        status(&mut out, DATE, Status::MethodNotAllowed, Conn::Keep, true);
+        status(
+            &mut out,
+            DATE,
+            Status::MethodNotAllowed,
+            KeepAlive::Keep,
+            true,
+        );
         assert_eq!(
             String::from_utf8_lossy(&out),
             "HTTP/1.1 405 Method Not Allowed\r\nServer: readyloop\r\n\
@@ -184,13 +196,13 @@ mod tests {
     #[test]
     fn head_responses_keep_the_length_but_drop_the_body() {
         let mut out = Vec::new();
-        hello(&mut out, DATE, Conn::Keep, false);
+        hello(&mut out, DATE, KeepAlive::Keep, false);
         assert!(out.ends_with(b"Content-Length: 12\r\n\r\n"));
         out.clear();
-        metrics(&mut out, DATE, Conn::Close, false, "a 1\n");
+        metrics(&mut out, DATE, KeepAlive::Close, false, "a 1\n");
         assert!(out.ends_with(b"Content-Length: 4\r\nConnection: close\r\n\r\n"));
         out.clear();
-        status(&mut out, DATE, Status::NotFound, Conn::Keep, false);
+        status(&mut out, DATE, Status::NotFound, KeepAlive::Keep, false);
         assert!(out.ends_with(b"Content-Length: 14\r\n\r\n"));
     }
 
