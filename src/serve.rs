@@ -45,6 +45,7 @@ pub enum Stopped {
 /// Runs `readyloop serve` to the end.
 pub fn run(args: &ServeArgs) -> Result<Stopped, StartupError> {
     let config = Config::from_args(args)?;
+    give_large_buffers_back();
     let level = match (args.quiet, args.trace, args.verbose) {
         (true, _, _) => LevelFilter::Warn,
         (_, true, _) | (_, _, 2..) => LevelFilter::Trace,
@@ -143,6 +144,21 @@ fn log_stats_every(every: std::time::Duration, stats: Arc<Stats>) -> Result<(), 
         })
         .map(drop)
         .map_err(StartupError::Serve)
+}
+
+/// Large buffers (a reply of a 4 MiB value, a client's queued output) come
+/// from `mmap` and go back to the system when freed. glibc raises its mmap
+/// threshold after the first such free, so later ones came from the heap,
+/// which fragments and is not given back: a burst pinned tens of MiB for
+/// good (measured: 45-51 MiB left after a client that read 250 replies of
+/// 4 MiB, against 12 MiB before it). Fixing the threshold keeps them mmaps.
+fn give_large_buffers_back() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt sets an allocator parameter under glibc's own lock;
+    // no memory is touched.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 256 * 1024);
+    }
 }
 
 /// Binds every listener before serving anything: a port in use stops the

@@ -94,8 +94,9 @@ pub(crate) struct Conn {
     stage: Stage,
     /// Shutdown: answer what the client already sent, then close.
     finishing: bool,
-    /// An entry for this connection is in the loop's timer heap.
-    timer_armed: bool,
+    /// When the entry for this connection in the loop's timer heap comes
+    /// due, if it has one (older entries for it are stale and skipped).
+    timer_at: Option<Instant>,
     /// When the client last sent bytes (or the connection opened, or began
     /// lingering): the idle timer's reference (rule 9).
     last_input: Instant,
@@ -128,7 +129,7 @@ impl Conn {
             },
             stage: Stage::Serving,
             finishing: false,
-            timer_armed: false,
+            timer_at: None,
             last_input: now,
         }
     }
@@ -252,9 +253,6 @@ impl Conn {
     /// its idle time, of the request it is taking too long over, or of its
     /// lingering. `None`: no deadline applies now.
     pub(crate) fn deadline(&self, request: Option<Duration>) -> Option<Instant> {
-        if self.timer_armed {
-            return None; // its entry is in the heap already
-        }
         match self.stage {
             Stage::Lingering => return Some(self.last_input + LINGER),
             Stage::Job | Stage::Closed => return None, // it waits for us, or is gone
@@ -332,6 +330,12 @@ impl Conn {
         // Straight into the loop's buffer in the steady state; behind the
         // queued output if some is still unsent (replies leave in order).
         let queued = self.pending() > 0;
+        if queued && self.written > 0 {
+            // What was sent goes before more is appended, so a slow reader
+            // holds its unsent output only, not every reply since it fell behind.
+            self.output.drain(..self.written);
+            self.written = 0;
+        }
         let (out, full_at) = if queued {
             (&mut self.output, self.written + turn.options.max_output)
         } else {
@@ -394,9 +398,14 @@ impl Conn {
         Verdict::Wait
     }
 
-    /// The timers took (`false`) or gave (`true`) this connection's entry.
-    pub(crate) fn set_timer_armed(&mut self, armed: bool) {
-        self.timer_armed = armed;
+    /// When this connection's timer entry comes due, if it has one.
+    pub(crate) fn timer_at(&self) -> Option<Instant> {
+        self.timer_at
+    }
+
+    /// The timers armed (`Some`) or took (`None`) this connection's entry.
+    pub(crate) fn set_timer_at(&mut self, at: Option<Instant>) {
+        self.timer_at = at;
     }
 
     /// The loop decided to close it after this batch; true if it had not yet.

@@ -46,10 +46,15 @@ impl Timers {
     }
 
     /// Arms an entry for connection `key` if a deadline applies to it now
-    /// and it has none (a request answered in one read never gets one).
+    /// and its entry (if any) comes later: a request under way on a
+    /// keep-alive connection must not wait for the 75 s idle entry. A
+    /// request answered in one read never gets one.
     pub(crate) fn arm_for(&mut self, key: usize, conn: &mut Conn, request: Option<Duration>) {
-        if let Some(at) = conn.deadline(request) {
-            conn.set_timer_armed(true);
+        let Some(at) = conn.deadline(request) else {
+            return;
+        };
+        if conn.timer_at().is_none_or(|armed| at < armed) {
+            conn.set_timer_at(Some(at));
             let generation = conn.generation;
             self.arm(Deadline {
                 at,
@@ -77,7 +82,10 @@ impl Timers {
             if conn.generation != due.generation || conn.is_closed() {
                 continue; // that connection is gone; the slot holds another
             }
-            conn.set_timer_armed(false);
+            if conn.timer_at() != Some(due.at) {
+                continue; // an earlier entry replaced this one
+            }
+            conn.set_timer_at(None);
             match conn.deadline(request) {
                 Some(at) if at <= now => {
                     log::debug!("{} timed out: closing", conn.tag());
