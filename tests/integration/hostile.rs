@@ -4,7 +4,7 @@
 //! latency a bystander client sees meanwhile, and CPU once the attack ends.
 //!
 //! The tests take one lock, so their measurements do not disturb each
-//! other; together they take about 30 s. The latency bounds are for a
+//! other; together they take about 40 s. The latency bounds are for a
 //! release build on an otherwise quiet machine:
 //! `cargo test --release --test integration hostile`. Loopback only; every
 //! server is killed and every thread ends by itself, also when a test fails.
@@ -12,12 +12,17 @@
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::thread::{self, JoinHandle};
+use std::sync::{Mutex, MutexGuard};
+use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::util::{BinServer, TIMEOUT, connect, expect, read_to_end};
+
+mod measure;
+
+use measure::{
+    Bystander, ReadReply, RssWatch, cpu_time, read_http_response, rss, rss_settles_under,
+};
 
 const MIB: u64 = 1024 * 1024;
 
@@ -27,225 +32,22 @@ fn one_at_a_time() -> MutexGuard<'static, ()> {
     LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// The process' resident memory, in bytes.
-fn rss(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status
-        .lines()
-        .find(|line| line.starts_with("VmRSS:"))
-        .expect("no VmRSS in /proc/PID/status");
-    let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
-    kib * 1024
-}
-
-/// The CPU time (user + system) the process has used so far.
-fn cpu_time(pid: u32) -> Duration {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    // Fields after the `(comm)`, which may hold spaces: state is field 3,
-    // utime 14 and stime 15, in clock ticks.
-    let fields: Vec<u64> = stat[stat.rfind(')').unwrap() + 2..]
-        .split_whitespace()
-        .skip(1)
-        .map(|field| field.parse().unwrap_or(0))
-        .collect();
-    let ticks = fields[14 - 4] + fields[15 - 4];
-    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
-    Duration::from_millis(ticks * 1000 / per_second)
-}
-
-/// A thread sampling a process' RSS every 50 ms, keeping the peak.
-struct RssWatch {
-    stop: Arc<AtomicBool>,
-    peak: Arc<AtomicU64>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl RssWatch {
-    fn start(pid: u32) -> RssWatch {
-        let (stop, peak) = (
-            Arc::new(AtomicBool::new(false)),
-            Arc::new(AtomicU64::new(0)),
-        );
-        let (stopped, highest) = (Arc::clone(&stop), Arc::clone(&peak));
-        let thread = thread::spawn(move || {
-            while !stopped.load(Relaxed) {
-                highest.fetch_max(rss(pid), Relaxed);
-                thread::sleep(Duration::from_millis(50));
-            }
-        });
-        RssWatch {
-            stop,
-            peak,
-            thread: Some(thread),
-        }
-    }
-
-    /// The highest RSS seen so far.
-    fn peak(&self) -> u64 {
-        self.peak.load(Relaxed)
-    }
-}
-
-impl Drop for RssWatch {
-    fn drop(&mut self) {
-        self.stop.store(true, Relaxed);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-/// Waits (up to `limit`) for the process' RSS to fall under `bound`, and
-/// returns the last reading.
-fn rss_settles_under(pid: u32, bound: u64, limit: Duration) -> u64 {
-    let start = Instant::now();
-    loop {
-        let now = rss(pid);
-        if now < bound || start.elapsed() > limit {
-            return now;
-        }
-        thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// A client on a thread making one request every `every` on one
-/// connection, and timing each reply, until stopped.
-struct Bystander {
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<Vec<Duration>>>,
-}
-
-/// Reads one whole reply from a bystander's connection, checking it.
-type ReadReply = fn(&mut TcpStream);
-
-impl Bystander {
-    fn start(addr: SocketAddr, request: &'static [u8], read: ReadReply, every: Duration) -> Self {
-        let stop = Arc::new(AtomicBool::new(false));
-        let stopped = Arc::clone(&stop);
-        let mut stream = connect(addr);
-        stream.set_nodelay(true).unwrap();
-        // The first exchange, untimed: the connection is accepted and warm.
-        stream.write_all(request).unwrap();
-        read(&mut stream);
-        let thread = thread::spawn(move || {
-            let mut latencies = Vec::new();
-            let mut next = Instant::now();
-            while !stopped.load(Relaxed) {
-                let start = Instant::now();
-                stream.write_all(request).unwrap();
-                read(&mut stream);
-                latencies.push(start.elapsed());
-                next += every;
-                thread::sleep(next.saturating_duration_since(Instant::now()));
-            }
-            latencies
-        });
-        Bystander {
-            stop,
-            thread: Some(thread),
-        }
-    }
-
-    /// Stops it and returns what it measured.
-    fn finish(mut self) -> Latencies {
-        self.stop.store(true, Relaxed);
-        let thread = self.thread.take().unwrap();
-        let mut latencies = thread.join().expect("the bystander failed");
-        latencies.sort();
-        assert!(!latencies.is_empty(), "the bystander made no request");
-        Latencies(latencies)
-    }
-}
-
-impl Drop for Bystander {
-    fn drop(&mut self) {
-        self.stop.store(true, Relaxed);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-/// A bystander's reply times, sorted.
-struct Latencies(Vec<Duration>);
-
-impl Latencies {
-    fn quantile(&self, q: f64) -> Duration {
-        let last = self.0.len() - 1;
-        self.0[((last as f64) * q).round() as usize]
-    }
-
-    fn max(&self) -> Duration {
-        *self.0.last().unwrap()
-    }
-}
-
-impl std::fmt::Display for Latencies {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{} requests, p50 {:?}, p99 {:?}, max {:?}",
-            self.0.len(),
-            self.quantile(0.5),
-            self.quantile(0.99),
-            self.max()
-        )
-    }
-}
-
-/// Reads one HTTP response (head, then `Content-Length` bytes of body) and
-/// returns its status and its bytes. Panics on anything that does not parse.
-#[track_caller]
-fn read_http_response(stream: &mut TcpStream) -> (u16, Vec<u8>) {
-    let mut bytes = Vec::new();
-    let mut chunk = [0; 4096];
-    loop {
-        let mut headers = [httparse::EMPTY_HEADER; 32];
-        let mut response = httparse::Response::new(&mut headers);
-        let parsed = response.parse(&bytes).unwrap_or_else(|e| {
-            panic!(
-                "not an HTTP response ({e}): {:?}",
-                bytes.escape_ascii().to_string()
-            )
-        });
-        if let httparse::Status::Complete(head) = parsed {
-            let length: usize = response
-                .headers
-                .iter()
-                .find(|header| header.name.eq_ignore_ascii_case("content-length"))
-                .map(|header| std::str::from_utf8(header.value).unwrap().parse().unwrap())
-                .expect("a response without Content-Length");
-            if bytes.len() >= head + length {
-                assert_eq!(bytes.len(), head + length, "bytes after the response");
-                return (response.code.unwrap(), bytes);
-            }
-        }
-        match stream.read(&mut chunk) {
-            Ok(0) => panic!(
-                "the connection closed inside a response: {:?}",
-                bytes.escape_ascii().to_string()
-            ),
-            Ok(n) => bytes.extend_from_slice(&chunk[..n]),
-            Err(e) => panic!("reading a response: {e}"),
-        }
-    }
-}
-
 fn http_hello(stream: &mut TcpStream) {
     let (status, _) = read_http_response(stream);
     assert_eq!(status, 200);
 }
 
 /// Sends `count` copies of `request` in one write, reads nothing for 2 s,
-/// then everything: the server's RSS must stay under its baseline + 64 MiB
-/// throughout, every reply must arrive whole, and once the client has gone
-/// the RSS must fall back under baseline + 16 MiB.
+/// then everything, 64 KiB per read with `pause` after each: the server's
+/// RSS must stay under its baseline + 64 MiB throughout, every reply must
+/// arrive whole, and once the client has gone the RSS must fall back under
+/// baseline + 16 MiB.
 fn pipelined_big_replies_stay_bounded(
     server: &BinServer,
     addr: SocketAddr,
-    request: &[u8],
-    count: usize,
+    (request, count): (&[u8], usize),
     reply: &[u8],
+    pause: Duration,
 ) {
     let pid = server.child.id();
     let baseline = rss(pid);
@@ -255,7 +57,7 @@ fn pipelined_big_replies_stay_bounded(
     thread::sleep(Duration::from_secs(2));
     let peak_unread = watch.peak();
 
-    let mut chunk = vec![0; 256 * 1024];
+    let mut chunk = vec![0; 64 * 1024];
     let mut received = 0;
     let expected = reply.len() * count;
     while received < expected {
@@ -277,6 +79,7 @@ fn pipelined_big_replies_stay_bounded(
             received += take;
             rest = &rest[take..];
         }
+        thread::sleep(pause);
     }
     // Nothing more: the replies were exactly these.
     client
@@ -320,9 +123,8 @@ fn pipelined_big_replies_stay_bounded(
     );
 }
 
-#[test]
-fn kv_250_pipelined_gets_of_a_4_mib_value_keep_memory_bounded() {
-    let _one = one_at_a_time();
+/// A kv server holding a 4 MiB value under `big`, and the reply to `GET big`.
+fn kv_with_a_4_mib_value() -> (BinServer, Vec<u8>) {
     let server = BinServer::start(&["kv@127.0.0.1:0"], &["kv"]);
     let value: Vec<u8> = (0..4 * MIB as usize)
         .map(|i| b'a' + (i % 26) as u8)
@@ -333,11 +135,29 @@ fn kv_250_pipelined_gets_of_a_4_mib_value_keep_memory_bounded() {
     set.extend_from_slice(b"\r\n");
     setter.write_all(&set).unwrap();
     expect(&mut setter, b"+OK\r\n");
-    drop((setter, set));
     let mut reply = format!("${}\r\n", value.len()).into_bytes();
     reply.extend_from_slice(&value);
     reply.extend_from_slice(b"\r\n");
-    pipelined_big_replies_stay_bounded(&server, server.addr("kv"), b"GET big\r\n", 250, &reply);
+    (server, reply)
+}
+
+#[test]
+fn kv_250_pipelined_gets_of_a_4_mib_value_keep_memory_bounded() {
+    let _one = one_at_a_time();
+    let (server, reply) = kv_with_a_4_mib_value();
+    let gets = (&b"GET big\r\n"[..], 250);
+    pipelined_big_replies_stay_bounded(&server, server.addr("kv"), gets, &reply, Duration::ZERO);
+}
+
+/// A reader taking 64 KiB a millisecond: the server's output then never
+/// drains all at once, and each reply is made while the last is being sent.
+#[test]
+fn kv_pipelined_gets_of_a_4_mib_value_read_slowly_keep_memory_bounded() {
+    let _one = one_at_a_time();
+    let (server, reply) = kv_with_a_4_mib_value();
+    let gets = (&b"GET big\r\n"[..], 40);
+    let pause = Duration::from_millis(1);
+    pipelined_big_replies_stay_bounded(&server, server.addr("kv"), gets, &reply, pause);
 }
 
 #[test]
@@ -354,7 +174,8 @@ fn todo_1800_pipelined_gets_of_a_60_kb_value_keep_memory_bounded() {
     drop(poster);
     let mut reply = value;
     reply.extend_from_slice(b"\r\n");
-    pipelined_big_replies_stay_bounded(&server, server.addr("todo"), b"GET/big/x\n", 1800, &reply);
+    let gets = (&b"GET/big/x\n"[..], 1800);
+    pipelined_big_replies_stay_bounded(&server, server.addr("todo"), gets, &reply, Duration::ZERO);
 }
 
 /// Opens `conns` connections to `addr`, each sending `head` and then
@@ -432,8 +253,8 @@ fn slowloris_is_closed_while_a_bystander_is_served(
     let bystander = Bystander::start(addr, request, read, Duration::from_millis(10));
     let closed = slowloris(addr, 200, head, filler);
     let latencies = bystander.finish();
-    all_timed_out(service, &closed);
     eprintln!("{service} bystander during slowloris: {latencies}");
+    all_timed_out(service, &closed);
     assert!(
         latencies.quantile(0.99) < Duration::from_millis(5),
         "{service} bystander: {latencies}"
