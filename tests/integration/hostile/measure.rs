@@ -182,12 +182,14 @@ impl std::fmt::Display for Latencies {
     }
 }
 
-/// Reads one HTTP response (head, then `Content-Length` bytes of body) and
+/// Reads one HTTP response (head, then `Content-Length` bytes of body, or
+/// without one, everything until the server closes: RFC 9112 6.3) and
 /// returns its status and its bytes. Panics on anything that does not parse.
 #[track_caller]
 pub fn read_http_response(stream: &mut TcpStream) -> (u16, Vec<u8>) {
     let mut bytes = Vec::new();
     let mut chunk = [0; 4096];
+    let mut closed = false;
     loop {
         let mut headers = [httparse::EMPTY_HEADER; 32];
         let mut response = httparse::Response::new(&mut headers);
@@ -198,22 +200,27 @@ pub fn read_http_response(stream: &mut TcpStream) -> (u16, Vec<u8>) {
             )
         });
         if let httparse::Status::Complete(head) = parsed {
-            let length: usize = response
+            let length: Option<usize> = response
                 .headers
                 .iter()
                 .find(|header| header.name.eq_ignore_ascii_case("content-length"))
-                .map(|header| std::str::from_utf8(header.value).unwrap().parse().unwrap())
-                .expect("a response without Content-Length");
-            if bytes.len() >= head + length {
-                assert_eq!(bytes.len(), head + length, "bytes after the response");
-                return (response.code.unwrap(), bytes);
+                .map(|header| std::str::from_utf8(header.value).unwrap().parse().unwrap());
+            match length {
+                Some(length) if bytes.len() >= head + length => {
+                    assert_eq!(bytes.len(), head + length, "bytes after the response");
+                    return (response.code.unwrap(), bytes);
+                }
+                None if closed => return (response.code.unwrap(), bytes),
+                _ => {}
             }
         }
+        assert!(
+            !closed,
+            "the connection closed inside a response: {:?}",
+            bytes.escape_ascii().to_string()
+        );
         match stream.read(&mut chunk) {
-            Ok(0) => panic!(
-                "the connection closed inside a response: {:?}",
-                bytes.escape_ascii().to_string()
-            ),
+            Ok(0) => closed = true,
             Ok(n) => bytes.extend_from_slice(&chunk[..n]),
             Err(e) => panic!("reading a response: {e}"),
         }
