@@ -9,6 +9,7 @@ mod binary; // the real `readyloop` binary: ports, errors, exit codes
 mod daemon; // signals, pid file, log file, --daemon: the binary as a service
 mod dialogues; // every service's dialogue, every mode, every split
 mod durability; // the store's log: kill -9, torn tails, corruption
+mod hostile; // attacks on the real binary: memory, slowloris, busy, a huge request
 mod http_clients; // http with curl, headless Chromium and smuggling attempts, every mode
 mod limits; // idle timeout, max conns, /metrics
 mod load; // big messages, many clients, back-pressure
