@@ -252,6 +252,7 @@ impl Conn {
     /// When this connection must next be looked at by the timers: the end of
     /// its idle time, of the request it is taking too long over, or of its
     /// lingering. `None`: no deadline applies now.
+    #[inline]
     pub(crate) fn deadline(&self, request: Option<Duration>) -> Option<Instant> {
         match self.stage {
             Stage::Lingering => return Some(self.last_input + LINGER),
@@ -262,10 +263,11 @@ impl Conn {
             .service
             .idle_timeout
             .map(|timeout| self.last_input + timeout);
-        let request = request
-            .zip(self.dialogue.request_since())
-            .map(|(timeout, since)| since + timeout);
-        idle.into_iter().chain(request).min()
+        let Some(since) = self.dialogue.request_since() else {
+            return idle; // the steady state: no request under way
+        };
+        let request = since + request?;
+        Some(idle.map_or(request, |idle| idle.min(request)))
     }
 
     /// One read, and what the dialogue makes of it.
@@ -286,6 +288,9 @@ impl Conn {
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 self.ready.readable = false;
+                if self.dialogue.buffered() == 0 {
+                    return Ok(Action::Read);
+                }
                 return self.talk(&mut scratch.write, turn, Dialogue::drained);
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(Action::Read),
@@ -311,7 +316,9 @@ impl Conn {
         let action = self.talk(&mut scratch.write, turn, |dialogue, cx| {
             dialogue.received(fresh, cx)
         })?;
-        if drained && action == Action::Read {
+        // Only input left over can make a message of what arrived (`--framing
+        // read`): in the steady state nothing is, and this costs nothing.
+        if drained && action == Action::Read && self.dialogue.buffered() > 0 {
             return self.talk(&mut scratch.write, turn, Dialogue::drained);
         }
         Ok(action)
@@ -367,6 +374,7 @@ impl Conn {
 
     /// Moves to the stage an action asks for. Returns a verdict when the
     /// loop must act now (a job to run), `None` to go on pumping.
+    #[inline]
     fn act(&mut self, action: Action) -> Option<Verdict> {
         match action {
             Action::Read if self.stage == Stage::Lingering => {}
@@ -414,11 +422,13 @@ impl Conn {
     }
 
     /// True once the loop decided to close it.
+    #[inline]
     pub(crate) fn is_closed(&self) -> bool {
         self.stage == Stage::Closed
     }
 
     /// Bytes produced and not yet taken by the socket.
+    #[inline]
     fn pending(&self) -> usize {
         self.output.len() - self.written
     }
@@ -436,6 +446,7 @@ impl Conn {
 
     /// Writes a reply that is still in the loop's buffer; whatever the socket
     /// does not take is copied into the connection's own output buffer.
+    #[inline]
     fn send_scratch(&mut self, bytes: &[u8], stats: &Stats) -> io::Result<()> {
         let sent = if self.ready.writable {
             let sent = write_some(&mut self.socket, bytes, &mut self.ready.writable, stats)?;

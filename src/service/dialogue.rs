@@ -112,7 +112,9 @@ impl<S: Service + ?Sized> Dialogue<S> {
         }
         if self.input.is_empty() && self.phase == Phase::Serving {
             let consumed = self.feed(bytes, cx);
-            self.input.extend_from_slice(&bytes[consumed..]);
+            if consumed < bytes.len() {
+                self.input.extend_from_slice(&bytes[consumed..]);
+            }
         } else {
             self.input.extend_from_slice(bytes);
             self.feed_buffered(cx);
@@ -194,6 +196,7 @@ impl<S: Service + ?Sized> Dialogue<S> {
 
     /// Requests answered since the last call; the driver adds them to the
     /// counters. Counting happens here, once, for every service.
+    #[inline]
     pub fn take_answered(&mut self) -> u32 {
         std::mem::take(&mut self.answered)
     }
@@ -201,6 +204,7 @@ impl<S: Service + ?Sized> Dialogue<S> {
     /// When the request now being received began, if one is under way and
     /// the client (not a job) is who we wait for: the driver closes a
     /// client that takes too long over it (slowloris).
+    #[inline]
     pub fn request_since(&self) -> Option<Instant> {
         match self.phase {
             Phase::Serving => self.request_since,
@@ -209,17 +213,20 @@ impl<S: Service + ?Sized> Dialogue<S> {
     }
 
     /// True while a job is out for this connection.
+    #[inline]
     pub fn waiting_for_job(&self) -> bool {
         matches!(self.phase, Phase::Job | Phase::LastJob)
     }
 
     /// Bytes received and not consumed yet.
+    #[inline]
     pub fn buffered(&self) -> usize {
         self.input.len()
     }
 
     /// Offers `input` to the service one request at a time, while it answers
     /// and the output stays under its limit. Returns the bytes consumed.
+    #[inline]
     fn feed(&mut self, input: &[u8], cx: &mut Cx<'_>) -> usize {
         let mut consumed = 0;
         while self.phase == Phase::Serving && consumed < input.len() {
@@ -267,6 +274,7 @@ impl<S: Service + ?Sized> Dialogue<S> {
 
     /// What every feeding ends with: at end of input, the last request;
     /// otherwise the backstop on unconsumed input.
+    #[inline]
     fn after_feeding(&mut self, cx: &mut Cx<'_>) -> Action {
         if self.phase == Phase::Serving && self.ended {
             let rest = std::mem::take(&mut self.input);
@@ -291,6 +299,7 @@ impl<S: Service + ?Sized> Dialogue<S> {
     }
 
     /// Applies what the service said. Returns true when it answered a request.
+    #[inline]
     fn apply(&mut self, next: Next) -> bool {
         match next {
             Next::Answered => {}
@@ -311,6 +320,7 @@ impl<S: Service + ?Sized> Dialogue<S> {
     }
 
     /// The action the current phase asks of the driver.
+    #[inline]
     fn action(&mut self) -> Action {
         match self.phase {
             Phase::Serving => Action::Read,
