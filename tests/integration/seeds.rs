@@ -182,7 +182,8 @@ fn the_line_limit_holds_whatever_the_split(mode: Mode, threads: Option<usize>) {
     }
 }
 
-/// Under `read` framing the limit holds for a message too.
+/// Under `read` framing the limit holds for a message too (its trailing
+/// `\n` not counted).
 fn the_line_limit_holds_under_read_framing(mode: Mode, threads: Option<usize>) {
     let dir = TempDir::new("seed-limit");
     let limits = Limits {
@@ -191,9 +192,12 @@ fn the_line_limit_holds_under_read_framing(mode: Mode, threads: Option<usize>) {
     };
     let server = serve(mode, threads, &["upper"], limits);
     let mut client = server.connect("upper");
+    let answer = format!("{}\n", "Y".repeat(MAX_LINE));
+    // 100 bytes is at the limit, with or without a trailing newline.
+    assert_eq!(ask(&mut client, &"y".repeat(MAX_LINE)), answer);
     assert_eq!(
-        ask(&mut client, &"y".repeat(MAX_LINE)),
-        format!("{}\n", "Y".repeat(MAX_LINE))
+        ask(&mut client, &format!("{}\n", "y".repeat(MAX_LINE))),
+        answer
     );
     client
         .write_all("y".repeat(3 * MAX_LINE).as_bytes())
