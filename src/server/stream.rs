@@ -86,7 +86,10 @@ fn converse(
             Action::Close => return Ok(()),
             Action::Run(job) => {
                 let done = job.run(); // on this connection's own thread
-                talk(&mut dialogue, &mut out, peer, |d, cx| d.job_done(done, cx))
+                // What the job's request left came from a blocking read: drained.
+                talk(&mut dialogue, &mut out, peer, |d, cx| {
+                    d.job_done(done, true, cx)
+                })
             }
             Action::Flush => talk(&mut dialogue, &mut out, peer, Dialogue::proceed),
             Action::Read => match stream.read(&mut buf) {

@@ -14,7 +14,7 @@ use readyloop::service::Limits;
 use readyloop::service::framing::Framing;
 use readyloop::service::menu::{GREETING, OPERATOR, RETRY};
 
-use crate::util::{TempDir, TestServer, read_to_end, write_bytewise};
+use crate::util::{TempDir, TestServer, expect, read_to_end, write_bytewise};
 
 /// A server for `services` in `mode` (with `threads`), keeping `limits`.
 fn serve(mode: Mode, threads: Option<usize>, services: &[&str], limits: Limits) -> TestServer {
@@ -102,6 +102,20 @@ fn seed_clients(mode: Mode, threads: Option<usize>) {
     assert_eq!(ask(&mut upload, "hello"), "ok 5\n");
     assert_eq!(dir.names(), ["second.txt", "seed.bin"]);
     assert_eq!(std::fs::read(dir.path().join("seed.bin")).unwrap(), body);
+}
+
+/// A quick client's next header in the same write as the end of its body:
+/// under `read` framing the rest of that read is the next message, answered
+/// once the body's jobs are done.
+fn a_header_behind_a_body_in_one_write(mode: Mode, threads: Option<usize>) {
+    let dir = TempDir::new("seed-behind");
+    let server = serve(mode, threads, &["upload"], read_framing(&dir));
+    let mut upload = server.connect("upload");
+    assert_eq!(ask(&mut upload, "put|a|3"), "ready\n");
+    upload.write_all(b"abcput|b|1").unwrap();
+    expect(&mut upload, b"ok 3\nready\n");
+    assert_eq!(ask(&mut upload, "!"), "ok 1\n");
+    assert_eq!(dir.names(), ["a", "b"]);
 }
 
 /// The same bytes in one write, under each framing: `read` answers them as
@@ -229,6 +243,7 @@ macro_rules! every_mode {
 
 every_mode!(
     seed_clients,
+    a_header_behind_a_body_in_one_write,
     quick_messages_merge_under_read_framing_only,
     the_line_limit_holds_whatever_the_split,
     the_line_limit_holds_under_read_framing,

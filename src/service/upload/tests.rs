@@ -300,3 +300,15 @@ fn under_read_framing_a_bad_or_split_header_is_refused() {
         assert!(dir.names().is_empty());
     }
 }
+
+#[test]
+fn under_read_framing_a_header_in_the_read_that_ends_a_body_is_answered() {
+    // The rest of that read waited behind the body's jobs: it is a message.
+    let dir = Scratch::new();
+    let outcome = testing::run(&mut upload_read(&dir.0), &[b"put|a|3", b"abcput|b|1", b"!"]);
+    assert_eq!(
+        String::from_utf8_lossy(&outcome.out),
+        "ready\nok 3\nready\nok 1\n"
+    );
+    assert_eq!(dir.names(), ["a", "b"]);
+}
