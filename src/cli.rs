@@ -24,7 +24,7 @@ pub struct Cli {
 pub enum Command {
     /// Serve services (all of them on their default ports when none is named).
     Serve(ServeArgs),
-    /// The seeds' interactive line client: type a line, see the reply; `quit` leaves.
+    /// Talk to a line service by hand: type a line, see the reply before the next prompt; `quit` leaves.
     Client(ClientArgs),
     /// Load-test a server (or `--spawn` readyloop in several modes) and compare.
     Bench(crate::bench::BenchArgs),
@@ -35,7 +35,7 @@ pub enum Command {
 pub struct ServeArgs {
     /// Listeners as SERVICE[@ADDR]: `echo`, `echo@9000`, `http@0.0.0.0:8080`,
     /// `upper@[::1]:0` (port 0: any free port; the log says which). Services:
-    /// echo hello upper menu http todo kv upload slow udp.
+    /// echo hello once upper menu http todo kv upload slow udp.
     #[arg(value_name = "SERVICE@ADDR")]
     pub listeners: Vec<String>,
     /// How connections are served.
@@ -75,6 +75,10 @@ pub struct ServeArgs {
     /// bigger size is refused before any byte is written.
     #[arg(long, value_name = "BYTES", default_value_t = service::DEFAULT_MAX_UPLOAD.to_string())]
     pub max_upload: String,
+    /// Largest HTTP request body read (bytes; k/M/G suffixes allowed);
+    /// over it the answer is `413` and the connection closes.
+    #[arg(long, value_name = "BYTES", default_value_t = service::http::DEFAULT_MAX_BODY.to_string())]
+    pub max_body: String,
     /// Where the store keeps its append-only log (created if missing;
     /// one server per directory).
     #[arg(long, value_name = "PATH", default_value = store::DEFAULT_DATA_DIR)]
@@ -106,9 +110,9 @@ pub struct ServeArgs {
     #[arg(long, value_name = "DURATION", default_value = "60s")]
     pub request_timeout: String,
     /// How line services cut input into messages: `newline` (a message
-    /// ends at `\n`), or `read` (what arrived together is one message, as
-    /// the seeds' servers treat one `recv(1024)`: their clients send
-    /// without a newline).
+    /// ends at `\n`), or `read` (what arrived together is one message, for
+    /// clients that send a message without a newline and wait for the
+    /// answer; two quick messages may then merge into one).
     #[arg(long, value_enum, value_name = "HOW", default_value_t = Framing::Newline)]
     pub framing: Framing,
     /// Log one line of counters this often (`10s`); off by default.

@@ -54,13 +54,14 @@ pub enum StartupError {
         /// A suggestion, if we have one.
         hint: &'static str,
     },
-    /// The upload directory cannot be created.
-    #[error("cannot create the upload directory {}: {source}: pass --upload-dir with a directory you may write to", dir.display())]
-    UploadDir {
-        /// The directory, as given.
-        dir: PathBuf,
-        /// The system's error.
-        source: io::Error,
+    /// What a service needs before it is served could not be made ready
+    /// (the upload directory cannot be created).
+    #[error("{service}: {reason}")]
+    Prepare {
+        /// The service.
+        service: &'static str,
+        /// What went wrong, and what to do.
+        reason: String,
     },
     /// The data directory or its log cannot be created, read or written.
     #[error("{}: cannot {action}: {source} (pass --data-dir a directory this user can write)", path.display())]

@@ -5,70 +5,27 @@
 //! [`Conn::pump`] does all the work the connection can do right now and says
 //! what the loop should do next ([`Verdict`]). Which work is possible follows
 //! from one [`Stage`] and the remembered [`Readiness`], in one place. This
-//! file never registers, polls, runs a job or closes: that is the loop's job.
-//! Everything protocol-shaped (leftover input, jobs, back-pressure between
-//! requests, counting) is the dialogue's.
+//! file never registers, polls, runs a job or closes (the loop does), nor
+//! keeps leftover input or counts requests (the dialogue does).
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use mio::event::Event;
 use mio::net::TcpStream;
 
-use super::Options;
-use super::sources::ListenerService;
+use super::mail::Slot;
+use super::sources::{Accepted, ListenerService};
+use super::turn::{READ_BUDGET, READ_CHUNK, Scratch, Turn, shrink};
 use crate::service::{Action, Cx, Dialogue, Job, JobOutput};
 use crate::stats::{self, Stats};
-
-/// Bytes asked for per `read` call: 16 KiB, as Redis reads.
-pub(crate) const READ_CHUNK: usize = 16 * 1024;
-
-/// Bytes one connection may read per turn of the loop before others get
-/// theirs. A connection that spends it with data still waiting goes on the
-/// loop's "still ready" list (edge-triggered: no new event will remind us).
-pub(crate) const READ_BUDGET: usize = 4 * READ_CHUNK;
-
-/// The loop's write buffer is given back after a turn that grew it past
-/// this (one large reply), so a burst does not pin memory (rule 12).
-const SCRATCH_KEEP: usize = 4 * READ_CHUNK;
 
 /// How long a connection the server closed first keeps reading (and
 /// dropping) what the client still sends, so that its last reply is not
 /// lost to a reset (nginx's lingering close, `lingering_timeout` 5 s).
 pub(crate) const LINGER: Duration = Duration::from_secs(2);
-
-/// Buffers owned by the loop and lent to whichever connection is pumped.
-///
-/// In the steady state (a request arrives whole, its reply is written whole)
-/// bytes pass through these and the connection's own buffers stay empty and
-/// unallocated: no allocation per request (rule 11) and no buffer memory per
-/// idle connection (rule 12).
-#[derive(Debug)]
-pub(crate) struct Scratch {
-    read: Box<[u8]>,
-    write: Vec<u8>,
-}
-
-impl Scratch {
-    pub(crate) fn new() -> Scratch {
-        Scratch {
-            read: vec![0; READ_CHUNK].into_boxed_slice(),
-            write: Vec::with_capacity(READ_CHUNK),
-        }
-    }
-}
-
-/// What one pump may look at besides the connection: settings, counters
-/// and the time of this wake-up (read once by the loop).
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Turn<'a> {
-    pub(crate) options: &'a Options,
-    pub(crate) stats: &'a Stats,
-    pub(crate) now: Instant,
-    pub(crate) wall: SystemTime,
-}
 
 /// What the loop should do with a connection after pumping it.
 #[derive(Debug, PartialEq, Eq)]
@@ -137,29 +94,29 @@ pub(crate) struct Conn {
     stage: Stage,
     /// Shutdown: answer what the client already sent, then close.
     finishing: bool,
-    /// An entry for this connection is in the loop's timer heap.
-    pub(crate) timer_armed: bool,
+    /// When the entry for this connection in the loop's timer heap comes
+    /// due, if it has one (older entries for it are stale and skipped).
+    timer_at: Option<Instant>,
     /// When the client last sent bytes (or the connection opened, or began
     /// lingering): the idle timer's reference (rule 9).
     last_input: Instant,
 }
 
 impl Conn {
+    /// A connection just accepted, with a fresh service from its listener.
     pub(crate) fn new(
         key: usize,
-        socket: TcpStream,
-        peer: SocketAddr,
         generation: u32,
-        dialogue: Dialogue,
+        accepted: Accepted,
         service: Arc<ListenerService>,
         now: Instant,
     ) -> Conn {
         Conn {
             key,
-            socket,
-            peer,
+            socket: accepted.stream,
+            peer: accepted.peer,
             generation,
-            dialogue,
+            dialogue: Dialogue::new(service.factory.make(), service.max_input),
             service,
             output: Vec::new(),
             written: 0,
@@ -172,7 +129,7 @@ impl Conn {
             },
             stage: Stage::Serving,
             finishing: false,
-            timer_armed: false,
+            timer_at: None,
             last_input: now,
         }
     }
@@ -261,6 +218,17 @@ impl Conn {
                 }
                 Err(e) => return self.fail(e),
             }
+        }
+    }
+
+    /// Its pub/sub doorbell rang: let the service write its mail.
+    pub(crate) fn deliver(&mut self, scratch: &mut Scratch, turn: Turn<'_>) -> Verdict {
+        if self.stage != Stage::Serving {
+            return self.pump(scratch, turn); // the mail waits for the job or for room
+        }
+        match self.talk(&mut scratch.write, turn, Dialogue::deliver) {
+            Ok(action) => self.act(action).unwrap_or_else(|| self.pump(scratch, turn)),
+            Err(e) => self.fail(e),
         }
     }
 
@@ -365,13 +333,25 @@ impl Conn {
         // Straight into the loop's buffer in the steady state; behind the
         // queued output if some is still unsent (replies leave in order).
         let queued = self.pending() > 0;
+        if queued && self.written > 0 {
+            // What was sent goes before more is appended, so a slow reader
+            // holds its unsent output only, not every reply since it fell behind.
+            self.output.drain(..self.written);
+            self.written = 0;
+        }
         let (out, full_at) = if queued {
             (&mut self.output, self.written + turn.options.max_output)
         } else {
             (&mut *scratch, turn.options.max_output)
         };
+        let slot = Slot {
+            queue: turn.mail,
+            key: self.key,
+            generation: self.generation,
+        };
         let mut cx = Cx::new(out, turn.now, turn.wall, self.peer);
         cx.full_at = full_at;
+        cx.doorbells = Some(&slot);
         let action = call(&mut self.dialogue, &mut cx);
         let answered = u64::from(self.dialogue.take_answered());
         if answered > 0 {
@@ -381,9 +361,7 @@ impl Conn {
         if !scratch.is_empty() {
             self.send_scratch(scratch, turn.stats)?;
         }
-        if scratch.capacity() > SCRATCH_KEEP {
-            *scratch = Vec::with_capacity(READ_CHUNK);
-        }
+        shrink(scratch);
         if self.pending() > 0 && self.ready.writable {
             self.flush(turn.stats)?;
         }
@@ -421,6 +399,16 @@ impl Conn {
         self.last_input = now; // the linger deadline counts from here
         self.ready.readable = true;
         Verdict::Wait
+    }
+
+    /// When this connection's timer entry comes due, if it has one.
+    pub(crate) fn timer_at(&self) -> Option<Instant> {
+        self.timer_at
+    }
+
+    /// The timers armed (`Some`) or took (`None`) this connection's entry.
+    pub(crate) fn set_timer_at(&mut self, at: Option<Instant>) {
+        self.timer_at = at;
     }
 
     /// The loop decided to close it after this batch; true if it had not yet.
@@ -536,13 +524,7 @@ fn write_some(
 
 impl std::fmt::Debug for Conn {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Conn")
-            .field("peer", &self.peer)
-            .field("generation", &self.generation)
-            .field("stage", &self.stage)
-            .field("dialogue", &self.dialogue)
-            .field("output", &self.pending())
-            .field("ready", &self.ready)
-            .finish()
+        let (stage, ready, output) = (self.stage, self.ready, self.pending());
+        write!(f, "{stage:?} {ready:?} output={output} {:?}", self.dialogue)
     }
 }

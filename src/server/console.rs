@@ -10,17 +10,19 @@
 
 use std::fmt::Write as _;
 use std::io::{self, Read, Write};
-use std::sync::mpsc;
+use std::sync::{Arc, mpsc};
 
 use mio::unix::SourceFd;
 use mio::{Interest, Registry, Token};
 use slab::Slab;
 
+use super::Shutdown;
 use super::connection::Conn;
+use crate::stats::Stats;
 
 /// What the loop should do after a console line.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Command {
+enum Command {
     /// Print the counters.
     Stats,
     /// List the connections.
@@ -38,18 +40,26 @@ pub(crate) struct Console {
     /// Stdin reached its end (and was deregistered).
     closed: bool,
     printer: mpsc::Sender<String>,
+    /// What the commands read and do.
+    stats: Arc<Stats>,
+    shutdown: Shutdown,
 }
 
 /// Standard input's file descriptor.
 const STDIN: i32 = 0;
 
 /// The help text.
-pub(crate) const HELP: &str = "commands: stats, conns, quit";
+const HELP: &str = "commands: stats, conns, quit";
 
 impl Console {
     /// Registers stdin in the poll under `token`, starts the printer and
     /// prints the help line.
-    pub(crate) fn start(registry: &Registry, token: Token) -> io::Result<Console> {
+    pub(crate) fn start(
+        registry: &Registry,
+        token: Token,
+        stats: &Arc<Stats>,
+        shutdown: &Shutdown,
+    ) -> io::Result<Console> {
         registry.register(&mut SourceFd(&STDIN), token, Interest::READABLE)?;
         let (printer, lines) = mpsc::channel::<String>();
         std::thread::Builder::new()
@@ -64,27 +74,39 @@ impl Console {
             line: Vec::new(),
             closed: false,
             printer,
+            stats: Arc::clone(stats),
+            shutdown: shutdown.clone(),
         };
         console.say(format!("console: {HELP}"));
         Ok(console)
     }
 
     /// Prints `text` from the printer thread.
-    pub(crate) fn say(&self, text: String) {
+    fn say(&self, text: String) {
         let _ = self.printer.send(text); // the printer only ends with the process
     }
 
-    /// Reads what stdin holds now; returns the complete commands in it.
-    /// At end of input, stdin leaves the poll.
-    pub(crate) fn read(&mut self, registry: &Registry) -> Vec<Command> {
+    /// Reads what stdin holds now and answers each complete command. At
+    /// end of input, stdin leaves the poll.
+    pub(crate) fn serve(&mut self, registry: &Registry, conns: &Slab<Conn>) {
         if self.closed {
-            return Vec::new();
+            return;
         }
-        let commands = self.read_commands();
+        for command in self.read_commands() {
+            let text = match command {
+                Command::Stats => self.stats.summary(),
+                Command::Conns => list(conns),
+                Command::Quit => {
+                    self.shutdown.trigger();
+                    format!("quitting: finishing {} connections", conns.len())
+                }
+                Command::Help => HELP.to_owned(),
+            };
+            self.say(text);
+        }
         if self.closed {
             let _ = registry.deregister(&mut SourceFd(&STDIN));
         }
-        commands
     }
 
     fn read_commands(&mut self) -> Vec<Command> {
@@ -116,7 +138,7 @@ impl Console {
 }
 
 /// The `conns` answer: one line per connection.
-pub(crate) fn list(conns: &Slab<Conn>) -> String {
+fn list(conns: &Slab<Conn>) -> String {
     let mut text = format!("{} connections", conns.len());
     for (_, conn) in conns {
         let _ = write!(text, "\n{} {conn:?}", conn.tag());

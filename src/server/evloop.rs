@@ -24,13 +24,11 @@
 //! service that never sees a socket. The loop keeps twelve rules, numbered
 //! in `docs/DESIGN.md`; each is a comment where the code keeps it.
 //!
-//! On writability: the select and level-triggered epoll idiom (Redis,
-//! `examples/05_epoll.rs`) asks for writable events only while output is
-//! pending, re-registering each time. mio on Linux is edge-triggered, so we
-//! register `READABLE | WRITABLE` once per connection and *remember*
-//! readiness in the connection until the socket answers `WouldBlock`: no
-//! `epoll_ctl` per request, and a connection whose back-pressure lifts goes
-//! on without waiting for an event that would never come.
+//! On writability: select and level-triggered epoll (Redis,
+//! `examples/05_epoll.rs`) ask for writable events only while output is
+//! pending. mio on Linux is edge-triggered, so each connection is registered
+//! `READABLE | WRITABLE` once and *remembers* readiness until `WouldBlock`
+//! (rule 5): no `epoll_ctl` per request.
 //!
 //! What it must not do: parse a protocol (services and their dialogue do),
 //! keep per-byte state about a connection (`connection.rs` does), or block
@@ -44,13 +42,14 @@ use std::time::{Duration, Instant, SystemTime};
 use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 
-use super::connection::{Conn, Scratch, Turn, Verdict};
-use super::console::{self, Command, Console};
+use super::connection::{Conn, Verdict};
+use super::console::Console;
+use super::mail::MailQueue;
 use super::offload::{Pool, Ticket};
 use super::sources::{Accepted, Sources};
-use super::timers::{Deadline, Timers};
+use super::timers::Timers;
+use super::turn::{Scratch, Turn};
 use super::{Listener, Options, Shutdown};
-use crate::service::Dialogue;
 use crate::stats::{self, Stats};
 
 // Rule 1: tokens are slab keys; the reserved ones live far outside the slab's range.
@@ -71,9 +70,6 @@ struct Loop {
     poll: Poll,
     conns: Slab<Conn>,
     sources: Sources,
-    /// Connections accepted in this wake-up, waiting to be admitted (kept
-    /// to reuse its memory).
-    accepted: Vec<Accepted>,
     /// Buffers lent to the connection being pumped (rules 11 and 12).
     scratch: Scratch,
     /// Worker threads for slow jobs; `None` with `--offload 0` (jobs run inline).
@@ -94,6 +90,11 @@ struct Loop {
     stats: Arc<Stats>,
     console: Option<Console>,
     shutdown: Shutdown,
+    /// Connections whose pub/sub doorbell rang (woken through the waker).
+    mail: Arc<MailQueue>,
+    /// The time of this wake-up, read once after `poll` returns.
+    now: Instant,
+    wall: SystemTime,
 }
 
 /// Serves `listeners` on this thread until `shutdown` is triggered and every
@@ -109,20 +110,19 @@ pub(super) fn run(
     let poll = Poll::new()?;
     let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
     shutdown.register(Arc::clone(&waker))?;
+    let mail = MailQueue::new(Arc::clone(&waker));
     let pool = match options.offload_workers {
         0 => None,
         workers => Some(Pool::start(workers, waker)?),
     };
     let sources = Sources::register(listeners, poll.registry(), options, &stats, index)?;
-    let console = match options.console && index == 0 {
-        true => Some(Console::start(poll.registry(), CONSOLE)?),
-        false => None,
-    };
+    let console = (options.console && index == 0)
+        .then(|| Console::start(poll.registry(), CONSOLE, &stats, &shutdown))
+        .transpose()?;
     Loop {
         poll,
         conns: Slab::with_capacity(1024),
         sources,
-        accepted: Vec::new(),
         scratch: Scratch::new(),
         pool,
         still_ready: Vec::new(),
@@ -134,6 +134,9 @@ pub(super) fn run(
         stats,
         console,
         shutdown,
+        mail,
+        now: Instant::now(),
+        wall: SystemTime::now(),
     }
     .run()
 }
@@ -168,28 +171,29 @@ impl Loop {
                 }
                 return Err(e);
             }
-            let (now, wall) = (Instant::now(), SystemTime::now());
+            (self.now, self.wall) = (Instant::now(), SystemTime::now());
             stats::add(&self.stats.wakeups, 1);
             stats::add(&self.stats.events, events.iter().count() as u64);
             log::trace!("poll woke: {} events", events.iter().count());
 
             for event in events.iter() {
                 match event.token() {
-                    // Shutdown is checked at the top; finished jobs are handled here.
-                    WAKER => self.complete_jobs(now, wall),
-                    CONSOLE => self.console(),
-                    Token(t) if t >= LISTENER_BASE => {
-                        self.serve_source(t - LISTENER_BASE, now, wall)
+                    // Shutdown is checked at the top; jobs and mail are handled here.
+                    WAKER => {
+                        self.complete_jobs();
+                        self.deliver_mail();
                     }
+                    CONSOLE => {
+                        if let Some(console) = &mut self.console {
+                            console.serve(self.poll.registry(), &self.conns);
+                        }
+                    }
+                    Token(t) if t >= LISTENER_BASE => self.serve_source(t - LISTENER_BASE),
                     Token(key) => {
                         log::trace!("conn={key} event: {event:?}");
-                        // Events are hints: a token may belong to a connection
-                        // closed earlier in this batch. Ignore those.
-                        if self.conns.get(key).is_some_and(|c| !c.is_closed()) {
-                            self.drive(key, now, wall, |conn, scratch, turn| {
-                                conn.on_event(event, scratch, turn)
-                            });
-                        }
+                        self.drive(key, |conn, scratch, turn| {
+                            conn.on_event(event, scratch, turn)
+                        });
                     }
                 }
             }
@@ -197,17 +201,14 @@ impl Loop {
             // Serve again what stopped with work left last time round.
             for token in std::mem::take(&mut self.still_ready) {
                 match token.0 {
-                    t if t >= LISTENER_BASE => self.serve_source(t - LISTENER_BASE, now, wall),
-                    key if self.conns.get(key).is_some_and(|c| !c.is_closed()) => {
-                        self.drive(key, now, wall, Conn::pump);
-                    }
-                    _ => {}
+                    t if t >= LISTENER_BASE => self.serve_source(t - LISTENER_BASE),
+                    key => self.drive(key, Conn::pump),
                 }
             }
-            for i in self.sources.rested(now) {
-                self.serve_source(i, now, wall);
+            for i in self.sources.rested(self.now) {
+                self.serve_source(i);
             }
-            self.expire(now, wall);
+            self.expire();
 
             // Close after the batch, never during it, so that a slot freed
             // here cannot be reused by an accept while events for its old
@@ -224,49 +225,53 @@ impl Loop {
         if !self.still_ready.is_empty() {
             return Some(Duration::ZERO);
         }
-        let nearest = self
-            .sources
-            .next_rest_end()
-            .into_iter()
-            .chain(self.shutdown_deadline)
-            .chain(self.timers.next())
-            .min()?;
+        let deadlines = [
+            self.sources.next_rest_end(),
+            self.shutdown_deadline,
+            self.timers.next(),
+        ];
+        let nearest = deadlines.into_iter().flatten().min()?;
         Some(nearest.saturating_duration_since(Instant::now()))
     }
 
-    /// Lets connection `key` work (`work` gets what a turn lends it), then
-    /// acts on its verdict.
-    fn drive(
-        &mut self,
-        key: usize,
-        now: Instant,
-        wall: SystemTime,
-        work: impl FnOnce(&mut Conn, &mut Scratch, Turn<'_>) -> Verdict,
-    ) {
+    /// What a turn lends a connection: the settings and counters, the
+    /// scratch buffers, and the slab to find it in.
+    fn split(&mut self) -> (Turn<'_>, &mut Scratch, &mut Slab<Conn>) {
         let turn = Turn {
             options: &self.options,
             stats: &self.stats,
-            now,
-            wall,
+            now: self.now,
+            wall: self.wall,
+            mail: &self.mail,
         };
-        let verdict = work(&mut self.conns[key], &mut self.scratch, turn);
-        self.settle(key, verdict, now, wall);
+        (turn, &mut self.scratch, &mut self.conns)
+    }
+
+    /// Lets connection `key` do `work`, then acts on its verdict. Events are
+    /// hints: a token may belong to a connection closed earlier in this
+    /// batch, or to none. Those are ignored.
+    fn drive(
+        &mut self,
+        key: usize,
+        work: impl FnOnce(&mut Conn, &mut Scratch, Turn<'_>) -> Verdict,
+    ) {
+        let (turn, scratch, conns) = self.split();
+        let Some(conn) = conns.get_mut(key).filter(|c| !c.is_closed()) else {
+            return;
+        };
+        let verdict = work(conn, scratch, turn);
+        self.settle(key, verdict);
     }
 
     /// Acts on a connection's verdict. A job goes to the pool, or, with
     /// `--offload 0`, runs right here on the loop thread, where every other
     /// client waits for it (the lesson of the `slow` service).
-    fn settle(&mut self, key: usize, mut verdict: Verdict, now: Instant, wall: SystemTime) {
+    fn settle(&mut self, key: usize, mut verdict: Verdict) {
         while let Verdict::Run(job) = verdict {
             let Some(pool) = &mut self.pool else {
                 let done = job.run();
-                let turn = Turn {
-                    options: &self.options,
-                    stats: &self.stats,
-                    now,
-                    wall,
-                };
-                verdict = self.conns[key].job_done(done, &mut self.scratch, turn);
+                let (turn, scratch, conns) = self.split();
+                verdict = conns[key].job_done(done, scratch, turn);
                 continue;
             };
             // Rule 7: the job carries (key, generation), not a reference.
@@ -289,75 +294,69 @@ impl Loop {
         }
     }
 
-    /// Rule 9: a connection gets a timer entry when a deadline applies to it
-    /// (an idle timeout, a request under way, a lingering close) and has
-    /// none yet. A request answered in one read never reaches the heap.
+    /// Rule 9: a deadline that now applies to connection `key` (idle,
+    /// request under way, lingering) gets its timer entry.
     fn arm_timer(&mut self, key: usize) {
-        let conn = &mut self.conns[key];
-        if conn.timer_armed {
-            return;
-        }
-        if let Some(at) = conn.deadline(self.options.request_timeout) {
-            conn.timer_armed = true;
-            let generation = conn.generation;
-            self.timers.arm(Deadline {
-                at,
-                key,
-                generation,
-            });
-        }
+        self.timers
+            .arm_for(key, &mut self.conns[key], self.options.request_timeout);
     }
 
     /// Gives each finished job's output to the connection that asked for it,
     /// if that connection is still there.
-    fn complete_jobs(&mut self, now: Instant, wall: SystemTime) {
+    fn complete_jobs(&mut self) {
         let Some(pool) = &mut self.pool else { return };
         for (Ticket { key, generation }, done) in pool.take_completions() {
             // Rule 7: between submit and now, the connection may have closed
             // and its slab slot been given to a new one. The generation tells
             // them apart; a stale output is dropped (its Drop cleans up, e.g.
             // an upload's temporary file).
-            if !self
+            if self
                 .conns
                 .get(key)
-                .is_some_and(|c| c.generation == generation && !c.is_closed())
+                .is_some_and(|c| c.generation == generation)
             {
+                self.drive(key, |conn, scratch, turn| {
+                    conn.job_done(done, scratch, turn)
+                });
+            } else {
                 log::debug!(
                     "conn={key}/{generation}: dropping a job output for a closed connection"
                 );
-                continue;
             }
-            self.drive(key, now, wall, |conn, scratch, turn| {
-                conn.job_done(done, scratch, turn)
-            });
+        }
+    }
+
+    /// Lets each connection whose doorbell rang write its pub/sub mail.
+    fn deliver_mail(&mut self) {
+        for (key, generation) in self.mail.take() {
+            if self
+                .conns
+                .get(key)
+                .is_some_and(|c| c.generation == generation)
+            {
+                self.drive(key, Conn::deliver);
+            }
         }
     }
 
     /// A listener or a UDP socket is readable.
-    fn serve_source(&mut self, i: usize, now: Instant, wall: SystemTime) {
+    fn serve_source(&mut self, i: usize) {
         if self.shutdown_deadline.is_some() {
             return;
         }
         // Rule 2: accept until `WouldBlock`, at most a few per wake-up.
         let room = self.options.max_conns.saturating_sub(self.conns.len());
-        let mut accepted = std::mem::take(&mut self.accepted);
-        if self.sources.serve(i, room, &mut accepted, &self.stats, now) {
+        if self.sources.serve(i, room, &self.stats, self.now) {
             self.still_ready.push(Token(LISTENER_BASE + i));
         }
-        for new in accepted.drain(..) {
-            self.admit(new, now, wall);
+        while let Some(new) = self.sources.take_accepted() {
+            self.admit(new);
         }
-        self.accepted = accepted;
     }
 
     /// Puts a new connection in the slab and the poll.
-    fn admit(&mut self, new: Accepted, now: Instant, wall: SystemTime) {
-        let Accepted {
-            mut stream,
-            peer,
-            listener,
-        } = new;
-        let service = self.sources.service_of(listener);
+    fn admit(&mut self, mut new: Accepted) {
+        let service = self.sources.service_of(new.listener);
         // The slab key, known before insertion, is the token (rule 1).
         let entry = self.conns.vacant_entry();
         let key = entry.key();
@@ -365,69 +364,28 @@ impl Loop {
         if let Err(e) = self
             .poll
             .registry()
-            .register(&mut stream, Token(key), interest)
+            .register(&mut new.stream, Token(key), interest)
         {
-            log::error!("peer={peer}: cannot register with the poll: {e}");
+            log::error!("peer={}: cannot register with the poll: {e}", new.peer);
             return;
         }
         self.next_generation = self.next_generation.wrapping_add(1);
-        let dialogue = Dialogue::new(service.factory.make(), service.max_input);
         stats::add(&self.stats.accepted, 1);
         stats::add(&service.counters.accepted, 1);
-        let name = service.factory.name();
-        let conn = Conn::new(
-            key,
-            stream,
-            peer,
-            self.next_generation,
-            dialogue,
-            service,
-            now,
-        );
-        let conn = entry.insert(conn);
-        log::debug!("{} accepted by {name}", conn.tag());
-        self.drive(key, now, wall, Conn::open);
+        let conn = entry.insert(Conn::new(key, self.next_generation, new, service, self.now));
+        log::debug!("{} accepted", conn.tag());
+        self.drive(key, Conn::open);
     }
 
-    /// Rule 9: closes connections whose deadline passed. An entry is checked
-    /// against the connection only when it comes due (activity never touches
-    /// the heap), and armed again if the connection moved on since.
-    fn expire(&mut self, now: Instant, wall: SystemTime) {
-        while let Some(due) = self.timers.pop_due(now) {
-            let Some(conn) = self.conns.get_mut(due.key) else {
-                continue;
-            };
-            if conn.generation != due.generation || conn.is_closed() {
-                continue; // that connection is gone; the slot holds another
-            }
-            conn.timer_armed = false;
-            match conn.deadline(self.options.request_timeout) {
-                Some(at) if at <= now => {
-                    log::debug!("{} timed out: closing", conn.tag());
-                    stats::add(&self.stats.timed_out, 1);
-                    self.settle(due.key, Verdict::Close, now, wall);
-                }
-                _ => self.arm_timer(due.key),
-            }
-        }
-    }
-
-    /// Answers what was typed at the console, between two events.
-    fn console(&mut self) {
-        let Some(console) = &mut self.console else {
-            return;
-        };
-        for command in console.read(self.poll.registry()) {
-            let text = match command {
-                Command::Stats => self.stats.summary(),
-                Command::Conns => console::list(&self.conns),
-                Command::Quit => {
-                    self.shutdown.trigger();
-                    format!("quitting: finishing {} connections", self.conns.len())
-                }
-                Command::Help => console::HELP.to_owned(),
-            };
-            console.say(text);
+    /// Rule 9: closes connections whose deadline passed.
+    fn expire(&mut self) {
+        let request_timeout = self.options.request_timeout;
+        for key in self
+            .timers
+            .expired(self.now, &mut self.conns, request_timeout)
+        {
+            stats::add(&self.stats.timed_out, 1);
+            self.settle(key, Verdict::Close);
         }
     }
 
@@ -447,11 +405,10 @@ impl Loop {
         self.sources.close(self.poll.registry());
         self.still_ready.retain(|token| token.0 < LISTENER_BASE);
         self.shutdown_deadline = Some(Instant::now() + self.options.shutdown_grace);
-        let (now, wall) = (Instant::now(), SystemTime::now());
         let keys: Vec<usize> = self.conns.iter().map(|(key, _)| key).collect();
         for key in keys {
             self.conns[key].finish();
-            self.drive(key, now, wall, Conn::pump);
+            self.drive(key, Conn::pump);
         }
         for key in std::mem::take(&mut self.to_close) {
             self.close(key);

@@ -30,11 +30,13 @@ mod connection;
 mod console;
 pub mod evloop;
 mod forking;
+mod mail;
 mod offload;
 mod sources;
 mod stream;
 mod threaded;
 mod timers;
+mod turn;
 mod udp;
 
 /// How connections are served. One flag switches it; the services are the same.
@@ -46,8 +48,8 @@ pub enum Mode {
     Threaded,
     /// One connection at a time; the next waits in the listen backlog.
     Blocking,
-    /// A process per connection (`socketserver.ForkingTCPServer`); each
-    /// child has its own copy of the store.
+    /// A process per connection (fork); each child has its own copy of
+    /// the store, so a todo POST is seen by that connection only.
     Forking,
 }
 

@@ -78,6 +78,8 @@ pub(crate) struct Sources {
     datagrams: Datagrams,
     /// Connections this loop accepted (`--loops N` shows how they spread).
     accepted_here: Arc<AtomicU64>,
+    /// Accepted in this wake-up, for the loop to admit (kept to reuse its memory).
+    accepted: Vec<Accepted>,
 }
 
 impl Sources {
@@ -125,6 +127,7 @@ impl Sources {
             sources,
             datagrams: Datagrams::new(),
             accepted_here: stats.event_loop(loop_index),
+            accepted: Vec::new(),
         })
     }
 
@@ -136,17 +139,11 @@ impl Sources {
         }
     }
 
-    /// Serves readable source `i`: accepts into `accepted` while `room`
-    /// lasts (refusing the rest with the service's busy line), or answers
-    /// datagrams. Returns true when it stopped at its cap with work left.
-    pub(crate) fn serve(
-        &mut self,
-        i: usize,
-        mut room: usize,
-        accepted: &mut Vec<Accepted>,
-        stats: &Stats,
-        now: Instant,
-    ) -> bool {
+    /// Serves readable source `i`: accepts while `room` lasts (refusing the
+    /// rest with the service's busy line), for [`take_accepted`](Self::take_accepted),
+    /// or answers datagrams. Returns true when it stopped at its cap with
+    /// work left.
+    pub(crate) fn serve(&mut self, i: usize, mut room: usize, stats: &Stats, now: Instant) -> bool {
         let Some(source) = self.sources.get_mut(i) else {
             return false;
         };
@@ -172,7 +169,7 @@ impl Sources {
                         log::debug!("peer={peer}: cannot set TCP_NODELAY: {e}");
                     }
                     stats::add(&self.accepted_here, 1);
-                    accepted.push(Accepted {
+                    self.accepted.push(Accepted {
                         stream,
                         peer,
                         listener: i,
@@ -197,6 +194,11 @@ impl Sources {
             }
         }
         true
+    }
+
+    /// A connection accepted by [`serve`](Self::serve), not yet admitted.
+    pub(crate) fn take_accepted(&mut self) -> Option<Accepted> {
+        self.accepted.pop()
     }
 
     /// Sources whose rest ended by `now`; they accept again from here on.

@@ -14,7 +14,11 @@
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+use slab::Slab;
+
+use super::connection::Conn;
 
 /// One armed deadline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -32,7 +36,7 @@ pub(crate) struct Timers {
 
 impl Timers {
     /// Arms a deadline.
-    pub(crate) fn arm(&mut self, deadline: Deadline) {
+    fn arm(&mut self, deadline: Deadline) {
         self.heap.push(Reverse(deadline));
     }
 
@@ -41,8 +45,60 @@ impl Timers {
         self.heap.peek().map(|Reverse(d)| d.at)
     }
 
+    /// Arms an entry for connection `key` if a deadline applies to it now
+    /// and its entry (if any) comes later: a request under way on a
+    /// keep-alive connection must not wait for the 75 s idle entry. A
+    /// request answered in one read never gets one.
+    pub(crate) fn arm_for(&mut self, key: usize, conn: &mut Conn, request: Option<Duration>) {
+        let Some(at) = conn.deadline(request) else {
+            return;
+        };
+        if conn.timer_at().is_none_or(|armed| at < armed) {
+            conn.set_timer_at(Some(at));
+            let generation = conn.generation;
+            self.arm(Deadline {
+                at,
+                key,
+                generation,
+            });
+        }
+    }
+
+    /// The connections whose deadline has passed at `now`, to be closed. An
+    /// entry is checked against its connection only when it comes due
+    /// (activity never touches the heap), and armed again if the connection
+    /// moved on since.
+    pub(crate) fn expired(
+        &mut self,
+        now: Instant,
+        conns: &mut Slab<Conn>,
+        request: Option<Duration>,
+    ) -> Vec<usize> {
+        let mut expired = Vec::new();
+        while let Some(due) = self.pop_due(now) {
+            let Some(conn) = conns.get_mut(due.key) else {
+                continue;
+            };
+            if conn.generation != due.generation || conn.is_closed() {
+                continue; // that connection is gone; the slot holds another
+            }
+            if conn.timer_at() != Some(due.at) {
+                continue; // an earlier entry replaced this one
+            }
+            conn.set_timer_at(None);
+            match conn.deadline(request) {
+                Some(at) if at <= now => {
+                    log::debug!("{} timed out: closing", conn.tag());
+                    expired.push(due.key);
+                }
+                _ => self.arm_for(due.key, conn, request),
+            }
+        }
+        expired
+    }
+
     /// Takes the nearest deadline if it is due at `now`.
-    pub(crate) fn pop_due(&mut self, now: Instant) -> Option<Deadline> {
+    fn pop_due(&mut self, now: Instant) -> Option<Deadline> {
         if self.next()? <= now {
             self.heap.pop().map(|Reverse(d)| d)
         } else {

@@ -30,9 +30,11 @@ pub fn answer(datagram: &[u8], peer: SocketAddr, out: &mut Vec<u8>) {
         );
         return;
     }
-    if log::log_enabled!(log::Level::Info) {
+    // Per datagram: debug, not info (a busy UDP port would flood the log).
+    // Escaped with `{:?}`: the bytes are the client's.
+    if log::log_enabled!(log::Level::Debug) {
         let preview = &datagram[..datagram.len().min(LOG_PREVIEW)];
-        log::info!(
+        log::debug!(
             "udp peer={peer} {} bytes: {:?}",
             datagram.len(),
             String::from_utf8_lossy(preview).trim_end()

@@ -1,4 +1,4 @@
-//! `upload` (seed 002, the `SocketServer` file upload; PROTOCOLS.md
+//! `upload` (seed 002, the `SocketServer` file upload; docs/PROTOCOLS.md
 //! "upload"): a header line, an ack, then exactly that many bytes into a
 //! file, durably; then the next header on the same connection.
 //!
@@ -393,4 +393,25 @@ pub fn factory(shared: &Shared) -> Arc<dyn Factory> {
     FnFactory::new("upload", move || {
         Box::new(Upload::framed(dir.clone(), max_size, framing))
     })
+}
+
+/// Before the first upload is served: `--upload-dir` exists, and the
+/// temporary files a killed server left in it are gone.
+pub fn prepare(limits: &super::Limits) -> Result<(), String> {
+    let dir = &limits.upload_dir;
+    std::fs::create_dir_all(dir).map_err(|e| {
+        format!(
+            "cannot create the upload directory {}: {e}: pass --upload-dir with a directory you may write to",
+            dir.display()
+        )
+    })?;
+    match job::remove_stale_temp_files(dir) {
+        Ok(0) => {}
+        Ok(n) => log::info!(
+            "removed {n} temporary upload files that a killed server left in {}",
+            dir.display()
+        ),
+        Err(e) => log::warn!("cannot clean up temporary files in {}: {e}", dir.display()),
+    }
+    Ok(())
 }

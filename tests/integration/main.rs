@@ -1,5 +1,6 @@
 //! Integration tests over real loopback sockets. One test binary (as ripgrep
-//! does); each module covers one concern, and most run once per server mode.
+//! does); each module covers one concern, and most cases are stamped once per
+//! server mode by `util::per_mode!` (`cargo test forking` runs the forking ones).
 
 mod util;
 
@@ -8,6 +9,7 @@ mod binary; // the real `readyloop` binary: ports, errors, exit codes
 mod daemon; // signals, pid file, log file, --daemon: the binary as a service
 mod dialogues; // every service's dialogue, every mode, every split
 mod durability; // the store's log: kill -9, torn tails, corruption
+mod http_clients; // http with curl, headless Chromium and smuggling attempts, every mode
 mod limits; // idle timeout, max conns, /metrics
 mod load; // big messages, many clients, back-pressure
 mod offload; // the event loop's pool: no head-of-line blocking, stale completions, many jobs
@@ -15,4 +17,5 @@ mod redis; // kv with redis-cli and redis-benchmark
 mod seed_python; // the seeds' Python clients, run by python3 against the binary
 mod seeds; // the seeds' clients under --framing read, and the one line limit
 mod slow; // offloaded sleeps and hashes, every mode
+mod terminal; // `readyloop client` in tmux; stdout into a closed pipe
 mod uploads; // files stored byte-exact and durably, refusals, clients that leave

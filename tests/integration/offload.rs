@@ -1,6 +1,6 @@
 //! The event loop's offload pool over real sockets: a slow job does not
 //! hold up other clients (and does without the pool), a job's output never
-//! reaches a connection that took over its slab slot (DESIGN.md rule 7), and
+//! reaches a connection that took over its slab slot (docs/DESIGN.md rule 7), and
 //! many jobs at once all come back, each connection's in order.
 //!
 //! No test here compares a duration with a threshold. Each one asserts an
