@@ -9,20 +9,16 @@ use std::net::{Shutdown, TcpStream};
 use std::thread;
 use std::time::Duration;
 
-use readyloop::server::{Mode, Options};
 use readyloop::service::Limits;
 use readyloop::service::framing::Framing;
 use readyloop::service::menu::{GREETING, OPERATOR, RETRY};
+use readyloop::service::once::ANSWER as ONCE_ANSWER;
 
-use crate::util::{TempDir, TestServer, expect, read_to_end, write_bytewise};
+use crate::util::{ModeCase, TempDir, TestServer, expect, per_mode, read_to_end, write_bytewise};
 
-/// A server for `services` in `mode` (with `threads`), keeping `limits`.
-fn serve(mode: Mode, threads: Option<usize>, services: &[&str], limits: Limits) -> TestServer {
-    let options = Options {
-        threads,
-        ..Options::default()
-    };
-    TestServer::start_with(mode, services, options, limits)
+/// A server for `services` in `mode`, keeping `limits`.
+fn serve(mode: &ModeCase, services: &[&str], limits: Limits) -> TestServer {
+    TestServer::start_with(mode.mode, services, mode.options(), limits)
 }
 
 /// Read framing, everything else the default.
@@ -51,12 +47,17 @@ fn ask(stream: &mut TcpStream, msg: &str) -> String {
     recv(stream)
 }
 
-/// The seed clients of hello, upper, menu, todo and upload, one after the
+/// The seed clients of once, hello, upper, menu, todo and upload, one after the
 /// other (each closes before the next: blocking mode serves one at a time).
-fn seed_clients(mode: Mode, threads: Option<usize>) {
+fn seed_clients(mode: &ModeCase) {
     let dir = TempDir::new("seed-uploads");
-    let services = ["hello", "upper", "menu", "todo", "upload"];
-    let server = serve(mode, threads, &services, read_framing(&dir));
+    let services = ["once", "hello", "upper", "menu", "todo", "upload"];
+    let server = serve(mode, &services, read_framing(&dir));
+
+    // Seed 002's first client: one message, one answer, then the close.
+    let mut once = server.connect("once");
+    assert_eq!(ask(&mut once, "请求占领地球"), ONCE_ANSWER);
+    assert_eq!(read_to_end(&mut once), b"");
 
     // Seed 000's client_thread1.py: messages, then `--quit--`.
     let mut hello = server.connect("hello");
@@ -107,9 +108,9 @@ fn seed_clients(mode: Mode, threads: Option<usize>) {
 /// A quick client's next header in the same write as the end of its body:
 /// under `read` framing the rest of that read is the next message, answered
 /// once the body's jobs are done.
-fn a_header_behind_a_body_in_one_write(mode: Mode, threads: Option<usize>) {
+fn a_header_behind_a_body_in_one_write(mode: &ModeCase) {
     let dir = TempDir::new("seed-behind");
-    let server = serve(mode, threads, &["upload"], read_framing(&dir));
+    let server = serve(mode, &["upload"], read_framing(&dir));
     let mut upload = server.connect("upload");
     assert_eq!(ask(&mut upload, "put|a|3"), "ready\n");
     upload.write_all(b"abcput|b|1").unwrap();
@@ -120,10 +121,10 @@ fn a_header_behind_a_body_in_one_write(mode: Mode, threads: Option<usize>) {
 
 /// The same bytes in one write, under each framing: `read` answers them as
 /// one message (the seeds' sticky packets), `newline` as two.
-fn quick_messages_merge_under_read_framing_only(mode: Mode, threads: Option<usize>) {
+fn quick_messages_merge_under_read_framing_only(mode: &ModeCase) {
     let dir = TempDir::new("seed-merge");
-    let read = serve(mode, threads, &["hello"], read_framing(&dir));
-    let newline = serve(mode, threads, &["hello"], Limits::default());
+    let read = serve(mode, &["hello"], read_framing(&dir));
+    let newline = serve(mode, &["hello"], Limits::default());
     let conversation = |server: &TestServer, input: &[u8]| {
         let mut client = server.connect("hello");
         client.write_all(input).unwrap();
@@ -177,12 +178,12 @@ fn send_line(server: &TestServer, line: &[u8], split: Split) -> String {
 
 /// `--max-line 100`: a terminated line over it is refused and closed
 /// however it arrives; a line of exactly 100 bytes is answered.
-fn the_line_limit_holds_whatever_the_split(mode: Mode, threads: Option<usize>) {
+fn the_line_limit_holds_whatever_the_split(mode: &ModeCase) {
     let limits = Limits {
         max_line: MAX_LINE,
         ..Limits::default()
     };
-    let server = serve(mode, threads, &["upper"], limits);
+    let server = serve(mode, &["upper"], limits);
     let over = [vec![b'x'; 3 * MAX_LINE], b"\n".to_vec()].concat();
     let just_over = [vec![b'x'; MAX_LINE + 1], b"\n".to_vec()].concat();
     let at_limit = [vec![b'x'; MAX_LINE], b"\nok\n".to_vec()].concat();
@@ -198,13 +199,13 @@ fn the_line_limit_holds_whatever_the_split(mode: Mode, threads: Option<usize>) {
 
 /// Under `read` framing the limit holds for a message too (its trailing
 /// `\n` not counted).
-fn the_line_limit_holds_under_read_framing(mode: Mode, threads: Option<usize>) {
+fn the_line_limit_holds_under_read_framing(mode: &ModeCase) {
     let dir = TempDir::new("seed-limit");
     let limits = Limits {
         max_line: MAX_LINE,
         ..read_framing(&dir)
     };
-    let server = serve(mode, threads, &["upper"], limits);
+    let server = serve(mode, &["upper"], limits);
     let mut client = server.connect("upper");
     let answer = format!("{}\n", "Y".repeat(MAX_LINE));
     // 100 bytes is at the limit, with or without a trailing newline.
@@ -222,22 +223,10 @@ fn the_line_limit_holds_under_read_framing(mode: Mode, threads: Option<usize>) {
     );
 }
 
-macro_rules! stamp {
-    ($module:ident, $mode:expr, $threads:expr; $($case:ident),*) => {
-        mod $module {
-            use super::*;
-            $( #[test] fn $case() { super::$case($mode, $threads); } )*
-        }
-    };
-}
-
+/// A test per case and mode: `seed_clients::evloop`, ...
 macro_rules! every_mode {
     ($($case:ident),* $(,)?) => {
-        stamp!(evloop, Mode::Evloop, None; $($case),*);
-        stamp!(threaded, Mode::Threaded, None; $($case),*);
-        stamp!(threaded_pool, Mode::Threaded, Some(4); $($case),*);
-        stamp!(blocking, Mode::Blocking, None; $($case),*);
-        stamp!(forking, Mode::Forking, None; $($case),*);
+        $( per_mode!($case, |mode| $case(mode)); )*
     };
 }
 
