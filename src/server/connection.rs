@@ -241,8 +241,11 @@ impl Conn {
         turn: Turn<'_>,
     ) -> Verdict {
         self.stage = Stage::Serving;
+        // Not readable: the last read was short (or would block) and no
+        // event came during the job, so what is buffered is all that came.
+        let drained = !self.ready.readable;
         match self.talk(&mut scratch.write, turn, |dialogue, cx| {
-            dialogue.job_done(done, cx)
+            dialogue.job_done(done, drained, cx)
         }) {
             Ok(action) => self.act(action).unwrap_or_else(|| self.pump(scratch, turn)),
             Err(e) => self.fail(e),

@@ -107,7 +107,8 @@ fn converse(
             }
             Action::Run(job) => {
                 let done = job.run(); // on this connection's own thread
-                dialogue.job_done(done, &mut context(&mut out, peer, &bell))
+                // What the job's request left came from a blocking read: drained.
+                dialogue.job_done(done, true, &mut context(&mut out, peer, &bell))
             }
             Action::Flush => dialogue.proceed(&mut context(&mut out, peer, &bell)),
             Action::Read => match stream.read(&mut buf) {

@@ -126,15 +126,7 @@ impl<S: Service + ?Sized> Dialogue<S> {
     /// A service that frames by reads (`--framing read`) answers what is
     /// buffered as one message; others ignore it.
     pub fn drained(&mut self, cx: &mut Cx<'_>) -> Action {
-        if self.phase == Phase::Serving && !self.ended && !self.input.is_empty() {
-            let input = std::mem::take(&mut self.input);
-            let (consumed, next) = self.service.drained(&input, cx);
-            self.input = input;
-            self.consume(consumed);
-            if self.apply(next) && self.input.is_empty() {
-                self.request_since = None;
-            }
-            self.feed_buffered(cx);
+        if self.offer_drained(cx) {
             return self.after_feeding(cx);
         }
         self.action()
@@ -148,8 +140,12 @@ impl<S: Service + ?Sized> Dialogue<S> {
         self.after_feeding(cx)
     }
 
-    /// The job from the last [`Action::Run`] finished.
-    pub fn job_done(&mut self, done: JobOutput, cx: &mut Cx<'_>) -> Action {
+    /// The job from the last [`Action::Run`] finished. `drained`: the
+    /// socket was drained when the job was handed out, and nothing was read
+    /// since, so input still buffered behind the job's request is all that
+    /// arrived (under `--framing read`, a message: a header that came in
+    /// the same read as the end of an upload's body).
+    pub fn job_done(&mut self, done: JobOutput, drained: bool, cx: &mut Cx<'_>) -> Action {
         debug_assert!(
             matches!(self.phase, Phase::Job | Phase::LastJob),
             "a job came back nobody asked for"
@@ -168,6 +164,9 @@ impl<S: Service + ?Sized> Dialogue<S> {
         }
         // Requests that arrived behind the job's were held: offer them now.
         self.feed_buffered(cx);
+        if drained {
+            self.offer_drained(cx);
+        }
         self.after_feeding(cx)
     }
 
@@ -251,6 +250,23 @@ impl<S: Service + ?Sized> Dialogue<S> {
             }
         }
         consumed
+    }
+
+    /// Offers what is buffered to [`Service::drained`], then feeds what it
+    /// leaves. Returns false when there was nothing to offer.
+    fn offer_drained(&mut self, cx: &mut Cx<'_>) -> bool {
+        if self.phase != Phase::Serving || self.ended || self.input.is_empty() {
+            return false;
+        }
+        let input = std::mem::take(&mut self.input);
+        let (consumed, next) = self.service.drained(&input, cx);
+        self.input = input;
+        self.consume(consumed);
+        if self.apply(next) && self.input.is_empty() {
+            self.request_since = None;
+        }
+        self.feed_buffered(cx);
+        true
     }
 
     /// [`feed`](Self::feed) over the buffered input.
@@ -426,7 +442,7 @@ mod tests {
         let Action::Run(job) = dialogue.ended(&mut cx) else {
             panic!("the last request needs its job");
         };
-        assert_eq!(dialogue.job_done(job.run(), &mut cx), Action::Close);
+        assert_eq!(dialogue.job_done(job.run(), true, &mut cx), Action::Close);
         assert_eq!(cx.out, b"slept 1\n");
         assert_eq!(dialogue.take_answered(), 1);
         assert_eq!(

@@ -53,7 +53,8 @@ pub fn run(service: impl Service, chunks: &[&[u8]]) -> Outcome {
                     answered,
                 };
             }
-            Action::Run(job) => dialogue.job_done(job.run(), &mut cx),
+            // Nothing is read during a job: the last chunk is still drained.
+            Action::Run(job) => dialogue.job_done(job.run(), true, &mut cx),
             Action::Flush => dialogue.proceed(&mut cx), // this client reads at once
             Action::Read => match chunks.next() {
                 Some(chunk) => match dialogue.received(chunk, &mut cx) {

@@ -15,6 +15,8 @@ mod limits; // idle timeout, max conns, /metrics
 mod load; // big messages, many clients, back-pressure
 mod offload; // the event loop's pool: no head-of-line blocking, stale completions, many jobs
 mod redis; // kv with redis-cli and redis-benchmark
+mod seed_python; // the seeds' Python clients, run by python3 against the binary
+mod seeds; // the seeds' clients under --framing read, and the one line limit
 mod slow; // offloaded sleeps and hashes, every mode
 mod terminal; // `readyloop client` in tmux; stdout into a closed pipe
 mod uploads; // files stored byte-exact and durably, refusals, clients that leave
