@@ -17,4 +17,5 @@ mod offload; // the event loop's pool: no head-of-line blocking, stale completio
 mod redis; // kv with redis-cli and redis-benchmark
 mod slow; // offloaded sleeps and hashes, every mode
 mod terminal; // `readyloop client` in tmux; stdout into a closed pipe
+mod udp_loop; // forged datagrams (issue 10): no echo loop, CPU idle, clients still answered
 mod uploads; // files stored byte-exact and durably, refusals, clients that leave
