@@ -43,14 +43,19 @@ for target in $targets; do
     echo "=== fuzz $target for ${seconds}s" >&2
     mkdir -p "$scratch/$target"
     log="$scratch/$target.log"
-    # -max_len: enough for many lines and headers, small enough to stay fast.
-    if cargo +nightly fuzz run "$target" "$scratch/$target" "corpus/$target" -- \
+    # --sanitizer none: the parsers are safe Rust, so AddressSanitizer finds
+    # nothing a panic would not, and costs ~8x the executions (measured:
+    # 725/s with it, 5,700/s without, for todo). -max_len: enough for many
+    # lines and headers, small enough to stay fast.
+    if cargo +nightly fuzz run --sanitizer none "$target" "$scratch/$target" "corpus/$target" -- \
         -max_total_time="$seconds" -max_len=4096 -print_final_stats=1 >"$log" 2>&1; then
         result="ok"
     else
         result="FAILED"
         status=1
-        tail -n 60 "$log" >&2
+        # The property that failed, then where libFuzzer saved the input.
+        grep -m 1 -A 6 'panicked at' "$log" >&2
+        grep -A 2 -E 'Test unit written|Reproduce with' "$log" >&2 || tail -n 40 "$log" >&2
     fi
     runs=$(grep -o 'Done [0-9]* runs in [0-9]* second(s)' "$log" | tail -n 1)
     cov=$(grep -o 'cov: [0-9]* ft: [0-9]*' "$log" | tail -n 1)
