@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, Socket, Type};
 
-use crate::util::{BinServer, connect, parse_metrics, sample};
+use crate::util::{BinServer, connect, parse_metrics, per_mode, sample};
 
 /// Forged datagrams from the server's own port, in one burst.
 const SELF_ADDRESSED: u64 = 20;
@@ -169,7 +169,7 @@ fn assert_echoes(server: &BinServer, mode: &str) {
     assert_eq!(&buf[..n], b"still answered", "{mode}");
 }
 
-fn self_addressed_datagrams_are_dropped(mode_args: &[&str]) {
+fn drop_forged_datagrams(mode_args: &[&str]) {
     let mode = mode_args.join(" ");
     let sender = raw_udp_socket();
     let mut args = vec!["udp@127.0.0.1:0", "http@127.0.0.1:0"];
@@ -236,19 +236,9 @@ fn self_addressed_datagrams_are_dropped(mode_args: &[&str]) {
     );
 }
 
-macro_rules! per_mode {
-    ($($test:ident: $args:expr;)*) => {$(
-        #[test]
-        fn $test() {
-            self_addressed_datagrams_are_dropped($args);
-        }
-    )*};
-}
-
 // The forking mode serves TCP only.
-per_mode! {
-    self_addressed_datagram_evloop: &["--mode", "evloop"];
-    self_addressed_datagram_threaded: &["--mode", "threaded"];
-    self_addressed_datagram_threaded_pool: &["--mode", "threaded", "--threads", "4"];
-    self_addressed_datagram_blocking: &["--mode", "blocking"];
-}
+per_mode!(
+    self_addressed_datagrams_are_dropped,
+    [evloop, threaded, threaded_pool, blocking],
+    |mode| drop_forged_datagrams(mode.flags)
+);
