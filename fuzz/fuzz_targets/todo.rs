@@ -1,8 +1,9 @@
 //! Fuzzes `todo`'s command parser and its line framing, through the
 //! service as a client reaches it. Checks, besides "no panic":
 //! - every cutting of the input gives the same replies (readyloop_fuzz);
-//! - one reply per line at most, each ending in `\r\n`, none longer than the
-//!   line limit: what one request can make the server send is bounded;
+//! - one reply per request counted (and one per line at most), each ending
+//!   in `\r\n`, none longer than the line limit: what one request can make
+//!   the server send is bounded;
 //! - no job is asked for (an in-memory store has nothing to sync).
 
 #![no_main]
@@ -56,6 +57,15 @@ fuzz_target!(|data: &[u8]| {
             reply.len()
         );
     }
+    // One reply per request the dialogue counted, and one more for a line
+    // too long (answered by closing, so not counted).
+    let refused_too_long = run.out.ends_with(b"bytes)\r\n") && run.end == End::Closed;
+    assert_eq!(
+        replies.len(),
+        run.answered as usize + usize::from(refused_too_long),
+        "{:?}",
+        run.out.escape_ascii().to_string()
+    );
     let lines = data.split(|&b| b == b'\n').count();
     assert!(
         replies.len() <= lines,

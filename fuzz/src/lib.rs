@@ -1,28 +1,26 @@
 //! What the fuzz targets share: drive a fresh service over one input, whole
-//! and cut into pieces, and check that every cut gives the same result (a
-//! service must not care how TCP split the stream).
+//! and cut into pieces, and check that every cutting gives the same result
+//! (a service must not care how TCP split the stream).
 //!
-//! The driving follows the driver contract of `readyloop::service::Service`
-//! with the same `service::feed` every real driver calls. It stops at the
+//! The driving is `readyloop::service::testing::run_until_job`: the same
+//! `Dialogue` every real driver uses, each piece one read. It stops at the
 //! first job a service asks for instead of running it: jobs touch the disk,
 //! and the parsers fuzzed here are all in front of the first job.
 //!
 //! Not part of the main build: `fuzz/` is its own workspace (see
 //! `fuzz/README.md`).
 
-use std::net::SocketAddr;
-use std::time::Instant;
-
-use readyloop::service::{self, Cx, Job, Next, Service};
+use readyloop::service::testing::run_until_job;
+use readyloop::service::{Job, Service};
 
 /// How one run of a service ended.
 #[derive(Debug, PartialEq, Eq)]
 pub enum End {
-    /// The service returned `Close` (its input was not all consumed, maybe).
+    /// The dialogue closed before the input ran out.
     Closed,
     /// The service asked for this job; the run stopped there.
     Job(Job),
-    /// The input ran out and `eof` was called.
+    /// The input ran out, and the dialogue closed after the end of input.
     Eof,
 }
 
@@ -31,41 +29,24 @@ pub enum End {
 pub struct Run {
     /// The bytes the service wrote, in order.
     pub out: Vec<u8>,
+    /// Requests the dialogue counted as answered.
+    pub answered: u32,
     /// How it ended.
     pub end: End,
 }
 
-/// Feeds `chunks` to `service` one after the other, as a driver would
-/// after each read, then `eof`.
-pub fn drive(service: &mut dyn Service, chunks: &[&[u8]]) -> Run {
-    let mut out = Vec::new();
-    let end = drive_into(service, chunks, &mut out);
-    Run { out, end }
-}
-
-fn drive_into(service: &mut dyn Service, chunks: &[&[u8]], out: &mut Vec<u8>) -> End {
-    let peer = SocketAddr::from(([127, 0, 0, 1], 40000));
-    let mut cx = Cx::new(out, Instant::now(), peer);
-    match service.open(&mut cx) {
-        Next::Continue => {}
-        Next::Close => return End::Closed,
-        Next::Offload(job) => return End::Job(job),
-    }
-    let mut pending = Vec::new();
-    for chunk in chunks {
-        pending.extend_from_slice(chunk);
-        let (consumed, next) = service::feed(service, &pending, &mut cx);
-        assert!(consumed <= pending.len(), "consumed more than it was given");
-        pending.drain(..consumed);
-        match next {
-            Next::Continue => {}
-            Next::Close => return End::Closed,
-            Next::Offload(job) => return End::Job(job),
-        }
-    }
-    match service.eof(&pending, &mut cx) {
-        Next::Offload(job) => End::Job(job),
-        Next::Continue | Next::Close => End::Eof,
+/// Feeds `chunks` to `service`, one read each, then the end of input.
+pub fn drive(service: impl Service, chunks: &[&[u8]]) -> Run {
+    let (outcome, job) = run_until_job(service, chunks);
+    let end = match job {
+        Some(job) => End::Job(job),
+        None if outcome.closed => End::Closed,
+        None => End::Eof,
+    };
+    Run {
+        out: outcome.out,
+        answered: outcome.answered,
+        end,
     }
 }
 
@@ -104,19 +85,21 @@ pub fn cuttings(data: &[u8]) -> Vec<Vec<&[u8]>> {
 
 /// Runs a fresh service from `make` over every cutting of `data`, asserts
 /// that they all give the same [`Run`], and returns it.
-pub fn same_for_every_cutting(make: impl Fn() -> Box<dyn Service>, data: &[u8]) -> Run {
-    let whole = drive(make().as_mut(), &[data]);
+pub fn same_for_every_cutting<S: Service>(make: impl Fn() -> S, data: &[u8]) -> Run {
+    let whole = drive(make(), &[data]);
     for pieces in cuttings(data).iter().skip(1) {
-        let cut = drive(make().as_mut(), pieces);
+        let cut = drive(make(), pieces);
         let lengths: Vec<usize> = pieces.iter().map(|p| p.len()).collect();
         assert!(
             cut == whole,
-            "the input cut into {} pieces (lengths {:?}...) gave\n  {:?} ending {:?}\nbut whole it gave\n  {:?} ending {:?}",
+            "the input cut into {} pieces (lengths {:?}...) gave\n  {:?} ({} answered) ending {:?}\nbut whole it gave\n  {:?} ({} answered) ending {:?}",
             pieces.len(),
             &lengths[..lengths.len().min(16)],
             cut.out.escape_ascii().to_string(),
+            cut.answered,
             cut.end,
             whole.out.escape_ascii().to_string(),
+            whole.answered,
             whole.end,
         );
     }
