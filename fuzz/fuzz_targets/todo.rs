@@ -31,8 +31,7 @@ fn todo() -> Box<dyn Service> {
             ..Limits::default()
         },
     };
-    let entry = service::by_name("todo").expect("todo is registered");
-    (entry.factory)(&shared).make()
+    service::todo::factory(&shared).make()
 }
 
 fuzz_target!(|data: &[u8]| {

@@ -39,8 +39,7 @@ fn upload() -> Box<dyn Service> {
             ..Limits::default()
         },
     };
-    let entry = service::by_name("upload").expect("upload is registered");
-    (entry.factory)(&shared).make()
+    service::upload::factory(&shared).make()
 }
 
 fuzz_target!(|data: &[u8]| {
