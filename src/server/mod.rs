@@ -74,7 +74,8 @@ pub enum Listener {
         /// Makes the service of each accepted connection.
         factory: Arc<dyn Factory>,
     },
-    /// A UDP socket: each datagram is logged and echoed back ([`crate::service::udp`]).
+    /// A UDP socket: each datagram is echoed back, unless its source would
+    /// answer back ([`crate::service::udp`]).
     Udp {
         /// Bound.
         socket: UdpSocket,

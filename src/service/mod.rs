@@ -24,7 +24,7 @@ pub mod kv;
 pub mod menu;
 pub mod once;
 pub mod slow;
-#[cfg(test)]
+#[doc(hidden)] // for unit tests and fuzz/, not an API
 pub mod testing;
 pub mod todo;
 pub mod udp;

@@ -19,4 +19,5 @@ mod seed_python; // the seeds' Python clients, run by python3 against the binary
 mod seeds; // the seeds' clients under --framing read, and the one line limit
 mod slow; // offloaded sleeps and hashes, every mode
 mod terminal; // `readyloop client` in tmux; stdout into a closed pipe
+mod udp_loop; // forged datagrams (issue 10): no echo loop, CPU idle, clients still answered
 mod uploads; // files stored byte-exact and durably, refusals, clients that leave
