@@ -212,14 +212,14 @@ fn normalize(path: &Path) -> PathBuf {
     out
 }
 
-/// The first backticked span of a link's text.
-fn named(text: &str) -> Option<&str> {
+/// The first backticked span of a link's text (a table's `\|` read as `|`).
+fn named(text: &str) -> Option<String> {
     let start = text.find('`')?;
     let rest = &text[start..];
     let ticks = rest.chars().take_while(|&c| c == '`').count();
     let inner = &rest[ticks..];
     let end = inner.find(&"`".repeat(ticks))?;
-    Some(inner[..end].trim())
+    Some(inner[..end].trim().replace("\\|", "|"))
 }
 
 /// Keywords that declare a named item.
@@ -458,7 +458,7 @@ fn check_file(markdown_path: &Path) -> Vec<String> {
             problems.push(format!("{place}: {} is not a text file", shown(&path)));
             continue;
         };
-        if let Some(why) = check_lines(&code, first, last, named) {
+        if let Some(why) = check_lines(&code, first, last, &named) {
             problems.push(format!("{place}: {why}"));
         }
     }
