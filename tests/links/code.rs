@@ -130,12 +130,21 @@ pub(crate) fn check_lines(code: &str, first: usize, last: usize, named: &str) ->
     let (from, to) = (first - 1, last - 1);
     let (keyword, owner, name) = match classify(named) {
         Named::Text(text) => {
-            return (!lines[from].contains(text)).then(|| {
-                format!(
-                    "line {first} does not contain `{text}`: it reads {:?}",
-                    lines[from].trim()
-                )
-            });
+            if lines[from].contains(text) {
+                return None;
+            }
+            let holding: Vec<usize> = (0..lines.len())
+                .filter(|&i| lines[i].contains(text))
+                .collect();
+            let now = match holding[..] {
+                [] => "no line of the file does".to_string(),
+                [i] => format!("line {} does", i + 1),
+                _ => format!("{} lines do", holding.len()),
+            };
+            return Some(format!(
+                "line {first} does not contain `{text}` (it reads {:?}); {now}",
+                lines[from].trim()
+            ));
         }
         Named::Item {
             keyword,
@@ -143,8 +152,24 @@ pub(crate) fn check_lines(code: &str, first: usize, last: usize, named: &str) ->
             name,
         } => (keyword, owner, name),
     };
+    let problem = check_item(&lines, from, to, keyword, owner, name)?;
+    Some(match locate(&lines, keyword, owner, name) {
+        Some((start, end)) => format!("{problem}; it is at #L{}-L{}", start + 1, end + 1),
+        None => format!("{problem}; the file does not declare it"),
+    })
+}
+
+/// Why `lines[from..=to]` is not exactly the item, or `None` if it is.
+fn check_item(
+    lines: &[&str],
+    from: usize,
+    to: usize,
+    keyword: Option<&str>,
+    owner: Option<&str>,
+    name: &str,
+) -> Option<String> {
     let Some(decl) = (from..=to).find(|&i| !is_preamble(lines[i])) else {
-        return Some(format!("lines {first}-{last} hold only comments"));
+        return Some(format!("lines {}-{} hold only comments", from + 1, to + 1));
     };
     if !declares(lines[decl], keyword, name) {
         return Some(format!(
@@ -154,42 +179,62 @@ pub(crate) fn check_lines(code: &str, first: usize, last: usize, named: &str) ->
         ));
     }
     if decl > from && from > 0 && is_preamble(lines[from - 1]) {
-        let doc = (0..from)
-            .rev()
-            .take_while(|&i| is_preamble(lines[i]))
-            .last();
         return Some(format!(
-            "the range starts inside the comment above `{name}`: start at line {} or {}",
-            doc.unwrap_or(from) + 1,
-            decl + 1
+            "the range starts inside the comment above `{name}`"
         ));
     }
-    let end = item_end(&lines, decl);
+    let end = item_end(lines, decl);
     if end != to {
         return Some(format!(
-            "`{name}` (line {}) ends on line {}, the range on line {last}",
+            "`{name}` (line {}) ends on line {}, the range on line {}",
             decl + 1,
-            end + 1
+            end + 1,
+            to + 1
         ));
     }
-    // `Type::name`: the item must be inside `impl ... Type` (or `enum Type`).
-    let owner = owner.filter(|o| o.starts_with(|c: char| c.is_ascii_uppercase()))?;
+    owner_problem(lines, decl, owner?)
+}
+
+/// For `Type::name`: why the item declared at `decl` is not inside `impl
+/// ... Type` (or `enum Type`, ...), or `None` if it is. A lower-case owner
+/// is a module path (`stats::add`) and is not checked.
+fn owner_problem(lines: &[&str], decl: usize, owner: &str) -> Option<String> {
+    if !owner.starts_with(|c: char| c.is_ascii_uppercase()) {
+        return None;
+    }
     let parent = (0..decl)
         .rev()
         .find(|&i| !lines[i].trim().is_empty() && indent(lines[i]) < indent(lines[decl]));
     match parent {
         Some(p) if words(lines[p]).contains(&owner) => None,
         Some(p) => Some(format!(
-            "`{name}` (line {}) is inside {:?} (line {}), not `{owner}`",
+            "line {} is inside {:?} (line {}), not `{owner}`",
             decl + 1,
             lines[p].trim(),
             p + 1
         )),
-        None => Some(format!(
-            "`{name}` (line {}) is not inside `{owner}`",
-            decl + 1
-        )),
+        None => Some(format!("line {} is not inside `{owner}`", decl + 1)),
     }
+}
+
+/// Where the item is now: (first line of its comment, last line), 0-based.
+fn locate(
+    lines: &[&str],
+    keyword: Option<&str>,
+    owner: Option<&str>,
+    name: &str,
+) -> Option<(usize, usize)> {
+    let decl = (0..lines.len()).find(|&i| {
+        !is_preamble(lines[i])
+            && declares(lines[i], keyword, name)
+            && owner.is_none_or(|o| owner_problem(lines, i, o).is_none())
+    })?;
+    let start = (0..decl)
+        .rev()
+        .take_while(|&i| is_preamble(lines[i]))
+        .last()
+        .unwrap_or(decl);
+    Some((start, item_end(lines, decl)))
 }
 
 #[test]
@@ -230,4 +275,6 @@ impl Loop {
     assert_eq!(check_lines(code, 4, 4, "body()"), None);
     assert!(check_lines(code, 5, 5, "body()").is_some());
     assert!(check_lines(code, 9, 12, "body()").is_some(), "past the end");
+    let moved = check_lines(code, 3, 5, "Loop::close").expect("the wrong item");
+    assert!(moved.ends_with("it is at #L7-L7"), "{moved}");
 }
