@@ -85,8 +85,8 @@ pub struct ServeArgs {
     pub data_dir: std::path::PathBuf,
     /// When the store's log is fsynced: `always` answers a change only once
     /// it is on disk, `everysec` fsyncs once a second, `no` leaves it to the OS.
-    #[arg(long, value_enum, value_name = "WHEN", default_value_t = Fsync::Everysec)]
-    pub fsync: Fsync,
+    #[arg(long, value_enum, value_name = "WHEN", default_value_t = FsyncArg::Everysec)]
+    pub fsync: FsyncArg,
     /// More log lines: -v per connection, -vv every poll wake-up and event.
     #[arg(short, long, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -158,4 +158,25 @@ pub enum Console {
     On,
     /// Never.
     Off,
+}
+
+/// `--fsync`: the command line's names for [`Fsync`] (the store knows no clap).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FsyncArg {
+    /// [`Fsync::Always`].
+    Always,
+    /// [`Fsync::Everysec`].
+    Everysec,
+    /// [`Fsync::No`].
+    No,
+}
+
+impl From<FsyncArg> for Fsync {
+    fn from(arg: FsyncArg) -> Fsync {
+        match arg {
+            FsyncArg::Always => Fsync::Always,
+            FsyncArg::Everysec => Fsync::Everysec,
+            FsyncArg::No => Fsync::No,
+        }
+    }
 }

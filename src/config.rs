@@ -158,7 +158,7 @@ impl Config {
                 max_body,
             },
             data_dir: absolute("--data-dir", &args.data_dir)?,
-            fsync: args.fsync,
+            fsync: args.fsync.into(),
             log_file,
             pidfile,
             daemon: args.daemon,

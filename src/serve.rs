@@ -104,11 +104,7 @@ pub fn run(args: &ServeArgs) -> Result<Stopped, StartupError> {
     };
     // Every connection is closed: write and fsync what is pending, even if
     // the server stopped on an error.
-    let closed = store.close().map_err(|source| StartupError::Store {
-        path: config.data_dir.clone(),
-        action: "write the last changes to the log",
-        source,
-    });
+    let closed = store.close();
     served?;
     closed?;
     drop(pidfile); // removes it: the server is gone

@@ -294,25 +294,23 @@ fn printable(word: &[u8], out: &mut Vec<u8>) {
 }
 
 fn integer(n: i64, out: &mut Vec<u8>) {
-    let mut digits = [0; 20];
-    out.push(b':');
-    out.extend_from_slice(store::format_i64(n, &mut digits));
-    out.extend_from_slice(b"\r\n");
+    line(b':', n, out);
 }
 
 fn array(len: usize, out: &mut Vec<u8>) {
-    let mut digits = [0; 20];
-    out.push(b'*');
-    out.extend_from_slice(store::format_i64(len as i64, &mut digits));
-    out.extend_from_slice(b"\r\n");
+    line(b'*', len as i64, out);
 }
 
 fn bulk(value: &[u8], out: &mut Vec<u8>) {
-    let mut digits = [0; 20];
-    out.push(b'$');
-    out.extend_from_slice(store::format_i64(value.len() as i64, &mut digits));
-    out.extend_from_slice(b"\r\n");
+    line(b'$', value.len() as i64, out);
     out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// `<kind><n>\r\n`, formatted without allocating.
+fn line(kind: u8, n: i64, out: &mut Vec<u8>) {
+    out.push(kind);
+    out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
     out.extend_from_slice(b"\r\n");
 }
 

@@ -2,7 +2,7 @@
 //! (with torn-tail repair), and the file the writer appends to.
 //!
 //! This file knows bytes and files, not policies: *when* to write and fsync
-//! is decided in [`super`] (the flusher thread and group commit). It never
+//! is decided in [`super::durability`] (the flusher thread and group commit). It never
 //! runs on the event-loop thread except through [`super::Store::open`]
 //! before any listener is bound.
 //!
@@ -34,7 +34,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use crate::error::StartupError;
+use super::StoreError;
 
 /// The first bytes of every log file, so a stray file is never replayed.
 pub(crate) const MAGIC: &[u8; 8] = b"RDYLOG1\n";
@@ -218,15 +218,8 @@ pub(crate) struct Opened {
 
 /// Creates `dir` if needed, takes its lock, replays its log and truncates a
 /// torn tail.
-pub(crate) fn open(dir: &Path) -> Result<Opened, StartupError> {
-    let io_error = |path: &Path, action: &'static str| {
-        let path = path.to_owned();
-        move |source| StartupError::Store {
-            path,
-            action,
-            source,
-        }
-    };
+pub(crate) fn open(dir: &Path) -> Result<Opened, StoreError> {
+    let io_error = StoreError::io;
     fs::create_dir_all(dir).map_err(io_error(dir, "create the data directory"))?;
     let lock_path = dir.join(LOCK_NAME);
     let lock = OpenOptions::new()
@@ -238,7 +231,7 @@ pub(crate) fn open(dir: &Path) -> Result<Opened, StartupError> {
     match lock.try_lock() {
         Ok(()) => {}
         Err(fs::TryLockError::WouldBlock) => {
-            return Err(StartupError::StoreLocked {
+            return Err(StoreError::Locked {
                 dir: dir.to_owned(),
             });
         }
@@ -273,10 +266,17 @@ pub(crate) fn open(dir: &Path) -> Result<Opened, StartupError> {
             .map_err(io_error(&path, "create the log"))?;
         size = MAGIC.len() as u64;
     } else if !bytes.starts_with(MAGIC) {
-        return Err(StartupError::StoreCorrupt {
+        let advice = format!(
+            "move it away, or pass another --data-dir; if it is a readyloop log with \
+             its first bytes damaged, restore them with \
+             `printf 'RDYLOG1\\n' | dd of={} bs=8 count=1 conv=notrunc`",
+            path.display()
+        );
+        return Err(StoreError::Corrupt {
             path,
             offset: 0,
             reason: "it does not start with RDYLOG1: not a readyloop log".to_owned(),
+            advice,
         });
     } else {
         let scan = scan(&bytes, |op| match op {
@@ -287,7 +287,12 @@ pub(crate) fn open(dir: &Path) -> Result<Opened, StartupError> {
                 map.remove(key);
             }
         })
-        .map_err(|Corrupt { offset, reason }| StartupError::StoreCorrupt {
+        .map_err(|Corrupt { offset, reason }| StoreError::Corrupt {
+            advice: format!(
+                "restore the file from a backup, or keep only what precedes the damage \
+                 with `cp {0} {0}.damaged && truncate -s {offset} {0}`",
+                path.display()
+            ),
             path: path.clone(),
             offset,
             reason,
@@ -324,38 +329,16 @@ pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
 
 /// CRC-32 (IEEE 802.3, the zlib/PNG one) of `a` followed by `b`.
 ///
-/// Written here rather than pulled in (`crc32fast` would be faster with
-/// SIMD): it is twenty lines, the log needs nothing else, and a table
-/// lookup per byte is far faster than the disk it guards.
+/// `crc32fast` computes the same CRC as the table this log started with
+/// (so every log written since still replays), with SIMD where the CPU has
+/// it: replay checksums every byte of the log, and so does the search past
+/// a damaged record.
 pub(crate) fn checksum(a: &[u8], b: &[u8]) -> u32 {
-    let update = |crc: u32, bytes: &[u8]| {
-        bytes.iter().fold(crc, |crc, &byte| {
-            CRC_TABLE[((crc ^ u32::from(byte)) & 0xff) as usize] ^ (crc >> 8)
-        })
-    };
-    !update(update(!0, a), b)
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(a);
+    hasher.update(b);
+    hasher.finalize()
 }
-
-/// The byte-at-a-time table of the reflected polynomial 0xEDB88320.
-const CRC_TABLE: [u32; 256] = {
-    let mut table = [0u32; 256];
-    let mut i = 0;
-    while i < 256 {
-        let mut crc = i as u32;
-        let mut bit = 0;
-        while bit < 8 {
-            crc = if crc & 1 == 1 {
-                0xEDB8_8320 ^ (crc >> 1)
-            } else {
-                crc >> 1
-            };
-            bit += 1;
-        }
-        table[i] = crc;
-        i += 1;
-    }
-    table
-};
 
 #[cfg(test)]
 mod tests {
@@ -379,6 +362,38 @@ mod tests {
     fn crc32_matches_the_standard_check_value() {
         assert_eq!(checksum(b"1234", b"56789"), 0xCBF4_3926);
         assert_eq!(checksum(b"", b""), 0);
+    }
+
+    /// A log written by readyloop before the CRC came from `crc32fast`
+    /// (its bytes made by Python's `zlib.crc32`, an independent IEEE CRC):
+    /// SET greeting hello, SET n 41, DEL greeting, SET n 42.
+    const OLD_LOG: &[u8] = b"RDYLOG1\n\
+        \x12\x00\x00\x00\xf5\x8d\xd1\xd7\x01\x08\x00\x00\x00greetinghello\
+        \x08\x00\x00\x00\x5c\xae\xb9\xbf\x01\x01\x00\x00\x00n41\
+        \x0d\x00\x00\x00\xd8\xea\xc0\x9e\x02\x08\x00\x00\x00greeting\
+        \x08\x00\x00\x00\xe6\xff\xb0\x26\x01\x01\x00\x00\x00n42";
+
+    #[test]
+    fn a_log_written_by_the_old_checksum_code_replays() {
+        let (scan, seen) = replay(OLD_LOG);
+        assert_eq!(scan, Ok(Scan::Clean));
+        assert_eq!(
+            seen,
+            [
+                format!("{:?}", Op::Set(b"greeting", b"hello")),
+                format!("{:?}", Op::Set(b"n", b"41")),
+                format!("{:?}", Op::Del(b"greeting")),
+                format!("{:?}", Op::Set(b"n", b"42")),
+            ]
+        );
+        // And encoding the same changes today gives the same bytes.
+        let ops = [
+            Op::Set(b"greeting", b"hello"),
+            Op::Set(b"n", b"41"),
+            Op::Del(b"greeting"),
+            Op::Set(b"n", b"42"),
+        ];
+        assert_eq!(log_of(&ops), OLD_LOG);
     }
 
     #[test]

@@ -35,27 +35,38 @@
 //! back byte for byte, so a value set through `kv` with a newline in it
 //! shows up in `todo` as two lines.
 //!
-//! This module must not know services or sockets: services call it, the
-//! drivers run its [`Work`].
+//! # Files
+//!
+//! This file is the API (what services call) and the in-memory state;
+//! [`durability`] holds the log writer, group commit and the flusher
+//! thread; [`compact`] the log rewrite; [`log`] the record format and
+//! replay; [`error`] the [`StoreError`] that opening can fail with.
+//!
+//! This module must not know services, sockets or the application around
+//! it: services call it, the drivers run its [`Work`], and `main` prints
+//! its errors through `StartupError`.
 
 use std::collections::HashMap;
 use std::fmt;
-use std::fs::File;
-use std::io::{self, Write};
-use std::path::{Path, PathBuf};
+use std::io;
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::error::StartupError;
-
+mod compact;
+mod durability;
+mod error;
 mod log;
 
+pub use self::error::StoreError;
+
+use self::durability::{Log, Writer};
 use self::log::Op;
 
 /// When the log is fsynced (`--fsync`), as Redis' `appendfsync`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fsync {
     /// Answer a change only once it is fsynced (group commit, on the
     /// offload pool). Nothing acknowledged is lost, even by power loss.
@@ -177,34 +188,6 @@ struct State {
     closing: bool,
 }
 
-/// The open log file and what is known to be in it.
-struct Log {
-    dir: PathBuf,
-    path: PathBuf,
-    policy: Fsync,
-    /// Size above which a rewrite is considered ([`COMPACT_MIN_SIZE`]).
-    compact_min: u64,
-    writer: Mutex<Writer>,
-    /// Changes up to this number are written to the file.
-    written: AtomicU64,
-    /// Changes up to this number are fsynced.
-    durable: AtomicU64,
-    /// Held for the store's life: one server per data directory.
-    _lock: File,
-}
-
-struct Writer {
-    file: File,
-    /// Bytes in the file.
-    size: u64,
-    /// The buffer swapped with `pending`, so flushing allocates nothing.
-    spare: Vec<u8>,
-    /// After a write or fsync failed, nothing more is written: what is in
-    /// the file may end in a partial record, and an fsync error may have
-    /// dropped dirty pages (so a later "success" would lie).
-    failed: Option<String>,
-}
-
 impl Store {
     /// An empty store held in memory only (tests, and nothing else).
     pub fn in_memory() -> Store {
@@ -213,7 +196,7 @@ impl Store {
 
     /// Opens the store in `dir` (created if missing, locked, its log
     /// replayed and a torn last record truncated) and starts its flusher.
-    pub fn open(dir: &Path, policy: Fsync) -> Result<Store, StartupError> {
+    pub fn open(dir: &Path, policy: Fsync) -> Result<Store, StoreError> {
         let store = Store::open_with(dir, policy, COMPACT_MIN_SIZE)?;
         store.start_flusher()?;
         Ok(store)
@@ -223,12 +206,12 @@ impl Store {
     /// server that will fork into a daemon opens the store first (so a
     /// damaged log is reported on the terminal) and starts the thread after
     /// the fork, which a thread would not survive.
-    pub fn open_unstarted(dir: &Path, policy: Fsync) -> Result<Store, StartupError> {
+    pub fn open_unstarted(dir: &Path, policy: Fsync) -> Result<Store, StoreError> {
         Store::open_with(dir, policy, COMPACT_MIN_SIZE)
     }
 
     /// Starts the thread that writes (and fsyncs) changes in the background.
-    pub fn start_flusher(&self) -> Result<(), StartupError> {
+    pub fn start_flusher(&self) -> Result<(), StoreError> {
         let Some(log) = &self.handle.core.log else {
             return Ok(());
         };
@@ -236,11 +219,7 @@ impl Store {
         let flusher = std::thread::Builder::new()
             .name("store-flusher".to_owned())
             .spawn(move || core.flusher())
-            .map_err(|source| StartupError::Store {
-                path: log.dir.clone(),
-                action: "start the store's flusher thread",
-                source,
-            })?;
+            .map_err(StoreError::io(&log.dir, "start the store's flusher thread"))?;
         *self
             .handle
             .flusher
@@ -249,7 +228,7 @@ impl Store {
         Ok(())
     }
 
-    fn open_with(dir: &Path, policy: Fsync, compact_min: u64) -> Result<Store, StartupError> {
+    fn open_with(dir: &Path, policy: Fsync, compact_min: u64) -> Result<Store, StoreError> {
         let opened = log::open(dir)?;
         ::log::info!(
             "store: {} keys from {} ({} bytes), fsync {policy}",
@@ -374,8 +353,8 @@ impl Store {
             None => 0,
         };
         let new = old.checked_add(1).ok_or(IncrError::Overflow)?;
-        let mut digits = [0u8; 20];
-        let text = format_i64(new, &mut digits);
+        let mut digits = itoa::Buffer::new();
+        let text = digits.format(new).as_bytes();
         state.put(key, text);
         Ok((new, core.append(&mut state, Op::Set(key, text))))
     }
@@ -426,9 +405,16 @@ impl Store {
     /// Stops the flusher, then writes and fsyncs everything pending. The
     /// server calls this after its listeners stop; changes made after it
     /// are written only by another `flush` or `close`.
-    pub fn close(&self) -> io::Result<()> {
+    pub fn close(&self) -> Result<(), StoreError> {
         self.handle.stop_flusher();
-        self.flush()
+        self.flush().map_err(|source| {
+            let path = self.handle.core.log.as_ref().map(|log| log.path.clone());
+            StoreError::Io {
+                path: path.unwrap_or_default(),
+                action: "write the last changes to the log",
+                source,
+            }
+        })
     }
 
     /// Rewrites the log now (normally the flusher decides; see the module
@@ -510,207 +496,6 @@ impl Core {
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
-
-    /// Numbers the change `op` and queues its record for the log.
-    fn append(&self, state: &mut State, op: Op<'_>) -> Seq {
-        state.seq += 1;
-        let Some(log) = &self.log else {
-            return Seq(state.seq);
-        };
-        let was_empty = state.pending.is_empty();
-        let start = state.pending.len();
-        log::encode(op, &mut state.pending);
-        if let Some(rewrite) = &mut state.rewrite {
-            rewrite.extend_from_slice(&state.pending[start..]);
-        }
-        // Under `always` the waiters write; the flusher is only a backstop.
-        if was_empty && log.policy != Fsync::Always {
-            self.wake.notify_one();
-        }
-        Seq(state.seq)
-    }
-
-    /// Group commit: returns once change `seq` is fsynced, by this thread
-    /// or (more often, under load) by another waiter's fsync.
-    fn sync(&self, seq: Seq) -> io::Result<()> {
-        let Some(log) = &self.log else { return Ok(()) };
-        if log.durable.load(Ordering::Acquire) >= seq.0 {
-            return Ok(());
-        }
-        let mut writer = log.lock_writer();
-        if log.durable.load(Ordering::Acquire) >= seq.0 {
-            return Ok(()); // the waiter before us wrote and fsynced ours too
-        }
-        self.write_locked(log, &mut writer, true)
-    }
-
-    /// Writes every pending record; fsyncs too when `fsync`.
-    fn write_pending(&self, fsync: bool) -> io::Result<()> {
-        let Some(log) = &self.log else { return Ok(()) };
-        let mut writer = log.lock_writer();
-        self.write_locked(log, &mut writer, fsync)
-    }
-
-    fn write_locked(&self, log: &Log, writer: &mut Writer, fsync: bool) -> io::Result<()> {
-        if let Some(failed) = &writer.failed {
-            return Err(io::Error::other(failed.clone()));
-        }
-        let seq = {
-            let mut state = self.lock();
-            std::mem::swap(&mut state.pending, &mut writer.spare);
-            state.seq
-        };
-        let mut result = Ok(());
-        if !writer.spare.is_empty() {
-            result = writer.file.write_all(&writer.spare);
-            writer.size += writer.spare.len() as u64;
-            writer.spare.clear();
-            if result.is_ok() {
-                log.written.store(seq, Ordering::Release);
-            }
-        }
-        let written = log.written.load(Ordering::Acquire);
-        if result.is_ok() && fsync && log.durable.load(Ordering::Acquire) < written {
-            result = writer.file.sync_data();
-            if result.is_ok() {
-                log.durable.store(written, Ordering::Release);
-            }
-        }
-        if let Err(e) = &result {
-            let failed = format!("cannot write the log {}: {e}", log.path.display());
-            ::log::error!("store: {failed}; changes from now on are kept in memory only");
-            writer.failed = Some(failed);
-        }
-        result
-    }
-
-    /// The flusher thread's loop: write pending bytes as they come, fsync
-    /// and consider a rewrite once per [`FSYNC_INTERVAL`], stop on close.
-    fn flusher(&self) {
-        let log = self
-            .log
-            .as_ref()
-            .expect("only a logged store has a flusher");
-        let mut last_tick = Instant::now();
-        loop {
-            let mut state = self.lock();
-            loop {
-                let has_work = log.policy != Fsync::Always && !state.pending.is_empty();
-                let left = FSYNC_INTERVAL.saturating_sub(last_tick.elapsed());
-                if state.closing || has_work || left.is_zero() {
-                    break;
-                }
-                state = self
-                    .wake
-                    .wait_timeout(state, left)
-                    .unwrap_or_else(|p| p.into_inner())
-                    .0;
-            }
-            if state.closing {
-                return; // `close` writes and fsyncs the rest
-            }
-            drop(state);
-            let tick = last_tick.elapsed() >= FSYNC_INTERVAL;
-            // A failure is logged once inside, and sticks.
-            let _ = self.write_pending(tick && log.policy != Fsync::No);
-            if tick {
-                last_tick = Instant::now();
-                self.maybe_compact(log);
-            }
-        }
-    }
-
-    fn maybe_compact(&self, log: &Log) {
-        let size = log.lock_writer().size;
-        let live = self.lock().live;
-        if size > log.compact_min && size > COMPACT_RATIO * live {
-            ::log::info!(
-                "store: rewriting {} ({size} bytes, {live} live)",
-                log.path.display()
-            );
-            if let Err(e) = self.compact(|| {}) {
-                ::log::error!("store: rewriting {} failed: {e}", log.path.display());
-            }
-        }
-    }
-
-    /// Rewrites the log as one SET per live key. The snapshot is taken
-    /// under the state lock; it is written and fsynced with no lock held;
-    /// then, under the writer lock, the changes made meanwhile are
-    /// appended, the new file is fsynced and renamed over the old, and the
-    /// directory fsynced. If anything fails before the rename, the old log
-    /// is still whole and still in use.
-    fn compact(&self, between: impl FnOnce()) -> io::Result<()> {
-        let Some(log) = &self.log else { return Ok(()) };
-        let temp = log.dir.join(log::REWRITE_NAME);
-        let mut snapshot = log::MAGIC.to_vec();
-        {
-            let mut state = self.lock();
-            snapshot.reserve(state.live as usize);
-            for (key, value) in &state.map {
-                log::encode(Op::Set(key, value), &mut snapshot);
-            }
-            state.rewrite = Some(Vec::new());
-        }
-        let result = self.rewrite(log, &temp, &snapshot, between);
-        if result.is_err() {
-            self.lock().rewrite = None;
-            let _ = std::fs::remove_file(&temp);
-        }
-        result
-    }
-
-    fn rewrite(
-        &self,
-        log: &Log,
-        temp: &Path,
-        snapshot: &[u8],
-        between: impl FnOnce(),
-    ) -> io::Result<()> {
-        let mut file = File::create(temp)?;
-        file.write_all(snapshot)?;
-        file.sync_data()?;
-        between();
-        let mut writer = log.lock_writer();
-        if let Some(failed) = &writer.failed {
-            return Err(io::Error::other(failed.clone()));
-        }
-        // With the writer locked nobody drains `pending`: its first `cut`
-        // bytes are all in the snapshot or the tail, the rest come later.
-        let (tail, cut, seq) = {
-            let mut state = self.lock();
-            let tail = state.rewrite.take().unwrap_or_default();
-            (tail, state.pending.len(), state.seq)
-        };
-        file.write_all(&tail)?;
-        file.sync_data()?;
-        std::fs::rename(temp, &log.path)?;
-        // The new file is the log now, whatever happens next.
-        writer.file = file;
-        writer.size = (snapshot.len() + tail.len()) as u64;
-        self.lock().pending.drain(..cut);
-        log.written.store(seq, Ordering::Release);
-        if let Err(e) = log::sync_dir(&log.dir) {
-            writer.failed = Some(format!(
-                "cannot fsync {} after a rewrite: {e}",
-                log.dir.display()
-            ));
-            return Err(e);
-        }
-        log.durable.store(seq, Ordering::Release);
-        ::log::info!(
-            "store: rewrote {} to {} bytes",
-            log.path.display(),
-            writer.size
-        );
-        Ok(())
-    }
-}
-
-impl Log {
-    fn lock_writer(&self) -> MutexGuard<'_, Writer> {
-        self.writer.lock().unwrap_or_else(|p| p.into_inner())
-    }
 }
 
 /// Parses a value as Redis' `string2ll` does: optional `-`, digits, no
@@ -726,25 +511,6 @@ fn parse_i64(text: &[u8]) -> Option<i64> {
         return None;
     }
     std::str::from_utf8(text).ok()?.parse().ok()
-}
-
-/// Writes `n` in decimal into `buf`, returning the digits (no allocation).
-pub(crate) fn format_i64(n: i64, buf: &mut [u8; 20]) -> &[u8] {
-    let mut at = buf.len();
-    let mut rest = n.unsigned_abs();
-    loop {
-        at -= 1;
-        buf[at] = b'0' + (rest % 10) as u8;
-        rest /= 10;
-        if rest == 0 {
-            break;
-        }
-    }
-    if n < 0 {
-        at -= 1;
-        buf[at] = b'-';
-    }
-    &buf[at..]
 }
 
 #[cfg(test)]

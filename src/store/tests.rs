@@ -1,7 +1,9 @@
 //! Unit tests of the store and its log, on real files in temporary
 //! directories (no sockets).
 
+use std::path::PathBuf;
 use std::sync::atomic::AtomicUsize;
+use std::time::Instant;
 
 use super::log::{LOG_NAME, MAGIC};
 use super::*;
@@ -393,12 +395,4 @@ fn the_flusher_compacts_by_itself() {
     drop(store);
     let store = Store::open(&dir.0, Fsync::Everysec).unwrap();
     assert_eq!(get(&store, "k").as_deref(), Some(&*format!("{:>32}", 1999)));
-}
-
-#[test]
-fn format_i64_writes_every_edge() {
-    let mut buf = [0; 20];
-    for n in [0, 7, -7, 10, i64::MAX, i64::MIN] {
-        assert_eq!(format_i64(n, &mut buf), n.to_string().as_bytes());
-    }
 }

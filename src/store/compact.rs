@@ -1,0 +1,100 @@
+//! Compaction: rewriting the log as one record per live key, while
+//! changes go on, and swapping it in atomically (write, fsync, rename,
+//! fsync the directory). The flusher decides when ([`Core::maybe_compact`]).
+
+use std::fs::File;
+use std::io::{self, Write};
+use std::path::Path;
+use std::sync::atomic::Ordering;
+
+use super::durability::Log;
+use super::log::{self, Op};
+use super::{COMPACT_RATIO, Core};
+
+impl Core {
+    pub(super) fn maybe_compact(&self, log: &Log) {
+        let size = log.lock_writer().size;
+        let live = self.lock().live;
+        if size > log.compact_min && size > COMPACT_RATIO * live {
+            ::log::info!(
+                "store: rewriting {} ({size} bytes, {live} live)",
+                log.path.display()
+            );
+            if let Err(e) = self.compact(|| {}) {
+                ::log::error!("store: rewriting {} failed: {e}", log.path.display());
+            }
+        }
+    }
+
+    /// Rewrites the log as one SET per live key. The snapshot is taken
+    /// under the state lock; it is written and fsynced with no lock held;
+    /// then, under the writer lock, the changes made meanwhile are
+    /// appended, the new file is fsynced and renamed over the old, and the
+    /// directory fsynced. If anything fails before the rename, the old log
+    /// is still whole and still in use.
+    pub(super) fn compact(&self, between: impl FnOnce()) -> io::Result<()> {
+        let Some(log) = &self.log else { return Ok(()) };
+        let temp = log.dir.join(log::REWRITE_NAME);
+        let mut snapshot = log::MAGIC.to_vec();
+        {
+            let mut state = self.lock();
+            snapshot.reserve(state.live as usize);
+            for (key, value) in &state.map {
+                log::encode(Op::Set(key, value), &mut snapshot);
+            }
+            state.rewrite = Some(Vec::new());
+        }
+        let result = self.rewrite(log, &temp, &snapshot, between);
+        if result.is_err() {
+            self.lock().rewrite = None;
+            let _ = std::fs::remove_file(&temp);
+        }
+        result
+    }
+
+    fn rewrite(
+        &self,
+        log: &Log,
+        temp: &Path,
+        snapshot: &[u8],
+        between: impl FnOnce(),
+    ) -> io::Result<()> {
+        let mut file = File::create(temp)?;
+        file.write_all(snapshot)?;
+        file.sync_data()?;
+        between();
+        let mut writer = log.lock_writer();
+        if let Some(failed) = &writer.failed {
+            return Err(io::Error::other(failed.clone()));
+        }
+        // With the writer locked nobody drains `pending`: its first `cut`
+        // bytes are all in the snapshot or the tail, the rest come later.
+        let (tail, cut, seq) = {
+            let mut state = self.lock();
+            let tail = state.rewrite.take().unwrap_or_default();
+            (tail, state.pending.len(), state.seq)
+        };
+        file.write_all(&tail)?;
+        file.sync_data()?;
+        std::fs::rename(temp, &log.path)?;
+        // The new file is the log now, whatever happens next.
+        writer.file = file;
+        writer.size = (snapshot.len() + tail.len()) as u64;
+        self.lock().pending.drain(..cut);
+        log.written.store(seq, Ordering::Release);
+        if let Err(e) = log::sync_dir(&log.dir) {
+            writer.failed = Some(format!(
+                "cannot fsync {} after a rewrite: {e}",
+                log.dir.display()
+            ));
+            return Err(e);
+        }
+        log.durable.store(seq, Ordering::Release);
+        ::log::info!(
+            "store: rewrote {} to {} bytes",
+            log.path.display(),
+            writer.size
+        );
+        Ok(())
+    }
+}
