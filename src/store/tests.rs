@@ -265,9 +265,62 @@ fn a_corrupt_record_in_the_middle_stops_the_start_naming_file_and_offset() {
     let err = Store::open(&dir.0, Fsync::Always).unwrap_err().to_string();
     assert!(err.contains(&dir.log().display().to_string()), "{err}");
     assert!(err.contains(&format!("byte offset {second}")), "{err}");
-    assert!(err.contains("truncate -s"), "{err}");
     // Nothing was changed: the file is as it was.
     assert_eq!(std::fs::read(dir.log()).unwrap(), bytes);
+    // The advice, run as given, drops only the damaged record.
+    let advice = err
+        .split_once(" with `")
+        .unwrap()
+        .1
+        .rsplit_once('`')
+        .unwrap()
+        .0;
+    let status = std::process::Command::new("sh")
+        .args(["-c", advice])
+        .status()
+        .unwrap();
+    assert!(status.success(), "{advice}");
+    let store = Store::open(&dir.0, Fsync::Always).unwrap();
+    assert_eq!(get(&store, "a").as_deref(), Some("value"));
+    assert_eq!(get(&store, "b"), None);
+    assert_eq!(get(&store, "c").as_deref(), Some("value"));
+    let backup = dir.0.join(format!("{LOG_NAME}.damaged"));
+    assert_eq!(std::fs::read(backup).unwrap(), bytes);
+}
+
+#[test]
+fn a_damaged_first_byte_gets_advice_that_keeps_every_record() {
+    let dir = TempDir::new("first-byte");
+    {
+        let store = Store::open(&dir.0, Fsync::Always).unwrap();
+        store.set("a", "1");
+        store.set("b", "2");
+        store.close().unwrap();
+    }
+    let mut bytes = std::fs::read(dir.log()).unwrap();
+    bytes[0] ^= 0x20;
+    std::fs::write(dir.log(), &bytes).unwrap();
+    let err = Store::open(&dir.0, Fsync::Always).unwrap_err().to_string();
+    assert!(err.contains("byte offset 0"), "{err}");
+    assert!(
+        !err.contains("truncate"),
+        "advice that deletes every record: {err}"
+    );
+    let advice = err
+        .split_once(" with `")
+        .unwrap()
+        .1
+        .split_once('`')
+        .unwrap()
+        .0;
+    let status = std::process::Command::new("sh")
+        .args(["-c", advice])
+        .status()
+        .unwrap();
+    assert!(status.success(), "{advice}");
+    let store = Store::open(&dir.0, Fsync::Always).unwrap();
+    assert_eq!(get(&store, "a").as_deref(), Some("1"));
+    assert_eq!(get(&store, "b").as_deref(), Some("2"));
 }
 
 #[test]
