@@ -79,6 +79,10 @@ pub struct ServeArgs {
     /// over it the answer is `413` and the connection closes.
     #[arg(long, value_name = "BYTES", default_value_t = service::http::DEFAULT_MAX_BODY.to_string())]
     pub max_body: String,
+    /// Longest bulk string (one key or value) `kv` accepts (bytes; k/M/G
+    /// suffixes allowed), as Redis' `proto-max-bulk-len`.
+    #[arg(long, value_name = "BYTES", default_value_t = service::kv::DEFAULT_MAX_BULK.to_string())]
+    pub kv_max_bulk: String,
     /// Where the store keeps its append-only log (created if missing;
     /// one server per directory).
     #[arg(long, value_name = "PATH", default_value = store::DEFAULT_DATA_DIR)]

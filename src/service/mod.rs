@@ -293,6 +293,9 @@ pub struct Limits {
     pub max_upload: u64,
     /// The largest HTTP request body read, in bytes (`413` above it).
     pub max_body: u64,
+    /// The longest bulk string `kv` accepts (`--kv-max-bulk`); a longer
+    /// declared length is a protocol error.
+    pub kv_max_bulk: usize,
 }
 
 /// [`Limits::max_line`]'s default: 64 KiB, Redis' inline-command limit. A longer
@@ -315,6 +318,7 @@ impl Default for Limits {
             upload_dir: PathBuf::from(DEFAULT_UPLOAD_DIR),
             max_upload: DEFAULT_MAX_UPLOAD,
             max_body: http::DEFAULT_MAX_BODY,
+            kv_max_bulk: kv::DEFAULT_MAX_BULK,
         }
     }
 }

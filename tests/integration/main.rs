@@ -11,6 +11,7 @@ mod dialogues; // every service's dialogue, every mode, every split
 mod durability; // the store's log: kill -9, torn tails, corruption
 mod hostile; // attacks on the real binary: memory, slowloris, busy, a huge request
 mod http_clients; // http with curl, headless Chromium and smuggling attempts, every mode
+mod kv_big_request; // a 1M-argument request and a bystander on one loop
 mod kv_recovery; // replay after damage: linear time, advice that keeps data
 mod limits; // idle timeout, max conns, /metrics
 mod load; // big messages, many clients, back-pressure

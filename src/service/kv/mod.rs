@@ -32,24 +32,16 @@
 //! No I/O here, like every service.
 
 use std::fmt;
-use std::ops::Range;
 use std::sync::Arc;
+
+mod resp;
+
+use self::resp::{Parsed, Parser, Request};
 
 use super::{Cx, Factory, Job, JobOutput, Next, Service, Shared};
 use crate::store::{self, Done, IncrError, Seq, Store};
 
-/// The longest bulk string, as Redis' `proto-max-bulk-len`: 512 MiB. A
-/// longer declared length is a protocol error.
-pub const MAX_BULK: usize = 512 * 1024 * 1024;
-/// The most bytes one multibulk request may take, headers included: 64 MiB.
-/// A request declaring more is refused before it is buffered (protocol
-/// error, then close). The driver's input limit may be lower still.
-pub const MAX_REQUEST: usize = 64 * 1024 * 1024;
-/// The most arguments in one request, as Redis' multibulk limit (1M).
-pub const MAX_ARGS: usize = 1024 * 1024;
-/// The longest `*<count>` or `$<len>` line, CRLF included; a number needs
-/// at most 20 digits. Longer is a protocol error.
-const MAX_HEADER: usize = 32;
+pub use self::resp::DEFAULT_MAX_BULK;
 
 /// The commands, with Redis' arity: `n` exactly n words, `-n` at least n.
 const COMMANDS: &[(&str, Cmd, i32)] = &[
@@ -88,53 +80,37 @@ enum Ack {
     Int(i64),
 }
 
-/// What the parser found at the start of the input.
-#[derive(Debug, PartialEq, Eq)]
-enum Frame {
-    /// Not a whole request yet.
-    Incomplete,
-    /// A request of this many bytes; its words are in `args`.
-    Request(usize),
-    /// Malformed: the reason, for `-ERR Protocol error: <reason>`.
-    Malformed(String),
-}
-
 /// One `kv` connection.
 #[derive(Debug)]
 pub struct Kv {
     store: Store,
-    /// The longest inline request, without its `\n` (`--max-line`).
-    max_inline: usize,
-    /// The current request's words, as ranges of its bytes. Reused, so it
-    /// allocates only when a request has more words than any before.
-    args: Vec<Range<usize>>,
+    /// The request being received, and its words once whole.
+    parser: Parser,
     /// The reply a write gives once its record is durable (`resume`).
     waiting: Option<Ack>,
 }
 
 impl Kv {
-    /// A connection over `store`; inline requests of at most `max_inline` bytes.
-    pub fn new(store: Store, max_inline: usize) -> Kv {
+    /// A connection over `store`, refusing bulks over `max_bulk` bytes.
+    pub fn new(store: Store, max_bulk: usize) -> Kv {
         Kv {
             store,
-            max_inline,
-            args: Vec::new(),
+            parser: Parser::new(max_bulk),
             waiting: None,
         }
     }
+}
 
-    /// Runs the request whose words are in `self.args`, ranges of `request`.
-    fn execute(&mut self, request: &[u8], out: &mut Vec<u8>) -> Next {
-        let Kv {
-            store,
-            args,
-            waiting,
-            ..
-        } = self;
-        let arg = |i: usize| &request[args[i].clone()];
-        let Some(name) = args.first().map(|r| &request[r.clone()]) else {
-            return Next::Answered; // `*0` or a blank line: Redis ignores them
-        };
+/// Runs one request.
+fn execute(
+    store: &Store,
+    waiting: &mut Option<Ack>,
+    request: Request<'_>,
+    out: &mut Vec<u8>,
+) -> Next {
+    {
+        let arg = |i: usize| request.arg(i);
+        let name = request.arg(0);
         let Some(&(lower, command, arity)) = COMMANDS
             .iter()
             .find(|(lower, ..)| name.eq_ignore_ascii_case(lower.as_bytes()))
@@ -144,7 +120,7 @@ impl Kv {
             out.extend_from_slice(b"'\r\n");
             return Next::Answered;
         };
-        let n = args.len();
+        let n = request.len();
         if (arity >= 0 && n != arity as usize) || n < arity.unsigned_abs() as usize {
             arity_error(lower, out);
             return Next::Answered;
@@ -164,8 +140,7 @@ impl Kv {
             Cmd::Ping => out.extend_from_slice(b"+PONG\r\n"),
             Cmd::Echo => bulk(arg(1), out),
             Cmd::Del => {
-                let keys = args[1..].iter().map(|r| &request[r.clone()]);
-                let (removed, seq) = store.del(keys);
+                let (removed, seq) = store.del(request.args_from(1));
                 if removed > 0 {
                     return ack(store, waiting, Ack::Int(removed as i64), seq, out);
                 }
@@ -187,13 +162,10 @@ impl Kv {
             Cmd::DbSize => integer(store.len() as i64, out),
             Cmd::Quit => {
                 out.extend_from_slice(b"+OK\r\n");
-                return Next::Close;
+                return Next::Last;
             }
             Cmd::Command => command_command(if n > 1 { Some(arg(1)) } else { None }, out),
-            Cmd::Config => {
-                let params = (2..n).map(arg);
-                config(arg(1), params, store.policy(), out);
-            }
+            Cmd::Config => config(arg(1), request.args_from(2), store.policy(), out),
         }
         Next::Answered
     }
@@ -314,129 +286,33 @@ fn line(kind: u8, n: i64, out: &mut Vec<u8>) {
     out.extend_from_slice(b"\r\n");
 }
 
-/// Finds the request at the start of `input` (not empty), its words into `args`.
-fn parse(input: &[u8], args: &mut Vec<Range<usize>>, max_inline: usize) -> Frame {
-    args.clear();
-    let result = if input[0] == b'*' {
-        parse_multibulk(input, args)
-    } else {
-        parse_inline(input, args, max_inline)
-    };
-    result.unwrap_or_else(Frame::Malformed)
-}
-
-/// `*<count>\r\n` then `count` times `$<len>\r\n<bytes>\r\n`.
-fn parse_multibulk(input: &[u8], args: &mut Vec<Range<usize>>) -> Result<Frame, String> {
-    let Some((count, mut at)) = header(input, 0, "multibulk")? else {
-        return Ok(Frame::Incomplete);
-    };
-    if count > MAX_ARGS as i64 {
-        return Err("invalid multibulk length".to_owned());
-    }
-    for _ in 0..count.max(0) {
-        let Some(&first) = input.get(at) else {
-            return Ok(Frame::Incomplete);
-        };
-        if first != b'$' {
-            let mut got = Vec::new();
-            printable(&[first], &mut got);
-            return Err(format!("expected '$', got '{}'", got.escape_ascii()));
-        }
-        let Some((len, start)) = header(input, at, "bulk")? else {
-            return Ok(Frame::Incomplete);
-        };
-        if !(0..=MAX_BULK as i64).contains(&len) {
-            return Err("invalid bulk length".to_owned());
-        }
-        let end = start + len as usize;
-        if end + 2 > MAX_REQUEST {
-            return Err(format!(
-                "request over {} MiB (kv's limit)",
-                MAX_REQUEST >> 20
-            ));
-        }
-        match input.get(end..end + 2) {
-            None => return Ok(Frame::Incomplete),
-            Some(b"\r\n") => {}
-            Some(_) => return Err("expected CRLF after a bulk string".to_owned()),
-        }
-        args.push(start..end);
-        at = end + 2;
-    }
-    Ok(Frame::Request(at))
-}
-
-/// The number on the `*`/`$` line at `at`, and where the line ends.
-fn header(input: &[u8], at: usize, what: &str) -> Result<Option<(i64, usize)>, String> {
-    let line = &input[at + 1..];
-    let window = &line[..line.len().min(MAX_HEADER)];
-    let Some(cr) = window.iter().position(|&b| b == b'\r') else {
-        if line.len() >= MAX_HEADER {
-            return Err(format!("too big {what} length line"));
-        }
-        return Ok(None);
-    };
-    match line.get(cr + 1) {
-        None => return Ok(None),
-        Some(b'\n') => {}
-        Some(_) => return Err(format!("expected LF after CR in the {what} length")),
-    }
-    let number = std::str::from_utf8(&line[..cr])
-        .ok()
-        .and_then(|text| text.parse::<i64>().ok());
-    match number {
-        Some(n) => Ok(Some((n, at + 1 + cr + 2))),
-        None => Err(format!("invalid {what} length")),
-    }
-}
-
-/// A line of words separated by spaces or tabs, ended by `\n` (`\r\n`).
-fn parse_inline(
-    input: &[u8],
-    args: &mut Vec<Range<usize>>,
-    max_inline: usize,
-) -> Result<Frame, String> {
-    let newline = input.iter().position(|&b| b == b'\n');
-    // `+ 1`: a `\r` before the `\n` is not part of the line.
-    if newline.unwrap_or(input.len()) > max_inline + 1 {
-        return Err("too big inline request".to_owned());
-    }
-    let Some(newline) = newline else {
-        return Ok(Frame::Incomplete);
-    };
-    let line = &input[..newline];
-    let line = line.strip_suffix(b"\r").unwrap_or(line);
-    let mut start = None;
-    for (i, &b) in line.iter().chain(b" ").enumerate() {
-        match (b == b' ' || b == b'\t', start) {
-            (true, Some(s)) => {
-                args.push(s..i);
-                start = None;
-            }
-            (false, None) => start = Some(i),
-            _ => {}
-        }
-    }
-    Ok(Frame::Request(newline + 1))
-}
-
 impl Service for Kv {
-    /// Answers the first whole request in `input`.
+    /// Answers the first whole request in `input`. A frame that does not
+    /// end in `input` is consumed into the parser's state ([`resp`] docs).
     fn input(&mut self, input: &[u8], cx: &mut Cx<'_>) -> (usize, Next) {
-        match parse(input, &mut self.args, self.max_inline) {
-            Frame::Incomplete => {
-                // The parser refuses a request before it outgrows these.
-                debug_assert!(input.len() <= MAX_REQUEST.max(self.max_inline) + MAX_HEADER);
-                (0, Next::Wait)
+        let mut consumed = 0;
+        loop {
+            let rest = &input[consumed..];
+            if rest.is_empty() {
+                return (consumed, Next::Wait);
             }
-            Frame::Malformed(reason) => {
-                log::debug!("peer={} kv protocol error: {reason}", cx.peer);
-                cx.out.extend_from_slice(b"-ERR Protocol error: ");
-                cx.out.extend_from_slice(reason.as_bytes());
-                cx.out.extend_from_slice(b"\r\n");
-                (input.len(), Next::Last)
+            match self.parser.parse(rest) {
+                Parsed::Partial => return (input.len(), Next::Wait),
+                Parsed::Empty { consumed: len } => consumed += len,
+                Parsed::Malformed(reason) => {
+                    log::debug!("peer={} kv protocol error: {reason}", cx.peer);
+                    cx.out.extend_from_slice(b"-ERR Protocol error: ");
+                    cx.out.extend_from_slice(reason.as_bytes());
+                    cx.out.extend_from_slice(b"\r\n");
+                    return (input.len(), Next::Last);
+                }
+                Parsed::Request { consumed: len } => {
+                    let request = self.parser.request(rest);
+                    let next = execute(&self.store, &mut self.waiting, request, cx.out);
+                    self.parser.done();
+                    return (consumed + len, next);
+                }
             }
-            Frame::Request(len) => (len, self.execute(&input[..len], cx.out)),
         }
     }
 
@@ -466,7 +342,7 @@ impl Service for Kv {
 /// Makes `kv` connections; tells a client turned away in RESP.
 struct KvFactory {
     store: Store,
-    max_inline: usize,
+    max_bulk: usize,
 }
 
 impl fmt::Debug for KvFactory {
@@ -480,14 +356,10 @@ impl Factory for KvFactory {
         "kv"
     }
     fn make(&self) -> Box<dyn Service> {
-        Box::new(Kv::new(self.store.clone(), self.max_inline))
+        Box::new(Kv::new(self.store.clone(), self.max_bulk))
     }
     fn busy_reply(&self) -> &'static [u8] {
         b"-ERR max number of clients reached\r\n"
-    }
-    /// A multibulk request may be large (a big SET); kv bounds it itself.
-    fn max_input(&self) -> Option<usize> {
-        Some(MAX_REQUEST)
     }
 }
 
@@ -495,7 +367,7 @@ impl Factory for KvFactory {
 pub fn factory(shared: &Shared) -> Arc<dyn Factory> {
     Arc::new(KvFactory {
         store: shared.store.clone(),
-        max_inline: shared.limits.max_line,
+        max_bulk: shared.limits.kv_max_bulk,
     })
 }
 
