@@ -1,4 +1,4 @@
-//! Compaction: rewriting the log as one record per live key, while
+//! Compaction: rewriting the log as the records of the live keys, while
 //! changes go on, and swapping it in atomically (write, fsync, rename,
 //! fsync the directory). The flusher decides when ([`Core::maybe_compact`]).
 
@@ -8,16 +8,15 @@ use std::path::Path;
 use std::sync::atomic::Ordering;
 
 use super::durability::Log;
-use super::log::{self, Op};
-use super::{COMPACT_RATIO, Core};
+use super::{COMPACT_RATIO, Core, db, log};
 
 impl Core {
     pub(super) fn maybe_compact(&self, log: &Log) {
         let size = log.lock_writer().size;
-        let live = self.lock().live;
-        if size > log.compact_min && size > COMPACT_RATIO * live {
+        let base = self.lock().base;
+        if size > log.compact_min && size > COMPACT_RATIO * base {
             ::log::info!(
-                "store: rewriting {} ({size} bytes, {live} live)",
+                "store: rewriting {} ({size} bytes, {base} after the last rewrite)",
                 log.path.display()
             );
             if let Err(e) = self.compact(|| {}) {
@@ -26,7 +25,8 @@ impl Core {
         }
     }
 
-    /// Rewrites the log as one SET per live key. The snapshot is taken
+    /// Rewrites the log as the records of each live key (its value, in
+    /// chunks for big collections, and its deadline). The snapshot is taken
     /// under the state lock; it is written and fsynced with no lock held;
     /// then, under the writer lock, the changes made meanwhile are
     /// appended, the new file is fsynced and renamed over the old, and the
@@ -38,10 +38,7 @@ impl Core {
         let mut snapshot = log::MAGIC.to_vec();
         {
             let mut state = self.lock();
-            snapshot.reserve(state.live as usize);
-            for (key, value) in &state.map {
-                log::encode(Op::Set(key, value), &mut snapshot);
-            }
+            db::snapshot(&state.db, &mut snapshot);
             state.rewrite = Some(Vec::new());
         }
         let result = self.rewrite(log, &temp, &snapshot, between);
@@ -80,7 +77,11 @@ impl Core {
         // The new file is the log now, whatever happens next.
         writer.file = file;
         writer.size = (snapshot.len() + tail.len()) as u64;
-        self.lock().pending.drain(..cut);
+        {
+            let mut state = self.lock();
+            state.pending.drain(..cut);
+            state.base = writer.size;
+        }
         log.written.store(seq, Ordering::Release);
         if let Err(e) = log::sync_dir(&log.dir) {
             writer.failed = Some(format!(

@@ -14,8 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Instant;
 
-use super::log::{self, Op};
-use super::{Core, FSYNC_INTERVAL, Fsync, Seq, State};
+use super::{Core, FSYNC_INTERVAL, Fsync, Seq};
 
 /// The open log file and what is known to be in it.
 pub(super) struct Log {
@@ -52,25 +51,6 @@ impl Log {
 }
 
 impl Core {
-    /// Numbers the change `op` and queues its record for the log.
-    pub(super) fn append(&self, state: &mut State, op: Op<'_>) -> Seq {
-        state.seq += 1;
-        let Some(log) = &self.log else {
-            return Seq(state.seq);
-        };
-        let was_empty = state.pending.is_empty();
-        let start = state.pending.len();
-        log::encode(op, &mut state.pending);
-        if let Some(rewrite) = &mut state.rewrite {
-            rewrite.extend_from_slice(&state.pending[start..]);
-        }
-        // Under `always` the waiters write; the flusher is only a backstop.
-        if was_empty && log.policy != Fsync::Always {
-            self.wake.notify_one();
-        }
-        Seq(state.seq)
-    }
-
     /// Group commit: returns once change `seq` is fsynced, by this thread
     /// or (more often, under load) by another waiter's fsync.
     pub(super) fn sync(&self, seq: Seq) -> io::Result<()> {

@@ -46,24 +46,27 @@
 //! it: services call it, the drivers run its [`Work`], and `main` prints
 //! its errors through `StartupError`.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::io;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 mod compact;
+mod db;
 mod durability;
 mod error;
 mod log;
+mod tx;
 
+pub use self::db::{Applied, Db, Entry, Score, Value, ZSet};
 pub use self::error::StoreError;
+pub use self::log::code;
+pub use self::tx::{Tx, Write};
 
 use self::durability::{Log, Writer};
-use self::log::Op;
 
 /// When the log is fsynced (`--fsync`), as Redis' `appendfsync`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,7 +99,9 @@ pub const DEFAULT_DATA_DIR: &str = "./readyloop-data";
 /// size for a rewrite (and, under `always`, writes what nobody waited for).
 pub const FSYNC_INTERVAL: Duration = Duration::from_secs(1);
 
-/// The log is rewritten when it is over this many times the live data...
+/// The log is rewritten when it has grown to this many times its size
+/// after the last rewrite (or at start), as Redis'
+/// `auto-aof-rewrite-percentage 100`...
 pub const COMPACT_RATIO: u64 = 2;
 /// ...and over this size (1 MiB), so small logs are never rewritten.
 /// Redis' `auto-aof-rewrite-percentage 100` / `-min-size` (64 MiB) likewise.
@@ -139,15 +144,6 @@ pub fn run(work: Work) -> Done {
     }
 }
 
-/// `INCR` on a value that is not a 64-bit integer, or would overflow.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum IncrError {
-    /// The value is not the decimal form of an `i64`.
-    NotAnInteger,
-    /// The result would not fit in an `i64`.
-    Overflow,
-}
-
 /// A handle to the shared store. Cheap to clone; handles compare equal when
 /// they share the same data. When the last handle is dropped the log is
 /// flushed and fsynced (call [`close`](Store::close) to see errors).
@@ -172,15 +168,16 @@ struct Core {
     log: Option<Log>,
 }
 
+#[derive(Debug)]
 struct State {
-    map: HashMap<Vec<u8>, Vec<u8>>,
+    db: Db,
     /// Records not yet written, in sequence order, ending at `seq`.
     pending: Vec<u8>,
     /// The last change's number.
     seq: u64,
-    /// Bytes the live data takes as SET records plus the magic: what a
-    /// rewritten log would weigh.
-    live: u64,
+    /// The log's size after the last rewrite, or at start: a rewrite is
+    /// due at [`COMPACT_RATIO`] times this.
+    base: u64,
     /// During a rewrite: every record since its snapshot, to append to the
     /// new file before it replaces the old one.
     rewrite: Option<Vec<u8>>,
@@ -191,7 +188,7 @@ struct State {
 impl Store {
     /// An empty store held in memory only (tests, and nothing else).
     pub fn in_memory() -> Store {
-        Store::new(HashMap::new(), None)
+        Store::new(Db::default(), 0, None)
     }
 
     /// Opens the store in `dir` (created if missing, locked, its log
@@ -229,10 +226,13 @@ impl Store {
     }
 
     fn open_with(dir: &Path, policy: Fsync, compact_min: u64) -> Result<Store, StoreError> {
-        let opened = log::open(dir)?;
+        let mut db = Db::default();
+        let opened = log::open(dir, |record| {
+            db.apply(record);
+        })?;
         ::log::info!(
             "store: {} keys from {} ({} bytes), fsync {policy}",
-            opened.map.len(),
+            db.len(),
             opened.path.display(),
             opened.size
         );
@@ -251,20 +251,15 @@ impl Store {
             durable: AtomicU64::new(0),
             _lock: opened.lock,
         };
-        Ok(Store::new(opened.map, Some(log)))
+        Ok(Store::new(db, opened.size, Some(log)))
     }
 
-    fn new(map: HashMap<Vec<u8>, Vec<u8>>, log: Option<Log>) -> Store {
-        let live = log::MAGIC.len() as u64
-            + map
-                .iter()
-                .map(|(key, value)| log::set_len(key, value))
-                .sum::<u64>();
+    fn new(db: Db, base: u64, log: Option<Log>) -> Store {
         let state = State {
-            map,
+            db,
             pending: Vec::new(),
             seq: 0,
-            live,
+            base,
             rewrite: None,
             closing: false,
         };
@@ -286,77 +281,55 @@ impl Store {
         self.handle.core.log.as_ref().map(|log| log.policy)
     }
 
-    /// Appends the value of `key` to `out`; false when there is none.
-    /// Writes into the caller's buffer so a read allocates nothing.
+    /// Runs `f` on the keyspace under the store's lock, at `now` (for
+    /// deadlines). Returns its result and the number of the last change it
+    /// made, for [`sync_work`](Store::sync_work). Keep `f` short: it holds
+    /// every other connection's commands (one command, or one `EXEC`).
+    pub fn tx<R>(&self, now: SystemTime, f: impl FnOnce(&mut Tx<'_>) -> R) -> (R, Option<Seq>) {
+        let core = &self.handle.core;
+        let mut state = core.lock();
+        let mut tx = Tx::new(core, &mut state, millis(now));
+        let result = f(&mut tx);
+        let changed = tx.changed();
+        (result, changed)
+    }
+
+    /// Active expiry, for the event loop's timer: deletes up to `max_keys`
+    /// keys whose deadline is before `now`, soonest first (an ordered
+    /// index, so no sampling is needed and none is missed). Returns how
+    /// many; when it is `max_keys` more may be due, so call again soon.
+    pub fn expire_cycle(&self, now: SystemTime, max_keys: usize) -> usize {
+        self.tx(now, |tx| tx.expire_due(max_keys)).0
+    }
+
+    /// Appends the string value of `key` to `out`; false when there is
+    /// none (or it is not a string). Writes into the caller's buffer so a
+    /// read allocates nothing.
     pub fn get_into(&self, key: impl AsRef<[u8]>, out: &mut Vec<u8>) -> bool {
-        self.get_with(key, |value| match value {
-            Some(value) => {
+        self.tx(SystemTime::now(), |tx| match tx.get(key.as_ref()) {
+            Some(Entry {
+                value: Value::Str(value),
+                ..
+            }) => {
                 out.extend_from_slice(value);
                 true
             }
-            None => false,
+            _ => false,
         })
+        .0
     }
 
-    /// Calls `f` with the value of `key`, under the store's lock: keep `f`
-    /// short (copy into an output buffer, no I/O).
-    pub fn get_with<R>(&self, key: impl AsRef<[u8]>, f: impl FnOnce(Option<&[u8]>) -> R) -> R {
-        f(self
-            .handle
-            .core
-            .lock()
-            .map
-            .get(key.as_ref())
-            .map(Vec::as_slice))
-    }
-
-    /// True when `key` has a value.
-    pub fn contains(&self, key: impl AsRef<[u8]>) -> bool {
-        self.handle.core.lock().map.contains_key(key.as_ref())
-    }
-
-    /// Stores `value` under `key`, replacing any previous value. Returns
-    /// the change's number, for [`sync_work`](Store::sync_work).
+    /// Stores the string `value` under `key`, replacing any previous value
+    /// and its deadline. Returns the change's number, for
+    /// [`sync_work`](Store::sync_work).
     pub fn set(&self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) -> Seq {
         let (key, value) = (key.as_ref(), value.as_ref());
-        let core = &self.handle.core;
-        let mut state = core.lock();
-        state.put(key, value);
-        core.append(&mut state, Op::Set(key, value))
-    }
-
-    /// Removes each of `keys` that exists. Returns how many did, and the
-    /// number of the last change (nothing to wait for when the count is 0).
-    pub fn del<'k>(&self, keys: impl IntoIterator<Item = &'k [u8]>) -> (usize, Seq) {
-        let core = &self.handle.core;
-        let mut state = core.lock();
-        let mut removed = 0;
-        let mut seq = Seq(state.seq);
-        for key in keys {
-            if let Some(value) = state.map.remove(key) {
-                state.live -= log::set_len(key, &value);
-                removed += 1;
-                seq = core.append(&mut state, Op::Del(key));
-            }
-        }
-        (removed, seq)
-    }
-
-    /// Adds one to the integer in `key` (missing counts as 0), atomically.
-    /// Returns the new value and the change's number.
-    pub fn incr(&self, key: impl AsRef<[u8]>) -> Result<(i64, Seq), IncrError> {
-        let key = key.as_ref();
-        let core = &self.handle.core;
-        let mut state = core.lock();
-        let old = match state.map.get(key) {
-            Some(value) => parse_i64(value).ok_or(IncrError::NotAnInteger)?,
-            None => 0,
-        };
-        let new = old.checked_add(1).ok_or(IncrError::Overflow)?;
-        let mut digits = itoa::Buffer::new();
-        let text = digits.format(new).as_bytes();
-        state.put(key, text);
-        Ok((new, core.append(&mut state, Op::Set(key, text))))
+        let (seq, _) = self.tx(SystemTime::now(), |tx| {
+            tx.write(code::SET, key).bytes(value).apply();
+            tx.write(code::EXPIRE, key).u64(0).apply();
+            tx.changed()
+        });
+        seq.unwrap_or(Seq(0))
     }
 
     /// Stores each pair whose key is not there yet (initial data). New
@@ -364,19 +337,20 @@ impl Store {
     /// a client could have read; existing keys are left alone and not
     /// logged again, so restarts do not grow the log.
     pub fn insert_missing(&self, pairs: &[(&str, &str)]) {
-        let core = &self.handle.core;
-        let mut state = core.lock();
-        for (key, value) in pairs {
-            if !state.map.contains_key(key.as_bytes()) {
-                state.put(key.as_bytes(), value.as_bytes());
-                core.append(&mut state, Op::Set(key.as_bytes(), value.as_bytes()));
+        self.tx(SystemTime::now(), |tx| {
+            for (key, value) in pairs {
+                if tx.get(key.as_bytes()).is_none() {
+                    tx.write(code::SET, key.as_bytes())
+                        .bytes(value.as_bytes())
+                        .apply();
+                }
             }
-        }
+        });
     }
 
     /// How many keys there are.
     pub fn len(&self) -> usize {
-        self.handle.core.lock().map.len()
+        self.handle.core.lock().db.len()
     }
 
     /// True when there are no keys.
@@ -471,24 +445,6 @@ impl Drop for Handle {
     }
 }
 
-impl State {
-    /// Sets `key` in the map, keeping `live` right; reuses the old value's
-    /// buffer, so overwriting allocates nothing in the steady state.
-    fn put(&mut self, key: &[u8], value: &[u8]) {
-        match self.map.get_mut(key) {
-            Some(old) => {
-                self.live -= log::set_len(key, old);
-                old.clear();
-                old.extend_from_slice(value);
-            }
-            None => {
-                self.map.insert(key.to_vec(), value.to_vec());
-            }
-        }
-        self.live += log::set_len(key, value);
-    }
-}
-
 impl Core {
     /// The state, even if a thread panicked while holding it: every update
     /// is a map change plus an append, never left half-done by a panic in
@@ -498,19 +454,10 @@ impl Core {
     }
 }
 
-/// Parses a value as Redis' `string2ll` does: optional `-`, digits, no
-/// `+`, no spaces, no leading zeros, no `-0`.
-fn parse_i64(text: &[u8]) -> Option<i64> {
-    let digits = text.strip_prefix(b"-").unwrap_or(text);
-    let canonical = match digits {
-        [] => false,
-        [b'0'] => digits.len() == text.len(),
-        [first, ..] => *first != b'0' && digits.iter().all(u8::is_ascii_digit),
-    };
-    if !canonical {
-        return None;
-    }
-    std::str::from_utf8(text).ok()?.parse().ok()
+/// `t` in ms since the Unix epoch (0 before it).
+pub fn millis(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 #[cfg(test)]

@@ -66,7 +66,7 @@ fn redis_cli_speaks_to_kv() {
     assert_eq!(cli(&port, &["get", "greeting"]), "\n");
     assert_eq!(
         cli(&port, &["frobnicate"]).trim_end(),
-        "ERR unknown command 'frobnicate'"
+        "ERR unknown command 'frobnicate', with args beginning with:"
     );
 }
 

@@ -1,84 +1,75 @@
-//! `kv`: the subset of Redis' RESP2 protocol that `redis-cli` and
-//! `redis-benchmark` need, over the same shared [`Store`] as `todo`.
+//! `kv`: a Redis-compatible server over the same shared [`Store`] as
+//! `todo`. redis-cli, redis-benchmark and client libraries (redis-py, with
+//! its RESP3 handshake) work against it unmodified.
 //!
-//! Requests are multibulk (`*2\r\n$3\r\nGET\r\n$1\r\nk\r\n`, what clients
-//! send) or inline (`GET k\r\n`, typed in `nc`; split on spaces and tabs,
-//! no quoting). Commands, case-insensitive:
+//! # Files
 //!
-//! | command | reply |
+//! | file | what |
 //! |---|---|
-//! | `PING [msg]`, `ECHO msg` | `+PONG` or the message |
-//! | `GET key` | the value, or nil |
-//! | `SET key value` | `+OK`; any option (`EX`, `NX`, ...) is `-ERR syntax error` |
-//! | `DEL key...`, `EXISTS key...` | how many (`EXISTS` counts repeats, as Redis) |
-//! | `INCR key` | the new value; `-ERR value is not an integer or out of range` |
-//! | `DBSIZE` | the number of keys |
-//! | `QUIT` | `+OK`, then the connection is closed |
-//! | `COMMAND [COUNT\|DOCS\|INFO\|LIST]` | empty arrays (redis-cli 7 then uses its own help) |
-//! | `CONFIG GET name...` | `save`, `appendonly`, `appendfsync`; others are left out |
+//! | [`resp`] | the incremental request parser, Redis' limits |
+//! | [`reply`] | replies in RESP2 or RESP3 (`HELLO 3`) |
+//! | [`table`] | every command, its arity, what runs it |
+//! | `strings`, `keys`, `lists`, `hashes`, `sets`, `zsets` | the data commands |
+//! | [`conn`] | HELLO, CLIENT, SELECT, INFO, CONFIG, COMMAND, TIME |
+//! | this file | the connection: one request per call, MULTI/EXEC/WATCH, durability |
 //!
-//! Errors: `-ERR unknown command 'X'`, `-ERR wrong number of arguments for
-//! 'get' command`, and for malformed frames `-ERR Protocol error: ...`
-//! followed by a close (we cannot find the next request in a broken stream).
+//! # A request's path
 //!
-//! Keys and values are binary-safe (the store holds bytes). Requests are
-//! parsed into ranges of the input and `GET` copies the value straight into
-//! the output under the store's lock: no allocation per `GET` or per `SET`
-//! of an existing key. One request is answered per call (the driver contract).
+//! Parse one frame ([`resp::Parser`]: zero copies when the frame is whole
+//! in the input), look its name up (one hash lookup), check the arity, then
+//! run it: a data command runs on the keyspace under the store's lock
+//! ([`Store::tx`]) and writes its reply straight into `cx.out`. A change is
+//! a typed record in the store's append-only log (`crate::store::db`), so
+//! every type and deadline survives a restart.
 //!
-//! Under `--fsync always`, `SET`, `DEL` and `INCR` return the store's
-//! [`Job::Store`] and reply in `resume`, once their record is on disk.
+//! Under `--fsync always` a reply that follows a change is held back: the
+//! service returns the store's [`Job::Store`] and sends the reply in
+//! `resume`, once the record is on disk (group commit).
 //!
-//! No I/O here, like every service.
+//! # Transactions
+//!
+//! `MULTI` queues commands (checked for existence and arity as they come:
+//! an error marks the transaction, and `EXEC` then answers `EXECABORT` and
+//! runs nothing). `EXEC` runs the queue in one [`Store::tx`], so no other
+//! connection's command comes in between. `WATCH`ed keys carry a version
+//! the keyspace bumps on every change; if any moved, `EXEC` answers null.
+//!
+//! # Time
+//!
+//! Deadlines are absolute (ms since the Unix epoch) from `cx.wall`, so they
+//! survive a restart. Keys expire lazily when looked at; the event loop's
+//! timer calls [`Store::expire_cycle`] for the rest.
+//!
+//! Errors use Redis' texts (`ERR wrong number of arguments for 'get'
+//! command`, `WRONGTYPE ...`); a malformed frame gets `-ERR Protocol error:
+//! ...` and a close. Pub/sub is not here yet. No I/O here, like every
+//! service.
 
 use std::fmt;
+use std::ops::Range;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
+mod args;
+mod conn;
+mod hashes;
+mod keys;
+mod lists;
+mod reply;
 mod resp;
-
-use self::resp::{Parsed, Parser, Request};
-
-use super::{Cx, Factory, Job, JobOutput, Next, Service, Shared};
-use crate::store::{self, Done, IncrError, Seq, Store};
+mod sets;
+mod strings;
+mod table;
+mod zsets;
 
 pub use self::resp::DEFAULT_MAX_BULK;
 
-/// The commands, with Redis' arity: `n` exactly n words, `-n` at least n.
-const COMMANDS: &[(&str, Cmd, i32)] = &[
-    ("get", Cmd::Get, 2),
-    ("set", Cmd::Set, -3),
-    ("ping", Cmd::Ping, -1),
-    ("echo", Cmd::Echo, 2),
-    ("del", Cmd::Del, -2),
-    ("exists", Cmd::Exists, -2),
-    ("incr", Cmd::Incr, 2),
-    ("dbsize", Cmd::DbSize, 1),
-    ("quit", Cmd::Quit, -1),
-    ("command", Cmd::Command, -1),
-    ("config", Cmd::Config, -2),
-];
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Cmd {
-    Get,
-    Set,
-    Ping,
-    Echo,
-    Del,
-    Exists,
-    Incr,
-    DbSize,
-    Quit,
-    Command,
-    Config,
-}
-
-/// A write's reply, held while its record is made durable.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Ack {
-    Ok,
-    Int(i64),
-}
+use self::conn::Session;
+use self::reply::Reply;
+use self::resp::{Parsed, Parser, Request};
+use self::table::{Command, Conn, Kind};
+use super::{Cx, Factory, Job, JobOutput, Next, Service, Shared};
+use crate::store::{Done, Store, Tx};
 
 /// One `kv` connection.
 #[derive(Debug)]
@@ -86,9 +77,39 @@ pub struct Kv {
     store: Store,
     /// The request being received, and its words once whole.
     parser: Parser,
-    /// The reply a write gives once its record is durable (`resume`).
-    waiting: Option<Ack>,
+    /// `HELLO 3` was accepted.
+    resp3: bool,
+    session: Session,
+    /// Inside `MULTI`: the queued commands, and whether one was refused.
+    multi: Option<Multi>,
+    /// `WATCH`ed keys and their versions then.
+    watching: Vec<(Vec<u8>, u64)>,
+    /// A reply held until its change is durable (`--fsync always`).
+    held: Vec<u8>,
+    /// Waiting for that job; and whether the connection closes after it.
+    waiting: Option<After>,
+    /// The longest bulk accepted (`--kv-max-bulk`), for CONFIG GET.
+    max_bulk: usize,
 }
+
+/// What comes after a held reply is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum After {
+    Answered,
+    Last,
+}
+
+/// A transaction being queued.
+#[derive(Debug, Default)]
+struct Multi {
+    /// Each command's bytes and the ranges of its words.
+    queued: Vec<(Vec<u8>, Vec<Range<usize>>)>,
+    /// An error while queueing: EXEC will answer EXECABORT.
+    failed: bool,
+}
+
+/// Numbers connections for `CLIENT ID`.
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 impl Kv {
     /// A connection over `store`, refusing bulks over `max_bulk` bytes.
@@ -96,194 +117,304 @@ impl Kv {
         Kv {
             store,
             parser: Parser::new(max_bulk),
+            resp3: false,
+            session: Session {
+                id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+                ..Session::default()
+            },
+            multi: None,
+            watching: Vec::new(),
+            held: Vec::new(),
             waiting: None,
+            max_bulk,
         }
     }
-}
 
-/// Runs one request.
-fn execute(
-    store: &Store,
-    waiting: &mut Option<Ack>,
-    request: Request<'_>,
-    out: &mut Vec<u8>,
-) -> Next {
-    {
-        let arg = |i: usize| request.arg(i);
+    /// Runs one whole request and says what follows.
+    fn run(&mut self, request: &Request<'_>, cx: &mut Cx<'_>) -> Next {
+        let mark = cx.out.len();
+        let mut out = Reply {
+            out: cx.out,
+            resp3: self.resp3,
+        };
         let name = request.arg(0);
-        let Some(&(lower, command, arity)) = COMMANDS
-            .iter()
-            .find(|(lower, ..)| name.eq_ignore_ascii_case(lower.as_bytes()))
-        else {
-            out.extend_from_slice(b"-ERR unknown command '");
-            printable(name, out);
-            out.extend_from_slice(b"'\r\n");
+        let Some(command) = table::lookup(name).filter(|c| c.arity_ok(request.len())) else {
+            refuse(name, request, &mut out);
+            if let Some(multi) = &mut self.multi {
+                multi.failed = true;
+            }
             return Next::Answered;
         };
-        let n = request.len();
-        if (arity >= 0 && n != arity as usize) || n < arity.unsigned_abs() as usize {
-            arity_error(lower, out);
+        if let Some(multi) = &mut self.multi
+            && !matches!(
+                command.kind,
+                Kind::Conn(
+                    Conn::Exec
+                        | Conn::Discard
+                        | Conn::Multi
+                        | Conn::Watch
+                        | Conn::Quit
+                        | Conn::Reset
+                )
+            )
+        {
+            let (data, words) = request.parts();
+            multi.queued.push((data.to_vec(), words.to_vec()));
+            out.simple("QUEUED");
             return Next::Answered;
         }
-        match command {
-            Cmd::Get => store.get_with(arg(1), |value| match value {
-                Some(value) => bulk(value, out),
-                None => out.extend_from_slice(b"$-1\r\n"),
-            }),
-            Cmd::Set if n > 3 => out.extend_from_slice(b"-ERR syntax error\r\n"),
-            Cmd::Set => {
-                let seq = store.set(arg(1), arg(2));
-                return ack(store, waiting, Ack::Ok, seq, out);
-            }
-            Cmd::Ping if n > 2 => arity_error("ping", out),
-            Cmd::Ping if n == 2 => bulk(arg(1), out),
-            Cmd::Ping => out.extend_from_slice(b"+PONG\r\n"),
-            Cmd::Echo => bulk(arg(1), out),
-            Cmd::Del => {
-                let (removed, seq) = store.del(request.args_from(1));
-                if removed > 0 {
-                    return ack(store, waiting, Ack::Int(removed as i64), seq, out);
+        let mut after = After::Answered;
+        let (_, changed) = match command.kind {
+            Kind::Data(handler) => self.store.tx(cx.wall, |tx| handler(tx, request, &mut out)),
+            Kind::Conn(which) => {
+                let (next, changed) = self.conn(which, request, cx.wall, &mut out);
+                if next == After::Last {
+                    after = After::Last;
                 }
-                integer(0, out);
+                ((), changed)
             }
-            Cmd::Exists => {
-                let found = (1..n).filter(|&i| store.contains(arg(i))).count();
-                integer(found as i64, out);
+        };
+        self.resp3 = out.resp3;
+        // Under `always`, the reply waits for its change to be on disk.
+        if let Some(work) = changed.and_then(|seq| self.store.sync_work(seq)) {
+            self.held.clear();
+            self.held.extend_from_slice(&cx.out[mark..]);
+            cx.out.truncate(mark);
+            self.waiting = Some(after);
+            return Next::Offload(Job::Store(work));
+        }
+        match after {
+            After::Answered => Next::Answered,
+            After::Last => Next::Last,
+        }
+    }
+
+    /// The connection and server commands; returns what follows and the
+    /// last change made, if any (EXEC, FLUSHALL through EXEC...).
+    fn conn(
+        &mut self,
+        which: Conn,
+        req: &Request<'_>,
+        wall: std::time::SystemTime,
+        out: &mut Reply<'_>,
+    ) -> (After, Option<crate::store::Seq>) {
+        match which {
+            Conn::Quit => {
+                out.ok();
+                return (After::Last, None);
             }
-            Cmd::Incr => match store.incr(arg(1)) {
-                Ok((value, seq)) => return ack(store, waiting, Ack::Int(value), seq, out),
-                Err(IncrError::NotAnInteger) => {
-                    out.extend_from_slice(b"-ERR value is not an integer or out of range\r\n")
+            Conn::Multi if self.multi.is_some() => out.error("ERR MULTI calls can not be nested"),
+            Conn::Multi => {
+                self.multi = Some(Multi::default());
+                out.ok();
+            }
+            Conn::Discard => match self.multi.take() {
+                Some(_) => {
+                    self.unwatch();
+                    out.ok();
                 }
-                Err(IncrError::Overflow) => {
-                    out.extend_from_slice(b"-ERR increment or decrement would overflow\r\n")
-                }
+                None => out.error("ERR DISCARD without MULTI"),
             },
-            Cmd::DbSize => integer(store.len() as i64, out),
-            Cmd::Quit => {
-                out.extend_from_slice(b"+OK\r\n");
-                return Next::Last;
+            Conn::Exec => return (After::Answered, self.exec(wall, out)),
+            Conn::Watch if self.multi.is_some() => {
+                out.error("ERR WATCH inside MULTI is not allowed")
             }
-            Cmd::Command => command_command(if n > 1 { Some(arg(1)) } else { None }, out),
-            Cmd::Config => config(arg(1), request.args_from(2), store.policy(), out),
+            Conn::Watch => {
+                let watching = &mut self.watching;
+                self.store.tx(wall, |tx| {
+                    for key in req.args_from(1) {
+                        let version = tx.db_watch().watch(key);
+                        watching.push((key.to_vec(), version));
+                    }
+                });
+                out.ok();
+            }
+            Conn::Unwatch => {
+                self.unwatch();
+                out.ok();
+            }
+            Conn::Reset => {
+                self.multi = None;
+                self.unwatch();
+                self.session.name = None;
+                out.resp3 = false;
+                out.simple("RESET");
+            }
+            Conn::Hello => {
+                conn::hello(&mut self.session, out.resp3, req, out);
+            }
+            Conn::Time => conn::time(wall, out),
+            other => {
+                let (policy, max_bulk) = (self.store.policy(), self.max_bulk);
+                let session = &mut self.session;
+                if !session_command(other, session, policy, max_bulk, req, out) {
+                    self.store
+                        .tx(wall, |tx| keyspace_command(other, tx, policy, req, out));
+                }
+            }
         }
-        Next::Answered
+        (After::Answered, None)
     }
-}
 
-/// Acknowledges a change now, or returns the job after which `resume` will.
-fn ack(store: &Store, waiting: &mut Option<Ack>, reply: Ack, seq: Seq, out: &mut Vec<u8>) -> Next {
-    if let Some(work) = store.sync_work(seq) {
-        *waiting = Some(reply);
-        return Next::Offload(Job::Store(work));
-    }
-    write_ack(reply, out);
-    Next::Answered
-}
-
-fn write_ack(reply: Ack, out: &mut Vec<u8>) {
-    match reply {
-        Ack::Ok => out.extend_from_slice(b"+OK\r\n"),
-        Ack::Int(n) => integer(n, out),
-    }
-}
-
-fn arity_error(name: &str, out: &mut Vec<u8>) {
-    out.extend_from_slice(b"-ERR wrong number of arguments for '");
-    out.extend_from_slice(name.as_bytes());
-    out.extend_from_slice(b"' command\r\n");
-}
-
-/// `COMMAND`: enough for redis-cli 7 to start (it asks `COMMAND DOCS` for
-/// its hints, and falls back to its built-in help on an empty answer).
-fn command_command(sub: Option<&[u8]>, out: &mut Vec<u8>) {
-    match sub {
-        Some(sub) if sub.eq_ignore_ascii_case(b"count") => integer(COMMANDS.len() as i64, out),
-        None => out.extend_from_slice(b"*0\r\n"),
-        Some(sub)
-            if [&b"docs"[..], b"info", b"list"]
-                .iter()
-                .any(|s| sub.eq_ignore_ascii_case(s)) =>
-        {
-            out.extend_from_slice(b"*0\r\n")
+    /// EXEC: the queue in one transaction, unless a watched key changed.
+    fn exec(
+        &mut self,
+        wall: std::time::SystemTime,
+        out: &mut Reply<'_>,
+    ) -> Option<crate::store::Seq> {
+        let Some(multi) = self.multi.take() else {
+            out.error("ERR EXEC without MULTI");
+            return None;
+        };
+        if multi.failed {
+            self.unwatch();
+            out.error("EXECABORT Transaction discarded because of previous errors.");
+            return None;
         }
-        Some(sub) => unknown_subcommand(sub, "COMMAND", out),
+        let (policy, max_bulk) = (self.store.policy(), self.max_bulk);
+        let watching = std::mem::take(&mut self.watching);
+        let session = &mut self.session;
+        let (_, changed) = self.store.tx(wall, |tx| {
+            let moved = watching.iter().any(|(key, version)| {
+                // An expired watched key counts as changed, as Redis 7.
+                let expired = tx
+                    .db()
+                    .entry(key)
+                    .and_then(|e| e.deadline)
+                    .is_some_and(|at| at <= tx.now());
+                expired || tx.db().version(key) != *version
+            });
+            for (key, _) in &watching {
+                tx.db_watch().unwatch(key);
+            }
+            if moved {
+                return out.null_array();
+            }
+            out.array(multi.queued.len());
+            for (data, words) in &multi.queued {
+                let request = Request::new(data, words);
+                let command = table::lookup(request.arg(0)).expect("checked when queued");
+                run_in_exec(command, tx, session, policy, max_bulk, &request, out);
+            }
+        });
+        changed
+    }
+
+    fn unwatch(&mut self) {
+        if self.watching.is_empty() {
+            return;
+        }
+        let watching = std::mem::take(&mut self.watching);
+        self.store.tx(std::time::SystemTime::UNIX_EPOCH, |tx| {
+            for (key, _) in &watching {
+                tx.db_watch().unwatch(key);
+            }
+        });
     }
 }
 
-/// `CONFIG GET`: the settings redis-benchmark asks for (`save`,
-/// `appendonly`), answered truthfully for this server; unknown names are
-/// left out of the reply, as Redis does.
-fn config<'a>(
-    sub: &[u8],
-    params: impl Iterator<Item = &'a [u8]> + Clone,
-    policy: Option<store::Fsync>,
-    out: &mut Vec<u8>,
+/// A queued command inside EXEC: data commands on the shared transaction;
+/// connection commands that make sense there (PING, ECHO, ...) too.
+fn run_in_exec(
+    command: &Command,
+    tx: &mut Tx<'_>,
+    session: &mut Session,
+    policy: Option<crate::store::Fsync>,
+    max_bulk: usize,
+    req: &Request<'_>,
+    out: &mut Reply<'_>,
 ) {
-    if !sub.eq_ignore_ascii_case(b"get") {
-        return unknown_subcommand(sub, "CONFIG", out);
-    }
-    let appendonly: &[u8] = if policy.is_some() { b"yes" } else { b"no" };
-    let appendfsync: &[u8] = match policy {
-        Some(store::Fsync::Always) => b"always",
-        Some(store::Fsync::Everysec) | None => b"everysec",
-        Some(store::Fsync::No) => b"no",
-    };
-    let value = |name: &[u8]| -> Option<(&'static str, &[u8])> {
-        if name.eq_ignore_ascii_case(b"save") {
-            Some(("save", b""))
-        } else if name.eq_ignore_ascii_case(b"appendonly") {
-            Some(("appendonly", appendonly))
-        } else if name.eq_ignore_ascii_case(b"appendfsync") {
-            Some(("appendfsync", appendfsync))
-        } else {
-            None
+    match command.kind {
+        Kind::Data(handler) => handler(tx, req, out),
+        Kind::Conn(Conn::Hello) => {
+            conn::hello(session, out.resp3, req, out);
         }
-    };
-    let found = params.clone().filter_map(value).count();
-    array(2 * found, out);
-    for (name, value) in params.filter_map(value) {
-        bulk(name.as_bytes(), out);
-        bulk(value, out);
+        Kind::Conn(which) => {
+            if !session_command(which, session, policy, max_bulk, req, out) {
+                keyspace_command(which, tx, policy, req, out);
+            }
+        }
     }
 }
 
-fn unknown_subcommand(sub: &[u8], command: &str, out: &mut Vec<u8>) {
-    out.extend_from_slice(b"-ERR unknown subcommand '");
-    printable(sub, out);
-    out.extend_from_slice(b"'. Try ");
-    out.extend_from_slice(command.as_bytes());
-    out.extend_from_slice(b" HELP.\r\n");
+/// The connection commands that need no more than the session: false
+/// when `which` is not one of them.
+fn session_command(
+    which: Conn,
+    session: &mut Session,
+    policy: Option<crate::store::Fsync>,
+    max_bulk: usize,
+    req: &Request<'_>,
+    out: &mut Reply<'_>,
+) -> bool {
+    match which {
+        Conn::Ping if req.len() > 2 => {
+            out.error("ERR wrong number of arguments for 'ping' command")
+        }
+        Conn::Ping if req.len() == 2 => out.bulk(req.arg(1)),
+        Conn::Ping => out.simple("PONG"),
+        Conn::Echo => out.bulk(req.arg(1)),
+        Conn::Client => conn::client(session, req, out),
+        Conn::Select => conn::select(req, out),
+        Conn::Config => conn::config(policy, max_bulk, req, out),
+        Conn::Command => conn::command(req, out),
+        _ => return false,
+    }
+    true
 }
 
-/// Copies a client's word into an error line: at most 128 bytes, CR and LF
-/// made spaces (they would end the error line early), as Redis does.
-fn printable(word: &[u8], out: &mut Vec<u8>) {
-    out.extend(word.iter().take(128).map(|&b| match b {
-        b'\r' | b'\n' => b' ',
-        b => b,
-    }));
+/// The server commands that read the keyspace (or its clock).
+fn keyspace_command(
+    which: Conn,
+    tx: &mut Tx<'_>,
+    policy: Option<crate::store::Fsync>,
+    req: &Request<'_>,
+    out: &mut Reply<'_>,
+) {
+    match which {
+        Conn::Time => conn::time(
+            std::time::UNIX_EPOCH + std::time::Duration::from_millis(tx.now()),
+            out,
+        ),
+        Conn::Info => conn::info(tx, policy, req, out),
+        Conn::RandomKey => keys::randomkey(tx, args::random(), out),
+        // MULTI, EXEC, WATCH... are never queued; QUIT and RESET are not
+        // run inside EXEC either.
+        _ => out.error("ERR command not allowed inside a transaction"),
+    }
 }
 
-fn integer(n: i64, out: &mut Vec<u8>) {
-    line(b':', n, out);
+/// An unknown command or a wrong number of arguments, in Redis' words.
+fn refuse(name: &[u8], request: &Request<'_>, out: &mut Reply<'_>) {
+    if let Some(command) = table::lookup(name) {
+        return out.error(&format!(
+            "ERR wrong number of arguments for '{}' command",
+            command.name
+        ));
+    }
+    let mut args = Vec::new();
+    for arg in request.args_from(1) {
+        if args.len() >= 128 {
+            break;
+        }
+        args.push(b'\'');
+        let room = 128 - args.len().min(128);
+        args.extend_from_slice(&arg[..arg.len().min(room)]);
+        args.extend_from_slice(b"' ");
+    }
+    out.error_parts(&[
+        b"ERR unknown command '",
+        &name[..name.len().min(128)],
+        b"', with args beginning with: ",
+        &args,
+    ]);
 }
 
-fn array(len: usize, out: &mut Vec<u8>) {
-    line(b'*', len as i64, out);
-}
-
-fn bulk(value: &[u8], out: &mut Vec<u8>) {
-    line(b'$', value.len() as i64, out);
-    out.extend_from_slice(value);
-    out.extend_from_slice(b"\r\n");
-}
-
-/// `<kind><n>\r\n`, formatted without allocating.
-fn line(kind: u8, n: i64, out: &mut Vec<u8>) {
-    out.push(kind);
-    out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
-    out.extend_from_slice(b"\r\n");
+impl Drop for Kv {
+    /// A connection that goes away stops watching.
+    fn drop(&mut self) {
+        self.unwatch();
+    }
 }
 
 impl Service for Kv {
@@ -307,8 +438,11 @@ impl Service for Kv {
                     return (input.len(), Next::Last);
                 }
                 Parsed::Request { consumed: len } => {
-                    let request = self.parser.request(rest);
-                    let next = execute(&self.store, &mut self.waiting, request, cx.out);
+                    // A detached copy of the parser's state: `run` needs
+                    // `&mut self`, the request borrows the parser.
+                    let parser = std::mem::replace(&mut self.parser, Parser::new(0));
+                    let next = self.run(&parser.request(rest), cx);
+                    self.parser = parser;
                     self.parser.done();
                     return (consumed + len, next);
                 }
@@ -318,16 +452,16 @@ impl Service for Kv {
 
     /// A write's record is on disk (or could not be written).
     fn resume(&mut self, done: JobOutput, cx: &mut Cx<'_>) -> Next {
-        let Some(reply) = self.waiting.take() else {
+        let Some(after) = self.waiting.take() else {
             log::error!("peer={} kv: a job nobody waited for: {done:?}", cx.peer);
             return Next::Close;
         };
         match done {
-            JobOutput::Store(Done::Synced(_)) => write_ack(reply, cx.out),
+            JobOutput::Store(Done::Synced(_)) => cx.out.extend_from_slice(&self.held),
             JobOutput::Store(Done::Failed(reason)) => {
                 cx.out
                     .extend_from_slice(b"-ERR stored in memory but not on disk: ");
-                printable(reason.as_bytes(), cx.out);
+                reply::printable(reason.as_bytes(), cx.out);
                 cx.out.extend_from_slice(b"\r\n");
             }
             other => {
@@ -335,7 +469,16 @@ impl Service for Kv {
                 return Next::Close;
             }
         }
-        Next::Answered
+        self.held.clear();
+        match after {
+            After::Answered => Next::Answered,
+            After::Last => Next::Last,
+        }
+    }
+
+    /// True while a request's frame is partly received.
+    fn in_body(&self) -> bool {
+        self.parser.in_frame()
     }
 }
 

@@ -133,6 +133,17 @@ pub(crate) struct Request<'a> {
 }
 
 impl<'a> Request<'a> {
+    /// A request whose words are `args`, ranges of `data` (a queued
+    /// `MULTI` command).
+    pub(crate) fn new(data: &'a [u8], args: &'a [Range<usize>]) -> Request<'a> {
+        Request { data, args }
+    }
+
+    /// The bytes the words are ranges of, and the ranges (to queue it).
+    pub(crate) fn parts(&self) -> (&'a [u8], &'a [Range<usize>]) {
+        (self.data, self.args)
+    }
+
     /// How many words, the command name included.
     pub(crate) fn len(&self) -> usize {
         self.args.len()
@@ -243,6 +254,11 @@ impl Parser {
             data,
             args: &self.args,
         }
+    }
+
+    /// True while a frame is partly received (its rest is awaited).
+    pub(crate) fn in_frame(&self) -> bool {
+        !self.buf.is_empty()
     }
 
     /// The request was run: get ready for the next frame.

@@ -82,8 +82,8 @@ fn incr_counts_and_refuses_non_integers() {
 fn unknown_commands_wrong_arity_and_options() {
     assert_dialogue(
         kv,
-        b"FLUSHALL\r\nGET\r\nGET a b\r\nSET k v EX 10\r\nINCR\r\nDEL\r\nGET k\r\n",
-        b"-ERR unknown command 'FLUSHALL'\r\n\
+        b"NOPE a b\r\nGET\r\nGET a b\r\nSET k v EX 10 PX 5\r\nINCR\r\nDEL\r\nGET k\r\n",
+        b"-ERR unknown command 'NOPE', with args beginning with: 'a' 'b' \r\n\
           -ERR wrong number of arguments for 'get' command\r\n\
           -ERR wrong number of arguments for 'get' command\r\n\
           -ERR syntax error\r\n\
@@ -92,15 +92,17 @@ fn unknown_commands_wrong_arity_and_options() {
     );
     // A name with a CR in it cannot break the error line.
     let input = req(&[b"a\rb"]);
-    assert_dialogue(kv, &input, b"-ERR unknown command 'a b'\r\n");
+    assert_dialogue(
+        kv,
+        &input,
+        b"-ERR unknown command 'a b', with args beginning with: \r\n",
+    );
 }
 
 #[test]
 fn command_and_config_for_redis_cli_and_benchmark() {
     let input = reqs(&[
         &[b"COMMAND", b"DOCS"],
-        &[b"COMMAND"],
-        &[b"command", b"count"],
         &[b"COMMAND", b"nope"],
         &[b"CONFIG", b"GET", b"save"],
         &[b"CONFIG", b"GET", b"appendonly", b"maxmemory"],
@@ -109,10 +111,17 @@ fn command_and_config_for_redis_cli_and_benchmark() {
     assert_dialogue(
         kv,
         &input,
-        b"*0\r\n*0\r\n:11\r\n-ERR unknown subcommand 'nope'. Try COMMAND HELP.\r\n\
-          *2\r\n$4\r\nsave\r\n$0\r\n\r\n*2\r\n$10\r\nappendonly\r\n$2\r\nno\r\n\
+        b"*0\r\n-ERR unknown subcommand 'nope'. Try COMMAND HELP.\r\n\
+          *2\r\n$4\r\nsave\r\n$0\r\n\r\n\
+          *4\r\n$10\r\nappendonly\r\n$2\r\nno\r\n$9\r\nmaxmemory\r\n$1\r\n0\r\n\
           -ERR unknown subcommand 'SET'. Try CONFIG HELP.\r\n",
     );
+    let count = format!(":{}\r\n", table::COMMANDS.len());
+    assert_dialogue(kv, &req(&[b"command", b"count"]), count.as_bytes());
+    let listing = run(kv(), &[&req(&[b"COMMAND"])]).out;
+    assert!(listing.starts_with(
+        format!("*{}\r\n*6\r\n$3\r\nget\r\n:2\r\n", table::COMMANDS.len()).as_bytes()
+    ));
 }
 
 #[test]
@@ -174,7 +183,7 @@ fn an_incomplete_request_is_kept_and_each_whole_one_answered_and_counted() {
 fn under_fsync_always_writes_reply_after_the_job() {
     let dir = std::env::temp_dir().join(format!("readyloop-kv-always-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let store = Store::open(&dir, store::Fsync::Always).unwrap();
+    let store = Store::open(&dir, crate::store::Fsync::Always).unwrap();
     let mut service = Kv::new(store.clone(), 100);
     let mut out = Vec::new();
     let mut cx = crate::service::testing::cx(&mut out);
@@ -188,13 +197,17 @@ fn under_fsync_always_writes_reply_after_the_job() {
     assert_eq!(out, b"$-1\r\n", "no +OK before the record is durable");
     let mut cx = crate::service::testing::cx(&mut out);
     assert_eq!(
-        service.resume(JobOutput::Store(store::run(work)), &mut cx),
+        service.resume(JobOutput::Store(crate::store::run(work)), &mut cx),
         Next::Answered
     );
     assert_eq!(out, b"$-1\r\n+OK\r\n");
     // The whole dialogue, with jobs run inline, in every split.
     let make = || -> Box<dyn Service> {
-        store.del([&b"a"[..], b"n"]); // every split starts from the same data
+        // Every split starts from the same data.
+        store.tx(std::time::SystemTime::now(), |tx| {
+            tx.del(b"a");
+            tx.del(b"n");
+        });
         Box::new(Kv::new(store.clone(), 100))
     };
     assert_dialogue(
