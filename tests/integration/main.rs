@@ -12,7 +12,9 @@ mod durability; // the store's log: kill -9, torn tails, corruption
 mod hostile; // attacks on the real binary: memory, slowloris, busy, a huge request
 mod http_clients; // http with curl, headless Chromium and smuggling attempts, every mode
 mod kv_big_request; // a 1M-argument request and a bystander on one loop
+mod kv_differential; // kv and redis-server, the same random commands, the same replies
 mod kv_recovery; // replay after damage: linear time, advice that keeps data
+mod kv_util; // a redis-server child, a RESP reply reader
 mod limits; // idle timeout, max conns, /metrics
 mod load; // big messages, many clients, back-pressure
 mod offload; // the event loop's pool: no head-of-line blocking, stale completions, many jobs

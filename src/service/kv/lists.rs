@@ -114,30 +114,32 @@ fn position(index: i64, len: usize) -> Option<usize> {
 }
 
 pub(crate) fn lindex(tx: &mut Tx<'_>, req: &Request<'_>, out: &mut Reply<'_>) {
+    // Redis looks at the key before it parses the index.
+    let list = match args::list(tx, req.arg(1), out) {
+        Typed::Found(list) => list,
+        Typed::Missing => return out.null(),
+        Typed::Wrong => return,
+    };
     let Some(index) = args::int(req, 2, out) else {
         return;
     };
-    match args::list(tx, req.arg(1), out) {
-        Typed::Found(list) => match position(index, list.len()) {
-            Some(at) => out.bulk(&list[at]),
-            None => out.null(),
-        },
-        Typed::Missing => out.null(),
-        Typed::Wrong => {}
+    match position(index, list.len()) {
+        Some(at) => out.bulk(&list[at]),
+        None => out.null(),
     }
 }
 
 pub(crate) fn lset(tx: &mut Tx<'_>, req: &Request<'_>, out: &mut Reply<'_>) {
+    let len = match args::list(tx, req.arg(1), out) {
+        Typed::Found(list) => list.len(),
+        Typed::Missing => return out.error("ERR no such key"),
+        Typed::Wrong => return,
+    };
     let Some(index) = args::int(req, 2, out) else {
         return;
     };
-    let at = match args::list(tx, req.arg(1), out) {
-        Typed::Found(list) => match position(index, list.len()) {
-            Some(at) => at,
-            None => return out.error("ERR index out of range"),
-        },
-        Typed::Missing => return out.error("ERR no such key"),
-        Typed::Wrong => return,
+    let Some(at) = position(index, len) else {
+        return out.error("ERR index out of range");
     };
     tx.write(code::LSET, req.arg(1))
         .u64(at as u64)

@@ -15,9 +15,8 @@ fn put(tx: &mut Tx<'_>, key: &[u8], value: &[u8], deadline: Option<Option<u64>>)
             tx.write(code::EXPIRE, key).u64(0).apply();
         }
         Some(None) => {}
-        Some(Some(at)) if at <= tx.now() => {
-            tx.del(key); // a deadline already past: gone at once, as Redis
-        }
+        // A deadline already past is set as it is (Redis 7.0 does the
+        // same): the key is gone at its next access.
         Some(Some(at)) => {
             tx.write(code::EXPIRE, key).u64(at).apply();
         }
@@ -113,13 +112,18 @@ pub(crate) fn set(tx: &mut Tx<'_>, req: &Request<'_>, out: &mut Reply<'_>) {
         None => None,
     };
     let key = req.arg(1);
-    let old = match args::string(tx, key, out) {
-        Typed::Wrong if get => return,
-        Typed::Found(old) if get => Some(Some(old.clone())),
-        Typed::Found(_) | Typed::Wrong => Some(None),
-        Typed::Missing => None,
+    // With GET the old value must be a string; without, SET overwrites
+    // any type.
+    let old = if get {
+        match args::string(tx, key, out) {
+            Typed::Wrong => return,
+            Typed::Found(old) => Some(Some(old.clone())),
+            Typed::Missing => None,
+        }
+    } else {
+        tx.get(key).map(|_| None)
     };
-    let exists = old.is_some() || tx.get(key).is_some();
+    let exists = old.is_some();
     if (nx && exists) || (xx && !exists) {
         return match old {
             Some(Some(old)) => out.bulk(&old),

@@ -240,20 +240,27 @@ pub(crate) fn zrange(tx: &mut Tx<'_>, req: &Request<'_>, out: &mut Reply<'_>) {
             "ERR syntax error, LIMIT is only supported in combination with either BYSCORE or BYLEX",
         );
     }
+    // Redis checks the range before it looks at the key.
+    let (low, high) = if rev { (3, 2) } else { (2, 3) };
+    let bounds = (bound(req.arg(low)), bound(req.arg(high)));
+    let indices = (
+        super::resp::parse_i64(req.arg(2)),
+        super::resp::parse_i64(req.arg(3)),
+    );
+    if by_score && (bounds.0.is_none() || bounds.1.is_none()) {
+        return out.error("ERR min or max is not a float");
+    }
+    if !by_score && (indices.0.is_none() || indices.1.is_none()) {
+        return out.not_integer();
+    }
     let zset: &ZSet = match args::zset(tx, req.arg(1), out) {
         Typed::Found(zset) => zset,
-        Typed::Missing => {
-            if by_score && (bound(req.arg(2)).is_none() || bound(req.arg(3)).is_none()) {
-                return out.error("ERR min or max is not a float");
-            }
-            return out.array(0);
-        }
+        Typed::Missing => return out.array(0),
         Typed::Wrong => return,
     };
     let members: Vec<(&[u8], f64)> = if by_score {
-        let (low, high) = if rev { (3, 2) } else { (2, 3) };
-        let (Some(min), Some(max)) = (bound(req.arg(low)), bound(req.arg(high))) else {
-            return out.error("ERR min or max is not a float");
+        let (Some(min), Some(max)) = bounds else {
+            unreachable!("checked above")
         };
         let (offset, count) = limit.unwrap_or((0, -1));
         if offset < 0 {
@@ -271,11 +278,8 @@ pub(crate) fn zrange(tx: &mut Tx<'_>, req: &Request<'_>, out: &mut Reply<'_>) {
             range.skip(offset as usize).take(count).collect()
         }
     } else {
-        let (Some(start), Some(stop)) = (
-            super::resp::parse_i64(req.arg(2)),
-            super::resp::parse_i64(req.arg(3)),
-        ) else {
-            return out.not_integer();
+        let (Some(start), Some(stop)) = indices else {
+            unreachable!("checked above")
         };
         match args::index_range(start, stop, zset.len()) {
             Some((from, to)) if rev => zset.iter().rev().skip(from).take(to - from).collect(),
