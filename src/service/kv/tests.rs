@@ -246,3 +246,172 @@ fn todo_and_kv_see_the_same_data() {
     let kv_out = run(kv_factory.make().as_mut(), &[b"GET from_todo\r\n"]);
     assert_eq!(kv_out.out, b"$5\r\na=b/c\r\n");
 }
+
+#[test]
+fn multi_exec_runs_the_queue_as_one_step_and_discard_drops_it() {
+    let input = reqs(&[
+        &[b"MULTI"],
+        &[b"SET", b"a", b"1"],
+        &[b"INCR", b"a"],
+        &[b"LPUSH", b"a", b"x"],
+        &[b"EXEC"],
+        &[b"MULTI"],
+        &[b"SET", b"b", b"1"],
+        &[b"DISCARD"],
+        &[b"GET", b"b"],
+        &[b"EXEC"],
+        &[b"DISCARD"],
+    ]);
+    assert_dialogue(
+        kv,
+        &input,
+        b"+OK\r\n+QUEUED\r\n+QUEUED\r\n+QUEUED\r\n\
+          *3\r\n+OK\r\n:2\r\n-WRONGTYPE Operation against a key holding the wrong kind of value\r\n\
+          +OK\r\n+QUEUED\r\n+OK\r\n$-1\r\n\
+          -ERR EXEC without MULTI\r\n-ERR DISCARD without MULTI\r\n",
+    );
+}
+
+#[test]
+fn an_error_while_queueing_makes_exec_abort_and_apply_nothing() {
+    let input = reqs(&[
+        &[b"MULTI"],
+        &[b"SET", b"a", b"1"],
+        &[b"NOSUCH"],
+        &[b"GET"],
+        &[b"EXEC"],
+        &[b"GET", b"a"],
+    ]);
+    assert_dialogue(
+        kv,
+        &input,
+        b"+OK\r\n+QUEUED\r\n\
+          -ERR unknown command 'NOSUCH', with args beginning with: \r\n\
+          -ERR wrong number of arguments for 'get' command\r\n\
+          -EXECABORT Transaction discarded because of previous errors.\r\n$-1\r\n",
+    );
+}
+
+#[test]
+fn a_watched_key_changed_by_another_connection_makes_exec_answer_null() {
+    let store = Store::in_memory();
+    let mut watcher = Kv::new(store.clone(), 100);
+    let mut other = Kv::new(store.clone(), 100);
+    let mut out = Vec::new();
+    let feed = |service: &mut Kv, words: &[&[u8]], out: &mut Vec<u8>| {
+        let request = req(words);
+        let mut cx = crate::service::testing::cx(out);
+        assert_eq!(
+            service.input(&request, &mut cx),
+            (request.len(), Next::Answered)
+        );
+    };
+    feed(&mut watcher, &[b"WATCH", b"k"], &mut out);
+    feed(&mut watcher, &[b"MULTI"], &mut out);
+    feed(&mut watcher, &[b"SET", b"k", b"mine"], &mut out);
+    feed(&mut other, &[b"SET", b"k", b"theirs"], &mut out);
+    feed(&mut watcher, &[b"EXEC"], &mut out);
+    feed(&mut watcher, &[b"GET", b"k"], &mut out);
+    // Unwatched now: the next transaction runs.
+    feed(&mut watcher, &[b"MULTI"], &mut out);
+    feed(&mut watcher, &[b"SET", b"k", b"mine"], &mut out);
+    feed(&mut watcher, &[b"EXEC"], &mut out);
+    assert_eq!(
+        String::from_utf8_lossy(&out),
+        "+OK\r\n+OK\r\n+QUEUED\r\n+OK\r\n*-1\r\n$6\r\ntheirs\r\n+OK\r\n+QUEUED\r\n*1\r\n+OK\r\n"
+    );
+}
+
+#[test]
+fn hello_3_switches_to_resp3_replies() {
+    let input = reqs(&[
+        &[b"HELLO", b"3"],
+        &[b"GET", b"nope"],
+        &[b"HSET", b"h", b"f", b"v"],
+        &[b"HGETALL", b"h"],
+        &[b"ZADD", b"z", b"1.5", b"m"],
+        &[b"ZSCORE", b"z", b"m"],
+        &[b"SADD", b"s", b"x"],
+        &[b"SMEMBERS", b"s"],
+        &[b"HELLO", b"2"],
+        &[b"GET", b"nope"],
+        &[b"HELLO", b"4"],
+    ]);
+    let out = run(kv(), &[&input]).out;
+    let text = String::from_utf8_lossy(&out);
+    let after_hello = text.split_once("*0\r\n").unwrap().1; // `modules` ends HELLO's map
+    assert!(
+        text.starts_with("%7\r\n$6\r\nserver\r\n$5\r\nredis\r\n"),
+        "{text}"
+    );
+    assert!(
+        after_hello.starts_with(
+            "_\r\n:1\r\n%1\r\n$1\r\nf\r\n$1\r\nv\r\n:1\r\n,1.5\r\n:1\r\n~1\r\n$1\r\nx\r\n*14\r\n"
+        ),
+        "{after_hello}"
+    );
+    assert!(
+        text.ends_with("$-1\r\n-NOPROTO unsupported protocol version\r\n"),
+        "{text}"
+    );
+}
+
+#[test]
+fn deadlines_are_absolute_wall_times_and_expire_lazily() {
+    use std::time::{Duration, Instant, SystemTime};
+    let store = Store::in_memory();
+    let mut service = Kv::new(store.clone(), 100);
+    let start = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+    let mut out = Vec::new();
+    let at = |service: &mut Kv, wall: SystemTime, words: &[&[u8]], out: &mut Vec<u8>| {
+        let request = req(words);
+        let mut cx = Cx::new(out, Instant::now(), wall, crate::service::testing::peer());
+        let _ = service.input(&request, &mut cx);
+    };
+    at(
+        &mut service,
+        start,
+        &[b"SET", b"k", b"v", b"EX", b"10"],
+        &mut out,
+    );
+    at(&mut service, start, &[b"PEXPIRE", b"p", b"100"], &mut out);
+    at(
+        &mut service,
+        start + Duration::from_secs(4),
+        &[b"TTL", b"k"],
+        &mut out,
+    );
+    at(
+        &mut service,
+        start + Duration::from_secs(9),
+        &[b"GET", b"k"],
+        &mut out,
+    );
+    at(
+        &mut service,
+        start + Duration::from_secs(10),
+        &[b"GET", b"k"],
+        &mut out,
+    );
+    at(
+        &mut service,
+        start + Duration::from_secs(10),
+        &[b"TTL", b"k"],
+        &mut out,
+    );
+    at(
+        &mut service,
+        start,
+        &[b"SET", b"e", b"v", b"PXAT", b"1800000000500"],
+        &mut out,
+    );
+    at(&mut service, start, &[b"DBSIZE"], &mut out);
+    assert_eq!(
+        String::from_utf8_lossy(&out),
+        "+OK\r\n:0\r\n:6\r\n$1\r\nv\r\n$-1\r\n:-2\r\n+OK\r\n:1\r\n"
+    );
+    // The active cycle (the event loop's timer) takes what nobody reads.
+    let later = start + Duration::from_secs(1);
+    assert_eq!(store.expire_cycle(later, 100), 1);
+    assert_eq!(store.len(), 0);
+}
