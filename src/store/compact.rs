@@ -7,8 +7,10 @@ use std::io::{self, Write};
 use std::path::Path;
 use std::sync::atomic::Ordering;
 
+use super::db::{Db, Value};
 use super::durability::Log;
-use super::{COMPACT_RATIO, Core, db, log};
+use super::log::{self, code};
+use super::{COMPACT_RATIO, Core};
 
 impl Core {
     pub(super) fn maybe_compact(&self, log: &Log) {
@@ -38,7 +40,7 @@ impl Core {
         let mut snapshot = log::MAGIC.to_vec();
         {
             let mut state = self.lock();
-            db::snapshot(&state.db, &mut snapshot);
+            snapshot_of(&state.db, &mut snapshot);
             state.rewrite = Some(Vec::new());
         }
         let result = self.rewrite(log, &temp, &snapshot, between);
@@ -97,5 +99,70 @@ impl Core {
             writer.size
         );
         Ok(())
+    }
+}
+
+/// Encodes the whole keyspace as records (compaction): for each key its
+/// value, in records of at most about [`CHUNK`] bytes, then its deadline.
+fn snapshot_of(db: &Db, out: &mut Vec<u8>) {
+    for (key, entry) in db.iter() {
+        match &entry.value {
+            Value::Str(value) => log::encode_set(out, key, value),
+            Value::List(list) => {
+                chunked(out, code::RPUSH, key, list.iter().map(|i| [i.as_slice()]))
+            }
+            Value::Hash(hash) => chunked(
+                out,
+                code::HSET,
+                key,
+                hash.iter().map(|(f, v)| [f.as_slice(), v.as_slice()]),
+            ),
+            Value::Set(set) => chunked(out, code::SADD, key, set.iter().map(|m| [m.as_slice()])),
+            Value::ZSet(zset) => {
+                let mut start = None;
+                for (member, score) in zset.iter() {
+                    let at = *start.get_or_insert_with(|| log::begin(out, code::ZADD, key));
+                    log::item(out, &score.to_bits().to_le_bytes());
+                    log::item(out, member);
+                    if out.len() - at > CHUNK {
+                        log::finish(out, at);
+                        start = None;
+                    }
+                }
+                if let Some(at) = start {
+                    log::finish(out, at);
+                }
+            }
+        }
+        if let Some(at) = entry.deadline {
+            let start = log::begin(out, code::EXPIRE, key);
+            out.extend_from_slice(&at.to_le_bytes());
+            log::finish(out, start);
+        }
+    }
+}
+
+/// The payload size after which a compaction record is closed.
+const CHUNK: usize = 1 << 20;
+
+fn chunked<'a, const N: usize>(
+    out: &mut Vec<u8>,
+    code: u8,
+    key: &[u8],
+    groups: impl Iterator<Item = [&'a [u8]; N]>,
+) {
+    let mut start = None;
+    for group in groups {
+        let at = *start.get_or_insert_with(|| log::begin(out, code, key));
+        for item in group {
+            log::item(out, item);
+        }
+        if out.len() - at > CHUNK {
+            log::finish(out, at);
+            start = None;
+        }
+    }
+    if let Some(at) = start {
+        log::finish(out, at);
     }
 }

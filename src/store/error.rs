@@ -3,7 +3,9 @@
 //! knows nothing of the application around it.
 
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+use super::log::{self, Corrupt, MAGIC};
 
 /// Why the store could not open (or finish) its log. Each message names
 /// the file and what to do.
@@ -52,5 +54,69 @@ impl StoreError {
             action,
             source,
         }
+    }
+}
+
+/// The error for a log that does not start with [`MAGIC`](super::log::MAGIC). When records
+/// check out right after it, only the magic is damaged (a flipped first
+/// byte): the advice rewrites those 8 bytes and keeps every record.
+pub(crate) fn bad_magic(path: PathBuf, bytes: &[u8]) -> StoreError {
+    let file = path.display();
+    let records_follow =
+        bytes.len() > MAGIC.len() && log::starts_with_a_record(&bytes[MAGIC.len()..]);
+    let (reason, advice) = if records_follow {
+        (
+            "its first 8 bytes are not RDYLOG1, but readyloop records follow them".to_owned(),
+            format!(
+                "the records are whole: restore the 8-byte header with \
+                 `cp {file} {file}.damaged && printf 'RDYLOG1\\n' | dd of={file} bs=8 count=1 conv=notrunc`, \
+                 then start again"
+            ),
+        )
+    } else {
+        (
+            "it does not start with RDYLOG1: not a readyloop log".to_owned(),
+            "move it out of the data directory, or pass another --data-dir".to_owned(),
+        )
+    };
+    StoreError::Corrupt {
+        path,
+        offset: 0,
+        reason,
+        advice,
+    }
+}
+
+/// The error for damage in the middle of the log: the advice that keeps
+/// the most data (cut out only the damaged bytes, when a good record after
+/// them is known), with a copy of the file made first.
+pub(crate) fn corrupt_error(
+    path: &Path,
+    Corrupt {
+        offset,
+        reason,
+        next,
+    }: Corrupt,
+) -> StoreError {
+    let file = path.display();
+    let backup = format!("cp {file} {file}.damaged");
+    let advice = match next {
+        Some(next) => format!(
+            "restore the file from a backup, or drop only the {} damaged bytes and keep \
+             every record after them with `{backup} && {{ head -c {offset} {file}.damaged; \
+             tail -c +{} {file}.damaged; }} > {file}`",
+            next - offset,
+            next + 1
+        ),
+        None => format!(
+            "restore the file from a backup, or keep only what precedes the damage \
+             with `{backup} && truncate -s {offset} {file}`"
+        ),
+    };
+    StoreError::Corrupt {
+        path: path.to_owned(),
+        offset,
+        reason,
+        advice,
     }
 }

@@ -60,6 +60,7 @@ mod durability;
 mod error;
 mod log;
 mod tx;
+mod zset;
 
 pub use self::db::{Applied, Db, Entry, Score, Value, ZSet};
 pub use self::error::StoreError;

@@ -29,7 +29,7 @@
 //! | bulk length | `--kv-max-bulk`, 512 MiB (`proto-max-bulk-len`) | `invalid bulk length` |
 //! | arguments | [`MAX_ARGS`], 1,048,576 | `invalid multibulk length` |
 //! | inline request | [`MAX_INLINE`], 64 KiB (`PROTO_INLINE_MAX_SIZE`) | `too big inline request` |
-//! | whole request | [`MAX_FRAME`], 1 GiB (`client-query-buffer-limit`) | `request over 1 GiB` |
+//! | whole request | [`MAX_FRAME`], 1008 MiB (`client-query-buffer-limit`) | `request over 1008 MiB` |
 //!
 //! `--kv-max-bulk` may be lowered, not raised: the store's log takes a
 //! key and a value of 512 MiB each in one record, no more.
@@ -41,6 +41,8 @@
 
 use std::ops::Range;
 
+use super::inline::split_inline;
+
 /// The most arguments in one request (Redis' multibulk limit, 1M).
 pub(crate) const MAX_ARGS: usize = 1024 * 1024;
 /// The longest inline request line, without its `\n` (Redis'
@@ -49,10 +51,13 @@ pub(crate) const MAX_INLINE: usize = 64 * 1024;
 /// The default longest bulk string (`--kv-max-bulk`), as Redis'
 /// `proto-max-bulk-len`: 512 MiB.
 pub const DEFAULT_MAX_BULK: usize = 512 * 1024 * 1024;
-/// The most bytes one request may take, headers included: 1 GiB, as
-/// Redis' `client-query-buffer-limit`. Without it a million arguments of
-/// 512 MiB each would be accepted; with it one request costs at most this.
-pub(crate) const MAX_FRAME: usize = 1 << 30;
+/// The most bytes one request may take, headers included: 1 GiB less
+/// 16 MiB, about Redis' `client-query-buffer-limit` (1 GiB). Without it a
+/// million arguments of 512 MiB each would be accepted; with it one
+/// request costs at most this. The 16 MiB keep the largest log record one
+/// request can make (a score takes 12 bytes there, 7 in a frame, for at
+/// most a million of them) under the log's 1 GiB record limit.
+pub(crate) const MAX_FRAME: usize = (1 << 30) - (16 << 20);
 /// The longest `*<count>` or `$<len>` line, CRLF included: a number needs
 /// at most 20 digits. Longer is a protocol error.
 const MAX_HEADER: usize = 32;
@@ -335,7 +340,7 @@ impl Parser {
                         return Step::Bad("invalid bulk length".to_owned());
                     }
                     if start + len as usize + 2 > MAX_FRAME {
-                        return Step::Bad("request over 1 GiB (kv's limit)".to_owned());
+                        return Step::Bad("request over 1008 MiB (kv's limit)".to_owned());
                     }
                     self.pos = start;
                     self.state = State::Bulk {
@@ -432,94 +437,6 @@ pub(crate) fn parse_i64(text: &[u8]) -> Option<i64> {
         0i64.checked_sub_unsigned(magnitude)
     } else {
         i64::try_from(magnitude).ok()
-    }
-}
-
-/// Splits an inline line into words as Redis' `sdssplitargs`: blanks
-/// separate words; `"..."` understands `\n \r \t \b \a \\ \"` and `\xHH`;
-/// `'...'` only `\'`; a closing quote must be followed by a blank or the
-/// end. The words go into `out`, their ranges into `args`.
-fn split_inline(
-    line: &[u8],
-    out: &mut Vec<u8>,
-    args: &mut Vec<Range<usize>>,
-) -> Result<(), &'static str> {
-    const UNBALANCED: &str = "unbalanced quotes in request";
-    let blank = |b: u8| matches!(b, b' ' | b'\n' | b'\r' | b'\t' | 0x0b | 0x0c | 0);
-    let mut i = 0;
-    loop {
-        while i < line.len() && blank(line[i]) {
-            i += 1;
-        }
-        if i == line.len() {
-            return Ok(());
-        }
-        let start = out.len();
-        let (mut in_double, mut in_single) = (false, false);
-        loop {
-            let Some(&c) = line.get(i) else {
-                if in_double || in_single {
-                    return Err(UNBALANCED);
-                }
-                break;
-            };
-            if in_double {
-                match c {
-                    b'\\'
-                        if line.get(i + 1) == Some(&b'x')
-                            && line.get(i + 2).is_some_and(u8::is_ascii_hexdigit)
-                            && line.get(i + 3).is_some_and(u8::is_ascii_hexdigit) =>
-                    {
-                        let hex = |b: u8| (b as char).to_digit(16).expect("hex digit") as u8;
-                        out.push(hex(line[i + 2]) * 16 + hex(line[i + 3]));
-                        i += 3;
-                    }
-                    b'\\' if i + 1 < line.len() => {
-                        i += 1;
-                        out.push(match line[i] {
-                            b'n' => b'\n',
-                            b'r' => b'\r',
-                            b't' => b'\t',
-                            b'b' => 0x08,
-                            b'a' => 0x07,
-                            other => other,
-                        });
-                    }
-                    b'"' => {
-                        if line.get(i + 1).is_some_and(|&b| !blank(b)) {
-                            return Err(UNBALANCED);
-                        }
-                        i += 1;
-                        break; // the closing quote ends the word
-                    }
-                    _ => out.push(c),
-                }
-            } else if in_single {
-                match c {
-                    b'\\' if line.get(i + 1) == Some(&b'\'') => {
-                        i += 1;
-                        out.push(b'\'');
-                    }
-                    b'\'' => {
-                        if line.get(i + 1).is_some_and(|&b| !blank(b)) {
-                            return Err(UNBALANCED);
-                        }
-                        i += 1;
-                        break;
-                    }
-                    _ => out.push(c),
-                }
-            } else {
-                match c {
-                    _ if blank(c) => break,
-                    b'"' => in_double = true,
-                    b'\'' => in_single = true,
-                    _ => out.push(c),
-                }
-            }
-            i += 1;
-        }
-        args.push(start..out.len());
     }
 }
 

@@ -317,8 +317,15 @@ pub(crate) fn incrbyfloat(tx: &mut Tx<'_>, req: &Request<'_>, out: &mut Reply<'_
 }
 
 pub(crate) fn append(tx: &mut Tx<'_>, req: &Request<'_>, out: &mut Reply<'_>) {
-    if let Typed::Wrong = args::string(tx, req.arg(1), out) {
-        return;
+    let old = match args::string(tx, req.arg(1), out) {
+        Typed::Wrong => return,
+        Typed::Found(value) => value.len(),
+        Typed::Missing => 0,
+    };
+    // As Redis: no string over proto-max-bulk-len (and so no log record
+    // over the log's limit when compaction writes it whole).
+    if old + req.arg(2).len() > super::DEFAULT_MAX_BULK {
+        return out.error("ERR string exceeds maximum allowed size (proto-max-bulk-len)");
     }
     let len = tx
         .write(code::APPEND, req.arg(1))
