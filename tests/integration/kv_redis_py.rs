@@ -17,7 +17,9 @@
 
 use std::process::Command;
 
-use crate::util::{BinServer, TempDir};
+use readyloop::server::Mode;
+
+use crate::util::{BinServer, TempDir, per_mode};
 
 /// The interpreter that has redis-py.
 fn python() -> String {
@@ -83,30 +85,13 @@ fn run_in(mode: &[&str], phases: &[&str]) {
 const ALL: &[&str] = &["types", "pipeline", "transactions", "ttl"];
 const ONE_CONNECTION: &[&str] = &["types", "pipeline"];
 
-#[test]
-fn redis_py_evloop() {
-    run_in(&["--mode", "evloop"], ALL);
-}
-
-#[test]
-fn redis_py_threaded() {
-    run_in(&["--mode", "threaded"], ALL);
-}
-
-#[test]
-fn redis_py_threaded_pool() {
-    run_in(&["--mode", "threaded", "--threads", "4"], ALL);
-}
-
-#[test]
-fn redis_py_blocking() {
-    run_in(&["--mode", "blocking"], ONE_CONNECTION);
-}
-
-#[test]
-fn redis_py_forking() {
-    run_in(&["--mode", "forking"], ONE_CONNECTION);
-}
+per_mode!(redis_py, |case| {
+    let phases = match case.mode {
+        Mode::Blocking | Mode::Forking => ONE_CONNECTION,
+        _ => ALL,
+    };
+    run_in(case.flags, phases);
+});
 
 #[test]
 fn every_type_and_ttl_survive_a_restart() {
