@@ -199,16 +199,16 @@ pub(crate) fn config(
         Some(Fsync::No) => "no",
     };
     let max_bulk = max_bulk.to_string();
-    let settings: [(&str, &str); 9] = [
+    // Only what is true of this server (no `maxclients`: --max-conns is
+    // the drivers' business, not kv's).
+    let settings: [(&str, &str); 7] = [
         ("save", ""),
         ("appendonly", if policy.is_some() { "yes" } else { "no" }),
         ("appendfsync", appendfsync),
         ("databases", "1"),
         ("maxmemory", "0"),
         ("maxmemory-policy", "noeviction"),
-        ("timeout", "0"),
         ("proto-max-bulk-len", &max_bulk),
-        ("maxclients", "10000"),
     ];
     let found: Vec<&(&str, &str)> = settings
         .iter()
@@ -281,7 +281,8 @@ pub(crate) fn info(tx: &mut Tx<'_>, policy: Option<Fsync>, req: &Request<'_>, ou
         ));
     }
     if wanted("clients") {
-        text.push_str("# Clients\r\nmaxclients:10000\r\nblocked_clients:0\r\n\r\n");
+        // No blocking commands: nobody is ever blocked.
+        text.push_str("# Clients\r\nblocked_clients:0\r\n\r\n");
     }
     if wanted("memory") {
         text.push_str("# Memory\r\nmaxmemory:0\r\nmaxmemory_policy:noeviction\r\n\r\n");
@@ -293,7 +294,8 @@ pub(crate) fn info(tx: &mut Tx<'_>, policy: Option<Fsync>, req: &Request<'_>, ou
         ));
     }
     if wanted("stats") {
-        text.push_str("# Stats\r\nexpired_keys:0\r\nevicted_keys:0\r\n\r\n");
+        // No eviction (maxmemory 0); the counters are the server's /metrics.
+        text.push_str("# Stats\r\nevicted_keys:0\r\n\r\n");
     }
     if wanted("keyspace") {
         text.push_str("# Keyspace\r\n");

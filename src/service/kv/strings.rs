@@ -9,11 +9,13 @@ use crate::store::{Tx, code};
 /// Writes `value` to the string `key`, and its deadline: `None` clears it,
 /// `Some(None)` keeps it (KEEPTTL), `Some(Some(at))` sets it.
 fn put(tx: &mut Tx<'_>, key: &[u8], value: &[u8], deadline: Option<Option<u64>>) {
+    let had_deadline = tx.db().entry(key).is_some_and(|e| e.deadline.is_some());
     tx.write(code::SET, key).bytes(value).apply();
     match deadline {
-        None => {
+        None if had_deadline => {
             tx.write(code::EXPIRE, key).u64(0).apply();
         }
+        None => {}
         Some(None) => {}
         // A deadline already past is set as it is (Redis 7.0 does the
         // same): the key is gone at its next access.
