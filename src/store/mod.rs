@@ -14,8 +14,8 @@
 //!   and maybe fsyncs. Holding it keeps writes in sequence order.
 //! - A background *flusher* thread writes pending bytes as they come
 //!   (`--fsync everysec|no`), fsyncs once a second (`everysec`), and
-//!   rewrites the log when it has grown to over [`COMPACT_RATIO`] times the
-//!   live data and over [`COMPACT_MIN_SIZE`].
+//!   rewrites the log when it has grown to over [`COMPACT_RATIO`] times its
+//!   size after the last rewrite and over [`COMPACT_MIN_SIZE`].
 //!
 //! # `--fsync always`: group commit, off the loop thread
 //!
@@ -33,14 +33,19 @@
 //! Keys and values are bytes (`Vec<u8>`): `kv` is binary-safe like Redis;
 //! `todo` only ever stores UTF-8 (its lines are checked) and writes values
 //! back byte for byte, so a value set through `kv` with a newline in it
-//! shows up in `todo` as two lines.
+//! shows up in `todo` as two lines. Values are typed ([`Value`]): `todo`
+//! sees string keys only; every key may carry an absolute deadline (ms
+//! since the Unix epoch), so expiry means the same after a restart.
 //!
 //! # Files
 //!
 //! This file is the API (what services call) and the in-memory state;
-//! [`durability`] holds the log writer, group commit and the flusher
-//! thread; [`compact`] the log rewrite; [`log`] the record format and
-//! replay; [`error`] the [`StoreError`] that opening can fail with.
+//! [`db`] holds the typed keyspace and the one function that changes it
+//! (a log record applied), with [`zset`]; [`tx`] the transaction a
+//! command runs in (lazy expiry, writing records); [`durability`] the log
+//! writer, group commit and the flusher thread; [`compact`] the log
+//! rewrite; [`log`] the record format and replay; [`error`] the
+//! [`StoreError`] that opening can fail with.
 //!
 //! This module must not know services, sockets or the application around
 //! it: services call it, the drivers run its [`Work`], and `main` prints

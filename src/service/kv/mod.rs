@@ -6,12 +6,13 @@
 //!
 //! | file | what |
 //! |---|---|
-//! | [`resp`] | the incremental request parser, Redis' limits |
+//! | [`resp`], `inline` | the incremental request parser, Redis' limits; inline splitting |
 //! | [`reply`] | replies in RESP2 or RESP3 (`HELLO 3`) |
 //! | [`table`] | every command, its arity, what runs it |
 //! | `strings`, `keys`, `lists`, `hashes`, `sets`, `zsets` | the data commands |
 //! | [`conn`] | HELLO, CLIENT, SELECT, INFO, CONFIG, COMMAND, TIME |
-//! | this file | the connection: one request per call, MULTI/EXEC/WATCH, durability |
+//! | `multi` | EXEC and WATCH |
+//! | this file | the connection: one request per call, queueing for MULTI, durability |
 //!
 //! # A request's path
 //!

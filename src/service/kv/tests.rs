@@ -415,3 +415,49 @@ fn deadlines_are_absolute_wall_times_and_expire_lazily() {
     assert_eq!(store.expire_cycle(later, 100), 1);
     assert_eq!(store.len(), 0);
 }
+
+#[test]
+fn a_scan_returns_every_key_present_throughout_exactly_once_despite_writes() {
+    let store = Store::in_memory();
+    let mut service = Kv::new(store.clone(), 100);
+    let mut out = Vec::new();
+    let mut ask = |words: &[&[u8]]| -> Vec<u8> {
+        out.clear();
+        let request = req(words);
+        let mut cx = crate::service::testing::cx(&mut out);
+        let _ = service.input(&request, &mut cx);
+        out.clone()
+    };
+    for i in 0..50 {
+        ask(&[b"SET", format!("stay:{i}").as_bytes(), b"v"]);
+    }
+    let mut cursor = b"0".to_vec();
+    let mut seen = std::collections::HashMap::<String, usize>::new();
+    let mut round = 0;
+    loop {
+        let reply = ask(&[b"SCAN", &cursor, b"COUNT", b"7"]);
+        let text = String::from_utf8(reply).unwrap();
+        let lines: Vec<&str> = text.split("\r\n").collect();
+        // *2, $n, cursor, *k, then $len/key pairs.
+        cursor = lines[2].as_bytes().to_vec();
+        for key in lines[4..].iter().skip(1).step_by(2) {
+            *seen.entry((*key).to_owned()).or_default() += 1;
+        }
+        // Keys come and go between the calls.
+        ask(&[b"SET", format!("new:{round}").as_bytes(), b"v"]);
+        ask(&[b"DEL", format!("new:{}", round.max(1) - 1).as_bytes()]);
+        round += 1;
+        if cursor == b"0" {
+            break;
+        }
+        assert!(round < 100, "the scan does not end");
+    }
+    for i in 0..50 {
+        assert_eq!(
+            seen.get(&format!("stay:{i}")),
+            Some(&1),
+            "stay:{i}: {seen:?}"
+        );
+    }
+    assert!(seen.values().all(|&n| n == 1), "{seen:?}");
+}
