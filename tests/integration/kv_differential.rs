@@ -332,6 +332,32 @@ fn command(rng: &mut Rng) -> (Vec<Vec<u8>>, Compare) {
             .into_iter()
             .filter(|_| rng.below(4) == 0)
             .collect(),
+        87 => {
+            compare = Compare::Ttl;
+            vec![s(rng.pick(&["EXPIRETIME", "PEXPIRETIME"])), key(rng)]
+        }
+        88 => {
+            let mut w = vec![
+                s(rng.pick(&["ZRANGEBYSCORE", "ZREVRANGEBYSCORE"])),
+                key(rng),
+            ];
+            w.push(float(rng));
+            w.push(float(rng));
+            if rng.below(2) == 0 {
+                w.push(s("WITHSCORES"));
+            }
+            if rng.below(3) == 0 {
+                w.extend(["LIMIT", rng.pick(&["0", "1"]), rng.pick(&["1", "-1"])].map(s));
+            }
+            w
+        }
+        89 => {
+            let mut w = vec![s("ZREVRANGE"), key(rng), int(rng), int(rng)];
+            if rng.below(2) == 0 {
+                w.push(s("WITHSCORES"));
+            }
+            w
+        }
         86 => {
             compare = Compare::Unordered;
             vec![s("SCAN"), s("0"), s("COUNT"), s("1000")]

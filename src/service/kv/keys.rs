@@ -121,6 +121,24 @@ pub(crate) fn pttl(tx: &mut Tx<'_>, req: &Request<'_>, out: &mut Reply<'_>) {
     ttl_in(1, tx, req, out);
 }
 
+/// EXPIRETIME, PEXPIRETIME: the absolute deadline, in `unit` ms.
+fn deadline_in(unit: u64, tx: &mut Tx<'_>, req: &Request<'_>, out: &mut Reply<'_>) {
+    match tx.get(req.arg(1)) {
+        None => out.int(-2),
+        Some(entry) => match entry.deadline {
+            None => out.int(-1),
+            Some(at) => out.int((at / unit) as i64),
+        },
+    }
+}
+
+pub(crate) fn expiretime(tx: &mut Tx<'_>, req: &Request<'_>, out: &mut Reply<'_>) {
+    deadline_in(1000, tx, req, out);
+}
+pub(crate) fn pexpiretime(tx: &mut Tx<'_>, req: &Request<'_>, out: &mut Reply<'_>) {
+    deadline_in(1, tx, req, out);
+}
+
 pub(crate) fn persist(tx: &mut Tx<'_>, req: &Request<'_>, out: &mut Reply<'_>) {
     let has_deadline = tx.get(req.arg(1)).is_some_and(|e| e.deadline.is_some());
     if has_deadline {

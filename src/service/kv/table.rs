@@ -106,6 +106,8 @@ commands! {
     "pexpireat" -3 D(keys::pexpireat);
     "ttl" 2 D(keys::ttl);
     "pttl" 2 D(keys::pttl);
+    "expiretime" 2 D(keys::expiretime);
+    "pexpiretime" 2 D(keys::pexpiretime);
     "persist" 2 D(keys::persist);
     "rename" 3 D(keys::rename);
     "renamenx" 3 D(keys::renamenx);
@@ -161,6 +163,9 @@ commands! {
     "zrevrank" 3 D(zsets::zrevrank);
     "zcount" 4 D(zsets::zcount);
     "zrange" -4 D(zsets::zrange);
+    "zrangebyscore" -4 D(zsets::zrangebyscore);
+    "zrevrangebyscore" -4 D(zsets::zrevrangebyscore);
+    "zrevrange" -4 D(zsets::zrevrange);
     "zpopmin" -2 D(zsets::zpopmin);
     "zpopmax" -2 D(zsets::zpopmax);
     "ping" -1 C(Conn::Ping);

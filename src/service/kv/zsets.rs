@@ -211,13 +211,40 @@ fn write_members(members: &[(&[u8], f64)], scores: bool, out: &mut Reply<'_>) {
 }
 
 pub(crate) fn zrange(tx: &mut Tx<'_>, req: &Request<'_>, out: &mut Reply<'_>) {
-    let (mut by_score, mut rev, mut scores) = (false, false, false);
+    range_with(None, tx, req, out);
+}
+
+/// ZRANGEBYSCORE key min max [WITHSCORES] [LIMIT offset count].
+pub(crate) fn zrangebyscore(tx: &mut Tx<'_>, req: &Request<'_>, out: &mut Reply<'_>) {
+    range_with(Some((true, false)), tx, req, out);
+}
+
+/// ZREVRANGEBYSCORE key max min [WITHSCORES] [LIMIT offset count].
+pub(crate) fn zrevrangebyscore(tx: &mut Tx<'_>, req: &Request<'_>, out: &mut Reply<'_>) {
+    range_with(Some((true, true)), tx, req, out);
+}
+
+/// ZREVRANGE key start stop [WITHSCORES].
+pub(crate) fn zrevrange(tx: &mut Tx<'_>, req: &Request<'_>, out: &mut Reply<'_>) {
+    range_with(Some((false, true)), tx, req, out);
+}
+
+/// ZRANGE and its older forms: `fixed` is (by score, reversed) for the
+/// forms whose name says it, `None` for ZRANGE's own BYSCORE and REV.
+fn range_with(
+    fixed: Option<(bool, bool)>,
+    tx: &mut Tx<'_>,
+    req: &Request<'_>,
+    out: &mut Reply<'_>,
+) {
+    let (mut by_score, mut rev) = fixed.unwrap_or((false, false));
+    let mut scores = false;
     let mut limit = None;
     let mut i = 4;
     while i < req.len() {
-        if is(req, i, "BYSCORE") {
+        if fixed.is_none() && is(req, i, "BYSCORE") {
             by_score = true;
-        } else if is(req, i, "REV") {
+        } else if fixed.is_none() && is(req, i, "REV") {
             rev = true;
         } else if is(req, i, "WITHSCORES") {
             scores = true;
