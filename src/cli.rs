@@ -80,8 +80,8 @@ pub struct ServeArgs {
     #[arg(long, value_name = "BYTES", default_value_t = service::http::DEFAULT_MAX_BODY.to_string())]
     pub max_body: String,
     /// Longest bulk string (one key or value) `kv` accepts (bytes; k/M/G
-    /// suffixes allowed), as Redis' `proto-max-bulk-len`.
-    #[arg(long, value_name = "BYTES", default_value_t = service::kv::DEFAULT_MAX_BULK.to_string())]
+    /// suffixes allowed), as Redis' `proto-max-bulk-len`; at most 512M.
+    #[arg(long, value_name = "BYTES", default_value = "512M")]
     pub kv_max_bulk: String,
     /// Where the store keeps its append-only log (created if missing;
     /// one server per directory).
@@ -167,11 +167,13 @@ pub enum Console {
 /// `--fsync`: the command line's names for [`Fsync`] (the store knows no clap).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum FsyncArg {
-    /// [`Fsync::Always`].
+    /// Answer a change only once it is fsynced (group commit): nothing
+    /// acknowledged is lost, even by power loss.
     Always,
-    /// [`Fsync::Everysec`].
+    /// Write at once, fsync once a second: a `kill -9` loses nothing
+    /// written; power loss up to a second.
     Everysec,
-    /// [`Fsync::No`].
+    /// Write at once; the OS decides when the data reaches the disk.
     No,
 }
 

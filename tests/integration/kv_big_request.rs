@@ -65,3 +65,30 @@ fn a_million_argument_request_is_answered_while_a_bystander_pings() {
     big.write_all(b"PING\r\n").unwrap();
     expect(&mut big, b"+PONG\r\n");
 }
+
+#[test]
+fn a_bulk_over_kv_max_bulk_is_refused_and_the_connection_closed() {
+    let dir = crate::util::TempDir::new("kv-max-bulk");
+    let server = crate::util::BinServer::start(
+        &[
+            "--kv-max-bulk",
+            "1k",
+            "--data-dir",
+            dir.path().to_str().unwrap(),
+            "kv@127.0.0.1:0",
+        ],
+        &["kv"],
+    );
+    let mut client = crate::util::connect(server.addr("kv"));
+    // At the limit: fine.
+    let value = "v".repeat(1024);
+    let set = format!("*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1024\r\n{value}\r\n");
+    client.write_all(set.as_bytes()).unwrap();
+    expect(&mut client, b"+OK\r\n");
+    // One byte over: refused from the header alone, nothing buffered.
+    client
+        .write_all(b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1025\r\n")
+        .unwrap();
+    let rest = crate::util::read_to_end(&mut client);
+    assert_eq!(rest, b"-ERR Protocol error: invalid bulk length\r\n");
+}
