@@ -118,3 +118,14 @@ pub(crate) fn random() -> u64 {
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     z ^ (z >> 31)
 }
+
+/// An option word in upper case, copied to the stack (no allocation per
+/// request); words longer than any option become empty.
+pub(crate) fn upper<'b>(word: &[u8], buf: &'b mut [u8; 16]) -> &'b [u8] {
+    let Some(copy) = buf.get_mut(..word.len()) else {
+        return &[];
+    };
+    copy.copy_from_slice(word);
+    copy.make_ascii_uppercase();
+    copy
+}

@@ -4,7 +4,7 @@
 
 use std::time::SystemTime;
 
-use super::args::is;
+use super::args::{self, is};
 use super::keys::glob;
 use super::reply::{Reply, printable};
 use super::resp::{Request, parse_i64};
@@ -109,8 +109,8 @@ fn client_line(session: &Session) -> Vec<u8> {
 }
 
 pub(crate) fn client(session: &mut Session, req: &Request<'_>, out: &mut Reply<'_>) {
-    let sub = req.arg(1).to_ascii_uppercase();
-    match (sub.as_slice(), req.len()) {
+    let mut buf = [0; 16];
+    match (args::upper(req.arg(1), &mut buf), req.len()) {
         (b"ID", 2) => out.int(session.id as i64),
         (b"GETNAME", 2) => match &session.name {
             Some(name) => out.bulk(name),
@@ -241,7 +241,7 @@ pub(crate) fn command(req: &Request<'_>, out: &mut Reply<'_>) {
         out.array(COMMANDS.len());
         return COMMANDS.iter().for_each(|c| info(out, c));
     }
-    match req.arg(1).to_ascii_uppercase().as_slice() {
+    match args::upper(req.arg(1), &mut [0; 16]) {
         b"COUNT" => out.int(COMMANDS.len() as i64),
         b"LIST" => {
             out.array(COMMANDS.len());

@@ -3,7 +3,7 @@
 
 use std::hash::{Hash, Hasher};
 
-use super::args::is;
+use super::args::{self, is};
 use super::reply::Reply;
 use super::resp::{Request, parse_i64};
 use crate::store::{Tx, Value, code};
@@ -39,7 +39,7 @@ fn expire_with(
 ) {
     let (mut nx, mut xx, mut gt, mut lt) = (false, false, false, false);
     for option in req.args_from(3) {
-        match option.to_ascii_uppercase().as_slice() {
+        match args::upper(option, &mut [0; 16]) {
             b"NX" => nx = true,
             b"XX" => xx = true,
             b"GT" => gt = true,

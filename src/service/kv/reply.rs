@@ -145,9 +145,11 @@ pub(crate) fn printable(word: &[u8], out: &mut Vec<u8>) {
     }));
 }
 
-/// Formats `d` as C's `%.17g` (Redis' double replies) into `buf`.
+/// Formats `d` as C's `%.17g` (Redis' double replies) into `buf`, on the
+/// stack: no allocation per reply.
 pub(crate) fn format_double(d: f64, buf: &mut [u8; 32]) -> &[u8] {
     use std::io::Write;
+    let mut sci = [0u8; 32];
     let mut cursor = std::io::Cursor::new(&mut buf[..]);
     if d.is_infinite() {
         let _ = cursor.write_all(if d > 0.0 { b"inf" } else { b"-inf" });
@@ -157,12 +159,23 @@ pub(crate) fn format_double(d: f64, buf: &mut [u8; 32]) -> &[u8] {
         let _ = cursor.write_all(if d.is_sign_negative() { b"-0" } else { b"0" });
     } else {
         // 17 significant digits, then %g's choice of notation.
-        let sci = format!("{d:.16e}");
+        let mut sci_cursor = std::io::Cursor::new(&mut sci[..]);
+        let _ = write!(sci_cursor, "{d:.16e}");
+        let len = sci_cursor.position() as usize;
+        let sci = std::str::from_utf8(&sci[..len]).expect("ASCII");
         let (mantissa, exp) = sci.split_once('e').expect("an exponent");
         let exp: i32 = exp.parse().expect("a number");
         if (-4..17).contains(&exp) {
-            let fixed = format!("{d:.prec$}", prec = (16 - exp).max(0) as usize);
-            let _ = cursor.write_all(trim_zeros(&fixed).as_bytes());
+            let mut fixed = [0u8; 32];
+            let mut fixed_cursor = std::io::Cursor::new(&mut fixed[..]);
+            let _ = write!(
+                fixed_cursor,
+                "{d:.prec$}",
+                prec = (16 - exp).max(0) as usize
+            );
+            let len = fixed_cursor.position() as usize;
+            let fixed = std::str::from_utf8(&fixed[..len]).expect("ASCII");
+            let _ = cursor.write_all(trim_zeros(fixed).as_bytes());
         } else {
             let sign = if exp < 0 { '-' } else { '+' };
             let _ = write!(

@@ -71,7 +71,7 @@ pub(crate) fn set(tx: &mut Tx<'_>, req: &Request<'_>, out: &mut Reply<'_>) {
     let mut expire: Option<(usize, u64, bool)> = None;
     let mut i = 3;
     while i < req.len() {
-        let unit = match req.arg(i).to_ascii_uppercase().as_slice() {
+        let unit = match args::upper(req.arg(i), &mut [0; 16]) {
             b"NX" if !xx => {
                 nx = true;
                 None
@@ -190,7 +190,7 @@ pub(crate) fn getex(tx: &mut Tx<'_>, req: &Request<'_>, out: &mut Reply<'_>) {
         2 => None,
         3 if is(req, 2, "PERSIST") => Some(0),
         4 => {
-            let (unit, absolute) = match req.arg(2).to_ascii_uppercase().as_slice() {
+            let (unit, absolute) = match args::upper(req.arg(2), &mut [0; 16]) {
                 b"EX" => (1000, false),
                 b"PX" => (1, false),
                 b"EXAT" => (1000, true),

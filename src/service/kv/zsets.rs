@@ -13,7 +13,7 @@ pub(crate) fn zadd(tx: &mut Tx<'_>, req: &Request<'_>, out: &mut Reply<'_>) {
         (false, false, false, false, false, false);
     let mut i = 2;
     while i < req.len() {
-        match req.arg(i).to_ascii_uppercase().as_slice() {
+        match args::upper(req.arg(i), &mut [0; 16]) {
             b"NX" => nx = true,
             b"XX" => xx = true,
             b"GT" => gt = true,
