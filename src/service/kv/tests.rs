@@ -215,6 +215,41 @@ fn under_fsync_always_writes_reply_after_the_job() {
         b"SET a 1\r\nINCR n\r\nDEL a\r\nDEL a\r\nGET n\r\n",
         b"+OK\r\n:1\r\n:1\r\n:0\r\n$1\r\n1\r\n",
     );
+    // EXEC's whole reply waits for the transaction's records; a
+    // transaction that changed nothing needs no job.
+    let mut service = Kv::new(store.clone(), 100);
+    let mut out = Vec::new();
+    let mut cx = crate::service::testing::cx(&mut out);
+    let input = b"MULTI\r\nSET a 2\r\nINCR n\r\nEXEC\r\nMULTI\r\nGET a\r\nEXEC\r\n";
+    let mut at = 0;
+    for _ in 0..3 {
+        let (used, next) = service.input(&input[at..], &mut cx);
+        assert_eq!(next, Next::Answered);
+        at += used;
+    }
+    let (used, next) = service.input(&input[at..], &mut cx);
+    at += used;
+    let Next::Offload(Job::Store(work)) = next else {
+        panic!("EXEC of writes under always: {next:?}");
+    };
+    assert_eq!(
+        out, b"+OK\r\n+QUEUED\r\n+QUEUED\r\n",
+        "EXEC's reply is held"
+    );
+    let mut cx = crate::service::testing::cx(&mut out);
+    assert_eq!(
+        service.resume(JobOutput::Store(crate::store::run(work)), &mut cx),
+        Next::Answered
+    );
+    for _ in 0..3 {
+        let (used, next) = service.input(&input[at..], &mut cx);
+        assert_eq!(next, Next::Answered, "a read-only EXEC needs no job");
+        at += used;
+    }
+    assert_eq!(
+        String::from_utf8_lossy(&out),
+        "+OK\r\n+QUEUED\r\n+QUEUED\r\n*2\r\n+OK\r\n:2\r\n+OK\r\n+QUEUED\r\n*1\r\n$1\r\n2\r\n"
+    );
     drop(store);
     let _ = std::fs::remove_dir_all(&dir);
 }
