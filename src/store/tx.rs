@@ -80,6 +80,19 @@ impl<'a> Tx<'a> {
         self.state.db.entry(key)
     }
 
+    /// True when `key` exists (one lookup; an expired key is deleted).
+    pub fn exists(&mut self, key: &[u8]) -> bool {
+        let now = self.now;
+        let expired = match self.state.db.entry(key) {
+            None => return false,
+            Some(entry) => entry.deadline.is_some_and(|at| at <= now),
+        };
+        if expired {
+            self.del(key);
+        }
+        !expired
+    }
+
     /// Deletes `key`; true when it existed.
     pub fn del(&mut self, key: &[u8]) -> bool {
         self.write(code::DEL, key).apply().changed

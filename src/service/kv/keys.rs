@@ -11,7 +11,7 @@ use crate::store::{Tx, Value, code};
 pub(crate) fn del(tx: &mut Tx<'_>, req: &Request<'_>, out: &mut Reply<'_>) {
     let mut removed = 0;
     for key in req.args_from(1) {
-        if tx.get(key).is_some() && tx.del(key) {
+        if tx.exists(key) && tx.del(key) {
             removed += 1;
         }
     }
@@ -19,7 +19,7 @@ pub(crate) fn del(tx: &mut Tx<'_>, req: &Request<'_>, out: &mut Reply<'_>) {
 }
 
 pub(crate) fn exists(tx: &mut Tx<'_>, req: &Request<'_>, out: &mut Reply<'_>) {
-    let found = req.args_from(1).filter(|key| tx.get(key).is_some()).count();
+    let found = req.args_from(1).filter(|key| tx.exists(key)).count();
     out.int(found as i64);
 }
 

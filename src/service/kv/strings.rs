@@ -142,7 +142,7 @@ pub(crate) fn set(tx: &mut Tx<'_>, req: &Request<'_>, out: &mut Reply<'_>) {
 }
 
 pub(crate) fn setnx(tx: &mut Tx<'_>, req: &Request<'_>, out: &mut Reply<'_>) {
-    if tx.get(req.arg(1)).is_some() {
+    if tx.exists(req.arg(1)) {
         return out.int(0);
     }
     put(tx, req.arg(1), req.arg(2), None);
