@@ -17,6 +17,8 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 
+use indexmap::IndexMap;
+
 use super::log::{self, Record, code};
 pub use super::zset::{Score, ZSet};
 
@@ -80,9 +82,14 @@ impl Applied {
 }
 
 /// The keyspace.
+///
+/// Keys live in an `IndexMap`: a hash table whose entries are also in a
+/// dense array, so SCAN walks positions (O(COUNT) per call) and RANDOMKEY
+/// picks one in O(1). Deleting swaps the last entry into the hole; SCAN
+/// walks from the end for that reason (see `kv::keys::scan`).
 #[derive(Debug, Default)]
 pub struct Db {
-    map: HashMap<Vec<u8>, Entry>,
+    map: IndexMap<Vec<u8>, Entry>,
     /// Every key with a deadline, soonest first (active expiry).
     deadlines: BTreeSet<(u64, Vec<u8>)>,
     /// Keys someone WATCHes: their version and how many watch them.
@@ -103,6 +110,18 @@ impl Db {
     /// The entry of `key`, deadline not checked.
     pub fn entry(&self, key: &[u8]) -> Option<&Entry> {
         self.map.get(key)
+    }
+
+    /// The key and entry at position `index` (0..len).
+    pub fn get_index(&self, index: usize) -> Option<(&[u8], &Entry)> {
+        self.map
+            .get_index(index)
+            .map(|(key, entry)| (key.as_slice(), entry))
+    }
+
+    /// How many keys have a deadline.
+    pub fn expiring(&self) -> usize {
+        self.deadlines.len()
     }
 
     /// Every key and entry, in no order.
@@ -146,7 +165,7 @@ impl Db {
     }
 
     fn remove(&mut self, key: &[u8]) -> Option<Entry> {
-        let entry = self.map.remove(key)?;
+        let entry = self.map.swap_remove(key)?;
         if let Some(at) = entry.deadline {
             self.deadlines.remove(&(at, key.to_vec()));
         }

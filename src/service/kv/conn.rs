@@ -301,7 +301,7 @@ pub(crate) fn info(tx: &mut Tx<'_>, policy: Option<Fsync>, req: &Request<'_>, ou
         text.push_str("# Keyspace\r\n");
         let keys = tx.db().len();
         if keys > 0 {
-            let expires = tx.db().iter().filter(|(_, e)| e.deadline.is_some()).count();
+            let expires = tx.db().expiring();
             text.push_str(&format!("db0:keys={keys},expires={expires},avg_ttl=0\r\n"));
         }
     }

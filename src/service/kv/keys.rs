@@ -1,8 +1,6 @@
 //! Key commands: DEL, EXISTS, TYPE, the EXPIRE family, TTL, RENAME, KEYS,
 //! SCAN, RANDOMKEY, DBSIZE, FLUSHDB.
 
-use std::hash::{Hash, Hasher};
-
 use super::args::{self, is};
 use super::reply::Reply;
 use super::resp::{Request, parse_i64};
@@ -189,18 +187,14 @@ pub(crate) fn keys(tx: &mut Tx<'_>, req: &Request<'_>, out: &mut Reply<'_>) {
     }
 }
 
-/// A key's place in SCAN's order: a fixed hash, so the order does not
-/// change while keys come and go.
-fn scan_hash(key: &[u8]) -> u64 {
-    let mut hasher = std::hash::DefaultHasher::new();
-    key.hash(&mut hasher);
-    hasher.finish()
-}
-
-/// SCAN: keys in the order of a fixed hash; the cursor is the next hash
-/// to visit. A key present for the whole scan is returned exactly once,
-/// whatever is added or removed meanwhile (Redis' guarantee); each call
-/// looks at every key, so it costs O(keys), not O(COUNT).
+/// SCAN: walks the keyspace's positions from the last down, `COUNT` of
+/// them per call; the cursor is how many positions are left to walk.
+///
+/// A deletion moves the last entry into the hole: that entry has always
+/// been walked already (the walk starts at the end), so it is at worst
+/// returned twice; new keys go to the end, which may or may not be
+/// walked. So a key present for the whole scan is returned at least once,
+/// Redis' guarantee, and each call costs O(COUNT), as in Redis.
 pub(crate) fn scan(tx: &mut Tx<'_>, req: &Request<'_>, out: &mut Reply<'_>) {
     let Some(cursor) = std::str::from_utf8(req.arg(1))
         .ok()
@@ -229,51 +223,50 @@ pub(crate) fn scan(tx: &mut Tx<'_>, req: &Request<'_>, out: &mut Reply<'_>) {
         }
         i += 2;
     }
-    // The `count` smallest hashes at or after the cursor.
-    let mut batch: Vec<(u64, &[u8], &Value)> = live_keys(tx)
-        .map(|(key, value)| (scan_hash(key), key, value))
-        .filter(|(hash, ..)| *hash >= cursor)
-        .collect();
-    let take = count.min(batch.len());
-    if take < batch.len() {
-        batch.select_nth_unstable_by_key(take, |(hash, ..)| *hash);
-        // Keys sharing the hash at the cut go in this batch too.
-        let cut = batch[take].0;
-        let (mut head, tail): (Vec<_>, Vec<_>) = batch.into_iter().partition(|(h, ..)| *h < cut);
-        head.extend(tail.into_iter().filter(|(h, ..)| *h == cut));
-        batch = head;
-        batch.sort_unstable_by_key(|(hash, ..)| *hash);
-    }
-    let last = batch.iter().map(|(hash, ..)| *hash).max();
-    let rest_exist = last
-        .is_some_and(|last| last < u64::MAX && live_keys(tx).any(|(key, _)| scan_hash(key) > last));
-    let next = match last {
-        Some(last) if rest_exist => last + 1,
-        _ => 0,
+    let db = tx.db();
+    let now = tx.now();
+    let left = match cursor {
+        0 => db.len(),
+        n => (n as usize).min(db.len()),
     };
-    let keep = |key: &[u8], value: &Value| {
-        pattern.is_none_or(|p| glob(p, key))
-            && kind.is_none_or(|k| k.eq_ignore_ascii_case(value.type_name().as_bytes()))
-    };
-    let found: Vec<&[u8]> = batch
-        .iter()
-        .filter(|(_, key, value)| keep(key, value))
-        .map(|(_, key, _)| *key)
+    let stop = left.saturating_sub(count);
+    let found: Vec<&[u8]> = (stop..left)
+        .rev()
+        .filter_map(|at| db.get_index(at))
+        .filter(|(key, entry)| {
+            entry.deadline.is_none_or(|at| at > now)
+                && pattern.is_none_or(|p| glob(p, key))
+                && kind.is_none_or(|k| k.eq_ignore_ascii_case(entry.value.type_name().as_bytes()))
+        })
+        .map(|(key, _)| key)
         .collect();
     out.array(2);
-    out.bulk(itoa::Buffer::new().format(next).as_bytes());
+    out.bulk(itoa::Buffer::new().format(stop).as_bytes());
     out.array(found.len());
     for key in found {
         out.bulk(key);
     }
 }
 
+/// RANDOMKEY: a random position, skipping keys past their deadline.
 pub(crate) fn randomkey(tx: &mut Tx<'_>, pick: u64, out: &mut Reply<'_>) {
-    let live: Vec<&[u8]> = live_keys(tx).map(|(key, _)| key).collect();
-    if live.is_empty() {
-        return out.null();
+    let db = tx.db();
+    let now = tx.now();
+    let len = db.len();
+    let live = |at: usize| {
+        db.get_index(at)
+            .filter(|(_, e)| e.deadline.is_none_or(|d| d > now))
+    };
+    let start = if len == 0 {
+        0
+    } else {
+        (pick % len as u64) as usize
+    };
+    // From the random position on, wrapping: the first live key.
+    match (start..len).chain(0..start).find_map(live) {
+        Some((key, _)) => out.bulk(key),
+        None => out.null(),
     }
-    out.bulk(live[(pick % live.len() as u64) as usize]);
 }
 
 pub(crate) fn dbsize(tx: &mut Tx<'_>, _req: &Request<'_>, out: &mut Reply<'_>) {
