@@ -15,9 +15,9 @@
 //!
 //! Nothing here does I/O or knows commands.
 
-use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 
-use indexmap::IndexMap;
+use indexmap::{IndexMap, IndexSet};
 
 use super::log::{self, Record, code};
 pub use super::zset::{Score, ZSet};
@@ -31,8 +31,9 @@ pub enum Value {
     List(VecDeque<Vec<u8>>),
     /// Field to value.
     Hash(HashMap<Vec<u8>, Vec<u8>>),
-    /// Members.
-    Set(HashSet<Vec<u8>>),
+    /// Members, in a dense index too, so SPOP and SRANDMEMBER pick one in
+    /// O(1).
+    Set(IndexSet<Vec<u8>>),
     /// Members ordered by score.
     ZSet(ZSet),
 }
@@ -387,7 +388,7 @@ impl Db {
                 Applied::changed(added)
             }
             code::SADD => {
-                let Some(Value::Set(set)) = self.value_or_new(key, || Value::Set(HashSet::new()))
+                let Some(Value::Set(set)) = self.value_or_new(key, || Value::Set(IndexSet::new()))
                 else {
                     return Applied::NOTHING;
                 };
@@ -431,7 +432,7 @@ impl Db {
                 for item in log::items(payload).map_while(|i| i) {
                     let gone = match (&mut entry.value, code) {
                         (Value::Hash(hash), code::HDEL) => hash.remove(item).is_some(),
-                        (Value::Set(set), code::SREM) => set.remove(item),
+                        (Value::Set(set), code::SREM) => set.swap_remove(item),
                         (Value::ZSet(zset), code::ZREM) => zset.remove(item),
                         _ => false,
                     };

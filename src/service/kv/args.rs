@@ -87,7 +87,7 @@ macro_rules! typed_getter {
 typed_getter!(string, Str, Vec<u8>);
 typed_getter!(list, List, std::collections::VecDeque<Vec<u8>>);
 typed_getter!(hash, Hash, std::collections::HashMap<Vec<u8>, Vec<u8>>);
-typed_getter!(set, Set, std::collections::HashSet<Vec<u8>>);
+typed_getter!(set, Set, indexmap::IndexSet<Vec<u8>>);
 typed_getter!(zset, ZSet, crate::store::ZSet);
 
 /// Normalizes Redis' `start stop` indices (negative from the end) over a

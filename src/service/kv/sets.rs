@@ -2,6 +2,8 @@
 
 use std::collections::HashSet;
 
+use indexmap::IndexSet;
+
 use super::args::{self, Typed, random};
 use super::lists::positive_count;
 use super::reply::Reply;
@@ -75,24 +77,24 @@ pub(crate) fn scard(tx: &mut Tx<'_>, req: &Request<'_>, out: &mut Reply<'_>) {
     }
 }
 
-/// `count` members picked at random without repeats (all if fewer).
-fn pick(set: &HashSet<Vec<u8>>, count: usize) -> Vec<Vec<u8>> {
-    if count >= set.len() {
+/// `count` members picked at random without repeats (all if fewer), in
+/// O(count): Floyd's sampling of positions in the set's dense index.
+fn pick(set: &IndexSet<Vec<u8>>, count: usize) -> Vec<Vec<u8>> {
+    let len = set.len();
+    if count >= len {
         return set.iter().cloned().collect();
     }
-    // Reservoir sampling: one pass, `count` kept.
-    let mut kept: Vec<&Vec<u8>> = Vec::with_capacity(count);
-    for (i, member) in set.iter().enumerate() {
-        if i < count {
-            kept.push(member);
-        } else {
-            let j = (random() % (i as u64 + 1)) as usize;
-            if j < count {
-                kept[j] = member;
-            }
+    let mut chosen = HashSet::with_capacity(count);
+    for j in len - count..len {
+        let t = (random() % (j as u64 + 1)) as usize;
+        if !chosen.insert(t) {
+            chosen.insert(j);
         }
     }
-    kept.into_iter().cloned().collect()
+    chosen
+        .into_iter()
+        .filter_map(|at| set.get_index(at).cloned())
+        .collect()
 }
 
 pub(crate) fn spop(tx: &mut Tx<'_>, req: &Request<'_>, out: &mut Reply<'_>) {
@@ -148,11 +150,11 @@ pub(crate) fn srandmember(tx: &mut Tx<'_>, req: &Request<'_>, out: &mut Reply<'_
         }
         Some(n) => {
             // Negative: that many, repeats allowed.
-            let members: Vec<&Vec<u8>> = set.iter().collect();
             let n = n.unsigned_abs() as usize;
             out.array(n);
             for _ in 0..n {
-                out.bulk(members[(random() % members.len() as u64) as usize]);
+                let at = (random() % set.len() as u64) as usize;
+                out.bulk(set.get_index(at).expect("a set is never empty"));
             }
         }
     }
@@ -160,13 +162,13 @@ pub(crate) fn srandmember(tx: &mut Tx<'_>, req: &Request<'_>, out: &mut Reply<'_
 
 /// SINTER, SUNION, SDIFF over the sets named from argument 1 on.
 fn combine(
-    op: fn(&mut HashSet<Vec<u8>>, &HashSet<Vec<u8>>),
+    op: fn(&mut IndexSet<Vec<u8>>, &IndexSet<Vec<u8>>),
     first_missing_empties: bool,
     tx: &mut Tx<'_>,
     req: &Request<'_>,
     out: &mut Reply<'_>,
 ) {
-    let mut sets: Vec<Option<HashSet<Vec<u8>>>> = Vec::with_capacity(req.len() - 1);
+    let mut sets: Vec<Option<IndexSet<Vec<u8>>>> = Vec::with_capacity(req.len() - 1);
     for key in req.args_from(1) {
         match args::set(tx, key, out) {
             Typed::Found(set) => sets.push(Some(set.clone())),

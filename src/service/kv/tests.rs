@@ -498,3 +498,45 @@ fn a_scan_returns_every_key_present_throughout_despite_writes() {
     assert!(seen.values().all(|&n| n <= 2), "{seen:?}");
     assert!(round <= 60 / 7 + 2, "{round} calls");
 }
+
+#[test]
+fn spop_and_srandmember_pick_distinct_members_of_the_set() {
+    let store = Store::in_memory();
+    let mut service = Kv::new(store, 100);
+    let mut out = Vec::new();
+    let mut ask = |words: &[&[u8]]| -> Vec<String> {
+        out.clear();
+        let request = req(words);
+        let mut cx = crate::service::testing::cx(&mut out);
+        let _ = service.input(&request, &mut cx);
+        // The members of a flat reply: every other line after the header.
+        let text = String::from_utf8(out.clone()).unwrap();
+        text.split("\r\n")
+            .skip(2)
+            .step_by(2)
+            .filter(|l| !l.is_empty())
+            .map(str::to_owned)
+            .collect()
+    };
+    let members: Vec<Vec<u8>> = (0..100).map(|i| format!("m{i}").into_bytes()).collect();
+    let mut sadd: Vec<&[u8]> = vec![b"SADD", b"s"];
+    sadd.extend(members.iter().map(Vec::as_slice));
+    ask(&sadd);
+    let all: std::collections::HashSet<String> = (0..100).map(|i| format!("m{i}")).collect();
+    let picked = ask(&[b"SRANDMEMBER", b"s", b"10"]);
+    let distinct: std::collections::HashSet<&String> = picked.iter().collect();
+    assert!(picked.len() == 10 && distinct.len() == 10 && picked.iter().all(|m| all.contains(m)));
+    let popped = ask(&[b"SPOP", b"s", b"30"]);
+    let distinct: std::collections::HashSet<&String> = popped.iter().collect();
+    assert!(popped.len() == 30 && distinct.len() == 30 && popped.iter().all(|m| all.contains(m)));
+    // SCARD's `:70` is a line of its own, not a member.
+    assert!(ask(&[b"SCARD", b"s"]).is_empty());
+    assert_eq!(ask(&[b"SMEMBERS", b"s"]).len(), 70);
+    let repeats = ask(&[b"SRANDMEMBER", b"s", b"-200"]);
+    assert!(
+        repeats.len() == 200
+            && repeats
+                .iter()
+                .all(|m| all.contains(m) && !popped.contains(m))
+    );
+}
