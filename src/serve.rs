@@ -73,6 +73,7 @@ pub fn run(args: &ServeArgs) -> Result<Stopped, StartupError> {
     let stats = Arc::new(Stats::default());
     let shared = Shared {
         store: store.clone(),
+        broker: Default::default(),
         stats: Arc::clone(&stats),
         limits: config.limits.clone(),
     };

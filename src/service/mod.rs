@@ -230,10 +230,10 @@ pub trait Service: Send {
         Next::Close
     }
 
-    /// Its mailbox was rung (pub/sub): write what arrived. Called between
-    /// requests only, never while a job is out or output is over its limit
-    /// (the mail waits in the mailbox, which bounds it). `Close` cuts off a
-    /// subscriber that fell too far behind.
+    /// Its mailbox was rung (pub/sub): write what arrived, unless `cx.out`
+    /// is already at `cx.full_at` (then leave it in the mailbox, which
+    /// bounds it). Called between requests only, never while a job is out.
+    /// `Close` cuts off a subscriber that fell too far behind.
     fn deliver(&mut self, cx: &mut Cx<'_>) -> Next {
         let _ = cx;
         Next::Wait
@@ -330,6 +330,8 @@ pub struct Shared {
     pub store: Store,
     /// Counters of the whole server, all modes.
     pub stats: Arc<Stats>,
+    /// Who listens to which pub/sub channel, for the whole process.
+    pub broker: Arc<crate::broker::Broker>,
     /// Limits every service keeps.
     pub limits: Limits,
 }

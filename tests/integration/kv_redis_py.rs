@@ -22,7 +22,7 @@ use readyloop::server::Mode;
 use crate::util::{BinServer, TempDir, per_mode};
 
 /// The interpreter that has redis-py.
-fn python() -> String {
+pub(crate) fn python() -> String {
     let python = std::env::var("READYLOOP_PYTHON")
         .unwrap_or_else(|_| "/tmp/readyloop-venv/bin/python".to_owned());
     let probe = Command::new(&python).args(["-c", "import redis"]).output();

@@ -25,6 +25,8 @@ pub(crate) struct Session {
     pub(crate) lib: (Option<Vec<u8>>, Option<Vec<u8>>),
     /// The client's address, as `CLIENT INFO` shows it.
     pub(crate) peer: String,
+    /// Its pub/sub subscriptions.
+    pub(crate) pubsub: super::pubsub::Subscriber,
 }
 
 /// A name `CLIENT SETNAME` accepts: printable, no spaces (Redis' rule).

@@ -43,7 +43,9 @@
 //!
 //! Errors use Redis' texts (`ERR wrong number of arguments for 'get'
 //! command`, `WRONGTYPE ...`); a malformed frame gets `-ERR Protocol error:
-//! ...` and a close. Pub/sub is not here yet. No I/O here, like every
+//! ...` and a close. Pub/sub (`pubsub`) goes through the server's
+//! [`crate::broker::Broker`]: a message for this connection arrives in its
+//! mailbox and is written by [`Service::deliver`]. No I/O here, like every
 //! service.
 
 use std::fmt;
@@ -58,6 +60,7 @@ mod inline;
 mod keys;
 mod lists;
 mod multi;
+mod pubsub;
 mod reply;
 mod resp;
 mod sets;
@@ -141,6 +144,7 @@ impl Kv {
             resp3: self.resp3,
         };
         let name = request.arg(0);
+        let doorbells = cx.doorbells;
         let Some(command) = table::lookup(name).filter(|c| c.arity_ok(request.len())) else {
             refuse(name, request, &mut out);
             if let Some(multi) = &mut self.multi {
@@ -166,8 +170,30 @@ impl Kv {
             out.simple("QUEUED");
             return Next::Answered;
         }
+        if !out.resp3
+            && self.session.pubsub.active()
+            && !pubsub::allowed_while_subscribed(command.name)
+        {
+            out.error(&format!(
+                "ERR Can't execute '{}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context",
+                command.name
+            ));
+            return Next::Answered;
+        }
         let mut after = After::Answered;
         let (_, changed) = match command.kind {
+            Kind::Conn(which @ (Conn::Subscribe | Conn::PSubscribe)) => {
+                let kind = subscription_kind(which);
+                self.session
+                    .pubsub
+                    .subscribe(kind, request, doorbells, &mut out);
+                ((), None)
+            }
+            Kind::Conn(which @ (Conn::Unsubscribe | Conn::PUnsubscribe)) => {
+                let kind = subscription_kind(which);
+                self.session.pubsub.unsubscribe(kind, request, &mut out);
+                ((), None)
+            }
             Kind::Data(handler) => self.store.tx(cx.wall, |tx| handler(tx, request, &mut out)),
             Kind::Conn(which) => {
                 let (next, changed) = self.conn(which, request, cx.wall, &mut out);
@@ -239,6 +265,7 @@ impl Kv {
             Conn::Reset => {
                 self.multi = None;
                 self.unwatch();
+                self.session.pubsub.reset();
                 self.session.name = None;
                 out.resp3 = false;
                 out.simple("RESET");
@@ -274,8 +301,16 @@ fn session_command(
         Conn::Ping if req.len() > 2 => {
             out.error("ERR wrong number of arguments for 'ping' command")
         }
+        // Subscribed in RESP2, a PING is answered in pub/sub's shape.
+        Conn::Ping if session.pubsub.active() && !out.resp3 => {
+            out.array(2);
+            out.bulk(b"pong");
+            out.bulk(if req.len() == 2 { req.arg(1) } else { b"" });
+        }
         Conn::Ping if req.len() == 2 => out.bulk(req.arg(1)),
         Conn::Ping => out.simple("PONG"),
+        Conn::Publish => session.pubsub.publish(req, out),
+        Conn::PubSub => session.pubsub.pubsub(req, out),
         Conn::Echo => out.bulk(req.arg(1)),
         Conn::Client => conn::client(session, req, out),
         Conn::Select => conn::select(req, out),
@@ -304,6 +339,14 @@ fn keyspace_command(
         // MULTI, EXEC, WATCH... are never queued; QUIT and RESET are not
         // run inside EXEC either.
         _ => out.error("ERR command not allowed inside a transaction"),
+    }
+}
+
+/// Which kind of subscription a (P)(UN)SUBSCRIBE is about.
+fn subscription_kind(which: Conn) -> crate::broker::Kind {
+    match which {
+        Conn::PSubscribe | Conn::PUnsubscribe => crate::broker::Kind::Pattern,
+        _ => crate::broker::Kind::Channel,
     }
 }
 
@@ -399,6 +442,23 @@ impl Service for Kv {
         }
     }
 
+    /// Pub/sub mail arrived: written as `message`/`pmessage` pushes. A
+    /// subscriber that fell past the mailbox's limit is cut off, as Redis
+    /// cuts off one over `client-output-buffer-limit pubsub`.
+    fn deliver(&mut self, cx: &mut Cx<'_>) -> Next {
+        let full = cx.out.len() >= cx.full_at;
+        let mut out = Reply {
+            out: cx.out,
+            resp3: self.resp3,
+        };
+        if self.session.pubsub.deliver(full, &mut out) {
+            Next::Wait
+        } else {
+            log::warn!("peer={} kv: a subscriber too far behind: closing", cx.peer);
+            Next::Close
+        }
+    }
+
     /// True while a request's frame is partly received.
     fn in_body(&self) -> bool {
         self.parser.in_frame()
@@ -408,6 +468,7 @@ impl Service for Kv {
 /// Makes `kv` connections; tells a client turned away in RESP.
 struct KvFactory {
     store: Store,
+    broker: Arc<crate::broker::Broker>,
     max_bulk: usize,
 }
 
@@ -422,7 +483,9 @@ impl Factory for KvFactory {
         "kv"
     }
     fn make(&self) -> Box<dyn Service> {
-        Box::new(Kv::new(self.store.clone(), self.max_bulk))
+        let mut kv = Kv::new(self.store.clone(), self.max_bulk);
+        kv.session.pubsub = pubsub::Subscriber::new(Arc::clone(&self.broker));
+        Box::new(kv)
     }
     fn busy_reply(&self) -> &'static [u8] {
         b"-ERR max number of clients reached\r\n"
@@ -433,6 +496,7 @@ impl Factory for KvFactory {
 pub fn factory(shared: &Shared) -> Arc<dyn Factory> {
     Arc::new(KvFactory {
         store: shared.store.clone(),
+        broker: Arc::clone(&shared.broker),
         max_bulk: shared.limits.kv_max_bulk,
     })
 }

@@ -91,6 +91,12 @@ impl Reply<'_> {
             .extend_from_slice(if self.resp3 { b"_\r\n" } else { b"*-1\r\n" });
     }
 
+    /// Out-of-band data of `len` items (pub/sub): a RESP3 push frame, or a
+    /// plain array in RESP2; the items follow.
+    pub(crate) fn push(&mut self, len: usize) {
+        self.line(if self.resp3 { b'>' } else { b'*' }, len as i64);
+    }
+
     /// An array of `len` items; the items follow.
     pub(crate) fn array(&mut self, len: usize) {
         self.line(b'*', len as i64);

@@ -42,6 +42,12 @@ pub(crate) enum Conn {
     Discard,
     Watch,
     Unwatch,
+    Subscribe,
+    Unsubscribe,
+    PSubscribe,
+    PUnsubscribe,
+    Publish,
+    PubSub,
 }
 
 /// One command.
@@ -184,6 +190,12 @@ commands! {
     "discard" 1 C(Conn::Discard);
     "watch" -2 C(Conn::Watch);
     "unwatch" 1 C(Conn::Unwatch);
+    "subscribe" -2 C(Conn::Subscribe);
+    "unsubscribe" -1 C(Conn::Unsubscribe);
+    "psubscribe" -2 C(Conn::PSubscribe);
+    "punsubscribe" -1 C(Conn::PUnsubscribe);
+    "publish" 3 C(Conn::Publish);
+    "pubsub" -2 C(Conn::PubSub);
 }
 
 /// The command named `name` (any case).

@@ -258,6 +258,7 @@ fn under_fsync_always_writes_reply_after_the_job() {
 fn todo_and_kv_see_the_same_data() {
     let shared = Shared {
         store: Store::in_memory(),
+        broker: Default::default(),
         stats: Default::default(),
         limits: Limits::default(),
     };
