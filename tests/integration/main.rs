@@ -13,6 +13,7 @@ mod hostile; // attacks on the real binary: memory, slowloris, busy, a huge requ
 mod http_clients; // http with curl, headless Chromium and smuggling attempts, every mode
 mod kv_big_request; // a 1M-argument request and a bystander on one loop
 mod kv_differential; // kv and redis-server, the same random commands, the same replies
+mod kv_expiry; // active expiry: keys past their deadline go unread
 mod kv_pubsub; // pub/sub across connections, loops and modes; a subscriber that never reads
 mod kv_recovery; // replay after damage: linear time, advice that keeps data
 mod kv_redis_py; // redis-py with its defaults (RESP3) and protocol=2, every mode
