@@ -24,7 +24,7 @@ pub struct Cli {
 pub enum Command {
     /// Serve services (all of them on their default ports when none is named).
     Serve(ServeArgs),
-    /// The seeds' interactive line client: type a line, see the reply; `quit` leaves.
+    /// Talk to a line service by hand: type a line, see the reply before the next prompt; `quit` leaves.
     Client(ClientArgs),
     /// Load-test a server (or `--spawn` readyloop in several modes) and compare.
     Bench(crate::bench::BenchArgs),
@@ -35,7 +35,7 @@ pub enum Command {
 pub struct ServeArgs {
     /// Listeners as SERVICE[@ADDR]: `echo`, `echo@9000`, `http@0.0.0.0:8080`,
     /// `upper@[::1]:0` (port 0: any free port; the log says which). Services:
-    /// echo hello upper menu http todo kv upload slow udp.
+    /// echo hello once upper menu http todo kv upload slow udp.
     #[arg(value_name = "SERVICE@ADDR")]
     pub listeners: Vec<String>,
     /// How connections are served.
@@ -75,14 +75,22 @@ pub struct ServeArgs {
     /// bigger size is refused before any byte is written.
     #[arg(long, value_name = "BYTES", default_value_t = service::DEFAULT_MAX_UPLOAD.to_string())]
     pub max_upload: String,
+    /// Largest HTTP request body read (bytes; k/M/G suffixes allowed);
+    /// over it the answer is `413` and the connection closes.
+    #[arg(long, value_name = "BYTES", default_value_t = service::http::DEFAULT_MAX_BODY.to_string())]
+    pub max_body: String,
+    /// Longest bulk string (one key or value) `kv` accepts (bytes; k/M/G
+    /// suffixes allowed), as Redis' `proto-max-bulk-len`; at most 512M.
+    #[arg(long, value_name = "BYTES", default_value = "512M")]
+    pub kv_max_bulk: String,
     /// Where the store keeps its append-only log (created if missing;
     /// one server per directory).
     #[arg(long, value_name = "PATH", default_value = store::DEFAULT_DATA_DIR)]
     pub data_dir: std::path::PathBuf,
     /// When the store's log is fsynced: `always` answers a change only once
     /// it is on disk, `everysec` fsyncs once a second, `no` leaves it to the OS.
-    #[arg(long, value_enum, value_name = "WHEN", default_value_t = Fsync::Everysec)]
-    pub fsync: Fsync,
+    #[arg(long, value_enum, value_name = "WHEN", default_value_t = FsyncArg::Everysec)]
+    pub fsync: FsyncArg,
     /// More log lines: -v per connection, -vv every poll wake-up and event.
     #[arg(short, long, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -106,9 +114,9 @@ pub struct ServeArgs {
     #[arg(long, value_name = "DURATION", default_value = "60s")]
     pub request_timeout: String,
     /// How line services cut input into messages: `newline` (a message
-    /// ends at `\n`), or `read` (what arrived together is one message, as
-    /// the seeds' servers treat one `recv(1024)`: their clients send
-    /// without a newline).
+    /// ends at `\n`), or `read` (what arrived together is one message, for
+    /// clients that send a message without a newline and wait for the
+    /// answer; two quick messages may then merge into one).
     #[arg(long, value_enum, value_name = "HOW", default_value_t = Framing::Newline)]
     pub framing: Framing,
     /// Log one line of counters this often (`10s`); off by default.
@@ -154,4 +162,27 @@ pub enum Console {
     On,
     /// Never.
     Off,
+}
+
+/// `--fsync`: the command line's names for [`Fsync`] (the store knows no clap).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FsyncArg {
+    /// Answer a change only once it is fsynced (group commit): nothing
+    /// acknowledged is lost, even by power loss.
+    Always,
+    /// Write at once, fsync once a second: a `kill -9` loses nothing
+    /// written; power loss up to a second.
+    Everysec,
+    /// Write at once; the OS decides when the data reaches the disk.
+    No,
+}
+
+impl From<FsyncArg> for Fsync {
+    fn from(arg: FsyncArg) -> Fsync {
+        match arg {
+            FsyncArg::Always => Fsync::Always,
+            FsyncArg::Everysec => Fsync::Everysec,
+            FsyncArg::No => Fsync::No,
+        }
+    }
 }

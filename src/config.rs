@@ -11,43 +11,21 @@ use crate::server::{Mode, Options};
 use crate::service::{self, Limits};
 use crate::store::Fsync;
 
-/// What a listener serves.
-#[derive(Debug, Clone, Copy)]
-pub enum ServiceKind {
-    /// A TCP service from the registry.
-    Tcp(&'static service::Entry),
-    /// The UDP echo receiver.
-    Udp,
-}
-
-impl PartialEq for ServiceKind {
-    fn eq(&self, other: &Self) -> bool {
-        self.name() == other.name()
-    }
-}
-impl Eq for ServiceKind {}
-
-impl ServiceKind {
-    /// Its name on the command line.
-    pub fn name(&self) -> &'static str {
-        match self {
-            ServiceKind::Tcp(entry) => entry.name,
-            ServiceKind::Udp => "udp",
-        }
-    }
-}
-
-/// The UDP receiver's default port (PROTOCOLS.md).
-pub const UDP_DEFAULT_PORT: u16 = 9997;
-
 /// One `SERVICE@ADDR` from the command line, checked.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct ListenerSpec {
     /// What to serve.
-    pub service: ServiceKind,
+    pub service: &'static service::Entry,
     /// Where.
     pub addr: SocketAddr,
 }
+
+impl PartialEq for ListenerSpec {
+    fn eq(&self, other: &Self) -> bool {
+        (self.service.name, self.addr) == (other.service.name, other.addr)
+    }
+}
+impl Eq for ListenerSpec {}
 
 /// Everything `serve` needs, validated.
 #[derive(Debug, Clone)]
@@ -94,6 +72,11 @@ impl Config {
         let max_line = parse_size("--max-line", &args.max_line)?;
         let max_output = parse_size("--max-output", &args.max_output)?;
         let max_upload = parse_size("--max-upload", &args.max_upload)? as u64;
+        let max_body = parse_size("--max-body", &args.max_body)? as u64;
+        let kv_max_bulk = parse_size("--kv-max-bulk", &args.kv_max_bulk)?;
+        if kv_max_bulk > crate::service::kv::DEFAULT_MAX_BULK {
+            return Err(bad("--kv-max-bulk", "must be at most 512M"));
+        }
         if max_line > MAX_MAX_LINE {
             return Err(bad("--max-line", "must be at most 512M"));
         }
@@ -176,9 +159,11 @@ impl Config {
                 },
                 upload_dir: absolute("--upload-dir", &args.upload_dir)?,
                 max_upload,
+                max_body,
+                kv_max_bulk,
             },
             data_dir: absolute("--data-dir", &args.data_dir)?,
-            fsync: args.fsync,
+            fsync: args.fsync.into(),
             log_file,
             pidfile,
             daemon: args.daemon,
@@ -195,15 +180,11 @@ impl Config {
 /// Every service on its default port on 127.0.0.1.
 pub fn default_listeners() -> Vec<ListenerSpec> {
     let localhost = IpAddr::V4(Ipv4Addr::LOCALHOST);
-    let tcp = service::REGISTRY.iter().map(|entry| ListenerSpec {
-        service: ServiceKind::Tcp(entry),
+    let spec = |entry| ListenerSpec {
+        service: entry,
         addr: SocketAddr::new(localhost, entry.default_port),
-    });
-    let udp = ListenerSpec {
-        service: ServiceKind::Udp,
-        addr: SocketAddr::new(localhost, UDP_DEFAULT_PORT),
     };
-    tcp.chain(std::iter::once(udp)).collect()
+    service::REGISTRY.iter().map(spec).collect()
 }
 
 /// Parses `SERVICE`, `SERVICE@PORT`, `SERVICE@IP` or `SERVICE@IP:PORT`
@@ -214,21 +195,15 @@ pub fn parse_listener(spec: &str) -> Result<ListenerSpec, StartupError> {
         Some((name, addr)) => (name, Some(addr)),
         None => (spec, None),
     };
-    let (service, default_port) = match name {
-        "udp" => (ServiceKind::Udp, UDP_DEFAULT_PORT),
-        _ => match service::by_name(name) {
-            Some(entry) => (ServiceKind::Tcp(entry), entry.default_port),
-            None => {
-                let mut known: Vec<&str> = service::REGISTRY.iter().map(|e| e.name).collect();
-                known.push("udp");
-                return Err(StartupError::UnknownService {
-                    spec: spec.to_owned(),
-                    name: name.to_owned(),
-                    known: known.join(", "),
-                });
-            }
-        },
+    let Some(service) = service::by_name(name) else {
+        let known: Vec<&str> = service::REGISTRY.iter().map(|e| e.name).collect();
+        return Err(StartupError::UnknownService {
+            spec: spec.to_owned(),
+            name: name.to_owned(),
+            known: known.join(", "),
+        });
     };
+    let default_port = service.default_port;
     let localhost = IpAddr::V4(Ipv4Addr::LOCALHOST);
     let addr = match addr {
         None => SocketAddr::new(localhost, default_port),
@@ -357,10 +332,8 @@ mod tests {
             parse_listener("upper@[::1]:7").unwrap().addr,
             "[::1]:7".parse().unwrap()
         );
-        assert_eq!(
-            parse_listener("udp@127.0.0.1:5").unwrap().service,
-            ServiceKind::Udp
-        );
+        let udp = parse_listener("udp@127.0.0.1:5").unwrap().service;
+        assert!(matches!(udp.transport, service::Transport::Datagram));
     }
 
     #[test]

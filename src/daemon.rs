@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 use std::process;
 
 use crate::error::StartupError;
-use crate::logger::Logger;
+use crate::logger::LogFile;
 
 /// The daemon's file mode creation mask: no write for the group, nothing
 /// for others (log and pid files come out `rw-r-----`).
@@ -141,27 +141,24 @@ impl Readiness {
 }
 
 /// Step 3 of the order above, once every listener is bound: detaches if
-/// `daemon` (pointing stderr at the log file, if there is one), writes the
-/// pid file, and tells the waiting process how that went.
+/// `daemon`, points stderr at the log file if there is one (in the
+/// foreground too: from here on every line goes there), writes the pid
+/// file, and tells the waiting process how that went.
 pub fn go_live(
     daemon: bool,
     pidfile: Option<&mut PidFile>,
-    logger: &Logger,
+    log_file: Option<&LogFile>,
 ) -> Result<(), StartupError> {
-    let readiness = if daemon {
-        let readiness = detach()?;
-        logger.mirror_stderr();
-        Some(readiness)
-    } else {
-        None
-    };
-    let written = pidfile.map_or(Ok(()), PidFile::write_pid);
-    match (readiness, &written) {
+    let readiness = if daemon { Some(detach()?) } else { None };
+    let live = log_file
+        .map_or(Ok(()), LogFile::point_stderr_here)
+        .and_then(|()| pidfile.map_or(Ok(()), PidFile::write_pid));
+    match (readiness, &live) {
         (Some(readiness), Ok(())) => readiness.ready(),
         (Some(readiness), Err(e)) => readiness.failed(e),
         (None, _) => {}
     }
-    written
+    live
 }
 
 /// Detaches from the terminal. Returns only in the daemon (or in the child,
@@ -175,8 +172,8 @@ pub fn go_live(
 /// `fork` again, so the daemon is not a session leader and can never
 /// acquire a controlling terminal by opening one (say, a log file that is a
 /// tty); `chdir /` (do not keep a mount point busy); `umask 027`; stdin,
-/// stdout and stderr to `/dev/null` (the logger may point stderr at the log
-/// file afterwards). Paths must already be absolute.
+/// stdout and stderr to `/dev/null` ([`go_live`] then points stderr at the
+/// log file, if there is one). Paths must already be absolute.
 ///
 /// Call it while the process has only one thread.
 pub fn detach() -> Result<Readiness, StartupError> {

@@ -8,7 +8,7 @@
 //!   socket ──► [ server: evloop | threaded | blocking ] ──► socket
 //!                    │  Service::input(&[u8], &mut Cx) -> (consumed, Next)
 //!                    ▼
-//!              [ service: echo | hello | upper | menu | http | todo | kv | upload | slow ]
+//!              [ service: echo | hello | once | upper | menu | http | todo | kv | upload | slow ]
 //!                    │  Next::Offload(Job::Store(..))   (--fsync always)
 //!                    ▼
 //!              [ store: map + append-only log; flusher thread; group commit ]
@@ -38,6 +38,7 @@
 )]
 
 pub mod bench;
+pub mod broker;
 pub mod cli;
 pub mod client;
 pub mod config;

@@ -13,8 +13,8 @@
 //! where it is safe.
 //!
 //! Also here: the shutdown watchdog. When the grace period is over the
-//! process exits 0 with a warning, even if a driver thread is still stuck
-//! writing to a client that does not read.
+//! process exits with [`EXIT_CUT_OFF`] and an error line, even if a driver
+//! thread is still stuck writing to a client that does not read.
 //!
 //! This module must not be set up before the process detaches (threads do
 //! not survive `fork`), and must not do protocol or socket work.
@@ -29,13 +29,19 @@ use std::time::Duration;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
-use crate::logger::Logger;
+use crate::logger::LogFile;
 use crate::server::Shutdown;
 
 /// Extra time the watchdog gives the drivers past the grace period: the
 /// event loop closes its connections at the deadline itself, and then needs
 /// a moment to return.
 pub const WATCHDOG_SLACK: Duration = Duration::from_millis(500);
+
+/// The exit code of a shutdown whose grace period ran out with clients
+/// still connected: what they had sent may not have been answered, and a
+/// service manager or script should hear so (0 is a clean stop, 1 a second
+/// signal, 2 a failed start).
+pub const EXIT_CUT_OFF: u8 = 3;
 
 /// What the signals act on.
 #[derive(Debug)]
@@ -44,8 +50,8 @@ pub struct Actions {
     pub shutdown: Shutdown,
     /// How long a graceful shutdown may take before the process exits anyway.
     pub grace: Duration,
-    /// Reopened on SIGHUP.
-    pub logger: &'static Logger,
+    /// Reopened on SIGHUP (and stderr pointed at it again), if there is one.
+    pub log_file: Option<LogFile>,
     /// Removed when the process exits without returning from `main` (a
     /// second signal, or the watchdog).
     pub pidfile: Option<PathBuf>,
@@ -57,7 +63,7 @@ pub fn spawn(actions: Actions) -> io::Result<()> {
     let Actions {
         shutdown,
         grace,
-        logger,
+        log_file,
         pidfile,
     } = actions;
     let before_exit = Arc::new(move || {
@@ -72,9 +78,10 @@ pub fn spawn(actions: Actions) -> io::Result<()> {
             for signal in signals.forever() {
                 let name = match signal {
                     SIGHUP => {
-                        match logger.reopen() {
-                            Ok(()) => log::info!("SIGHUP: log file reopened"),
-                            Err(e) => log::error!("SIGHUP: {e}"),
+                        match log_file.as_ref().map(LogFile::point_stderr_here) {
+                            Some(Ok(())) => log::info!("SIGHUP: log file reopened"),
+                            Some(Err(e)) => log::error!("SIGHUP: {e}"),
+                            None => log::info!("SIGHUP: no --log-file to reopen"),
                         }
                         continue;
                     }
@@ -102,9 +109,12 @@ fn start_watchdog(grace: Duration, before_exit: Arc<impl Fn() + Send + Sync + 's
         .name("shutdown-watchdog".into())
         .spawn(move || {
             thread::sleep(grace + WATCHDOG_SLACK);
-            log::warn!("still running {grace:?} after shutdown began: exiting anyway");
+            log::error!(
+                "still running after the grace period ({grace:?}): exiting anyway, \
+                 cutting off the connections left (exit code {EXIT_CUT_OFF})"
+            );
             before_exit();
-            process::exit(0);
+            process::exit(EXIT_CUT_OFF.into());
         });
     if let Err(e) = spawned {
         log::error!("cannot start the shutdown watchdog: {e}");

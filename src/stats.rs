@@ -29,6 +29,9 @@ pub struct Stats {
     pub events: AtomicU64,
     /// UDP datagrams received.
     pub datagrams: AtomicU64,
+    /// UDP datagrams received and not answered: from a source that would
+    /// answer back (`service::udp::screen`).
+    pub datagrams_dropped: AtomicU64,
     /// Jobs handed to the offload pool.
     pub offloaded: AtomicU64,
     /// Connections closed because a timeout ran out (idle, or a request
@@ -93,7 +96,7 @@ impl Stats {
 
     /// The counters in the Prometheus text exposition format (version 0.0.4).
     pub fn render_prometheus(&self, out: &mut String) {
-        let counters: [(&str, &str, &AtomicU64); 12] = [
+        let counters: [(&str, &str, &AtomicU64); 13] = [
             ("accepted", "Connections accepted.", &self.accepted),
             ("closed", "Connections closed.", &self.closed),
             (
@@ -107,6 +110,11 @@ impl Stats {
             ("poll_wakeups", "Event-loop wake-ups.", &self.wakeups),
             ("poll_events", "Readiness events handled.", &self.events),
             ("udp_datagrams", "UDP datagrams received.", &self.datagrams),
+            (
+                "udp_dropped",
+                "UDP datagrams not answered: their source would answer back.",
+                &self.datagrams_dropped,
+            ),
             (
                 "offloaded",
                 "Jobs handed to the offload pool.",

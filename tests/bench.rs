@@ -1,28 +1,44 @@
-//! The load generator against a tiny in-test echo server on loopback, and
-//! (ignored until the `serve` command lands) against spawned readyloop
-//! servers. Every run here is bounded by its --duration.
+//! The load generator against readyloop's own echo service in this process,
+//! against a stand-in HTTP server that closes often, and (`--spawn`) against
+//! readyloop servers it starts itself. Every run here is bounded by its
+//! --duration.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 
 use readyloop::bench::{self, BenchArgs};
+use readyloop::server::Mode;
 use serde_json::Value;
 
-/// A thread-per-connection server on 127.0.0.1:0 running `serve` for each
-/// connection; stopped on drop.
-struct TestServer {
+// Shared with the integration tests; this binary uses only the servers and
+// the temp dir.
+#[allow(dead_code, unused_macros, unused_imports)]
+#[path = "integration/util.rs"]
+mod util;
+
+use util::{TempDir, TestServer};
+
+/// readyloop serving echo in this process.
+fn echo_server() -> TestServer {
+    TestServer::start(Mode::Evloop, &["echo"])
+}
+
+/// A thread-per-connection HTTP/1.1 keep-alive server that answers
+/// `Connection: close` (and closes) on every [`CLOSE_EVERY`]th response, as
+/// servers with a per-connection request limit do. readyloop's own limit
+/// is 1000 responses, too many for a short run to reach reliably.
+struct ClosingHttpServer {
     addr: SocketAddr,
     stop: Arc<AtomicBool>,
     accept: Option<JoinHandle<()>>,
 }
 
-impl TestServer {
-    fn start(serve: fn(TcpStream)) -> Self {
+impl ClosingHttpServer {
+    fn start() -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
         let addr = listener.local_addr().unwrap();
         let stop = Arc::new(AtomicBool::new(false));
@@ -33,37 +49,18 @@ impl TestServer {
                     break;
                 }
                 let Ok(stream) = stream else { continue };
-                std::thread::spawn(move || serve(stream));
+                std::thread::spawn(move || serve_http(stream));
             }
         });
-        TestServer {
+        ClosingHttpServer {
             addr,
             stop,
             accept: Some(accept),
         }
     }
-
-    /// An echo server.
-    fn echo() -> Self {
-        TestServer::start(|mut stream| {
-            let mut buf = [0u8; 16 * 1024];
-            while let Ok(n) = stream.read(&mut buf) {
-                if n == 0 || stream.write_all(&buf[..n]).is_err() {
-                    break;
-                }
-            }
-        })
-    }
-
-    /// An HTTP/1.1 keep-alive server that answers `Connection: close` (and
-    /// closes) on every [`CLOSE_EVERY`]th response, as servers with a
-    /// per-connection request limit do.
-    fn http() -> Self {
-        TestServer::start(serve_http)
-    }
 }
 
-impl Drop for TestServer {
+impl Drop for ClosingHttpServer {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
         // Wake the blocking accept so the loop sees the flag.
@@ -98,38 +95,16 @@ fn serve_http(mut stream: TcpStream) {
     }
 }
 
-/// A path in the temp dir, unique to this test; removed on drop.
-struct TempPath(PathBuf);
-
-impl TempPath {
-    fn new(name: &str) -> Self {
-        let unique = format!(
-            "readyloop-bench-{}-{}-{name}",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos()
-        );
-        TempPath(std::env::temp_dir().join(unique))
-    }
-}
-
-impl Drop for TempPath {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn run_against(server: &TestServer, extra: &[&str], json: &TempPath) -> Value {
-    let addr = server.addr.to_string();
-    let json_path = json.0.to_str().unwrap();
-    let mut flags = vec!["--addr", &addr, "--json", json_path];
+/// Runs the load generator against `addr` with `extra` flags, its JSON
+/// going to a file in `dir`, and returns the JSON.
+fn run_against(addr: SocketAddr, extra: &[&str], dir: &TempDir) -> Value {
+    let addr = addr.to_string();
+    let json = dir.path().join("results.json");
+    let mut flags = vec!["--addr", &addr, "--json", json.to_str().unwrap()];
     flags.extend_from_slice(extra);
     let args = BenchArgs::parse_from(flags).expect("valid bench flags");
     bench::run(&args).expect("bench runs");
-    let text = std::fs::read_to_string(&json.0).expect("bench wrote its JSON");
+    let text = std::fs::read_to_string(&json).expect("bench wrote its JSON");
     serde_json::from_str(&text).expect("the JSON parses")
 }
 
@@ -149,12 +124,12 @@ fn assert_sane(point: &Value) {
 
 #[test]
 fn echo_series_against_a_local_server() {
-    let server = TestServer::echo();
-    let json = TempPath::new("echo.json");
+    let server = echo_server();
+    let dir = TempDir::new("bench-echo");
     let results = run_against(
-        &server,
+        server.addr("echo"),
         &["--conns", "1,4", "--duration", "300ms", "--warmup", "100ms"],
-        &json,
+        &dir,
     );
     let points = results["points"].as_array().unwrap();
     assert_eq!(points.len(), 2);
@@ -166,10 +141,10 @@ fn echo_series_against_a_local_server() {
 
 #[test]
 fn pipelined_threaded_clients_with_source_ips() {
-    let server = TestServer::echo();
-    let json = TempPath::new("pipeline.json");
+    let server = echo_server();
+    let dir = TempDir::new("bench-pipeline");
     let results = run_against(
-        &server,
+        server.addr("echo"),
         &[
             "--conns",
             "6",
@@ -188,7 +163,7 @@ fn pipelined_threaded_clients_with_source_ips() {
             "--repeat",
             "3",
         ],
-        &json,
+        &dir,
     );
     let points = results["points"].as_array().unwrap();
     assert_eq!(points.len(), 1);
@@ -198,12 +173,12 @@ fn pipelined_threaded_clients_with_source_ips() {
 
 #[test]
 fn idle_connections_are_held() {
-    let server = TestServer::echo();
-    let json = TempPath::new("idle.json");
+    let server = echo_server();
+    let dir = TempDir::new("bench-idle");
     let results = run_against(
-        &server,
+        server.addr("echo"),
         &["--workload", "idle", "--conns", "50", "--duration", "300ms"],
-        &json,
+        &dir,
     );
     let point = &results["points"][0];
     assert_eq!(point["held"], 50, "{point}");
@@ -216,10 +191,10 @@ fn idle_connections_are_held() {
 
 #[test]
 fn http_keep_alive_with_announced_closes() {
-    let server = TestServer::http();
-    let json = TempPath::new("http.json");
+    let server = ClosingHttpServer::start();
+    let dir = TempDir::new("bench-http");
     let results = run_against(
-        &server,
+        server.addr,
         &[
             "--workload",
             "http",
@@ -232,7 +207,7 @@ fn http_keep_alive_with_announced_closes() {
             "--pipeline",
             "2",
         ],
-        &json,
+        &dir,
     );
     let point = &results["points"][0];
     assert_sane(point);
@@ -242,49 +217,66 @@ fn http_keep_alive_with_announced_closes() {
     );
 }
 
+/// A port where nothing listens: every connection is refused, counted (not
+/// a panic), the JSON is still written, and the binary exits 2 with a line
+/// naming the point, so a script can tell (it used to print 0 req/s and
+/// exit 0).
 #[test]
-fn a_refused_connection_is_an_error_not_a_panic() {
+fn a_point_with_no_successful_request_exits_2() {
     // Bind then drop, so the port is (almost certainly) closed.
     let addr = TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .to_string();
-    let json = TempPath::new("refused.json");
-    let args = BenchArgs::parse_from([
-        "--addr",
-        &addr,
-        "--conns",
-        "3",
-        "--duration",
-        "100ms",
-        "--warmup",
-        "0ms",
-        "--json",
-        json.0.to_str().unwrap(),
-    ])
-    .unwrap();
-    bench::run(&args).expect("a refused connection is counted, not fatal");
-    let results: Value = serde_json::from_str(&std::fs::read_to_string(&json.0).unwrap()).unwrap();
+    let dir = TempDir::new("bench-refused");
+    let json = dir.path().join("refused.json");
+    let output = Command::new(env!("CARGO_BIN_EXE_readyloop"))
+        .args([
+            "bench",
+            "--addr",
+            &addr,
+            "--conns",
+            "3",
+            "--duration",
+            "100ms",
+        ])
+        .args(["--warmup", "0ms", "--json"])
+        .arg(&json)
+        .output()
+        .expect("run readyloop bench");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("readyloop: error: no request succeeded at target × 3 conns"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(String::from_utf8_lossy(&output.stdout).contains("| target | 3 |"));
+    let results: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     assert_eq!(results["points"][0]["errors"], 3);
     assert_eq!(results["points"][0]["requests"], 0);
 }
 
 #[test]
 fn spawned_modes_are_compared() {
-    let modes = match readyloop::server::uring_available() {
+    // The modes `--spawn` starts, one after the other (uring where allowed).
+    let spawned = match readyloop::server::uring_available() {
         Ok(()) => vec!["evloop", "uring", "threaded"],
         Err(reason) => {
             eprintln!("SKIPPED: uring in bench --spawn: {reason}");
             vec!["evloop", "threaded"]
         }
     };
-    let out = TempPath::new("spawn-out");
+    let dir = TempDir::new("bench-spawn");
+    let out = dir.path().join("out");
+    // In the temp dir: the spawned servers keep their `./readyloop-data` there.
     let status = Command::new(env!("CARGO_BIN_EXE_readyloop"))
+        .current_dir(dir.path())
         .args([
             "bench",
             "--spawn",
-            &modes.join(","),
+            &spawned.join(","),
             "--workload",
             "echo",
             "--conns",
@@ -295,29 +287,28 @@ fn spawned_modes_are_compared() {
             "100ms",
             "--out",
         ])
-        .arg(&out.0)
+        .arg(&out)
         .status()
         .expect("run readyloop bench");
     assert!(status.success());
     let results: Value =
-        serde_json::from_str(&std::fs::read_to_string(out.0.join("results.json")).unwrap())
-            .unwrap();
+        serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
     let points = results["points"].as_array().unwrap();
-    for &mode in &modes {
+    for &mode in &spawned {
         let of_mode: Vec<&Value> = points.iter().filter(|p| p["mode"] == mode).collect();
         assert_eq!(of_mode.len(), 2, "{mode} has a point per conns");
         of_mode.into_iter().for_each(assert_sane);
     }
-    let svg = std::fs::read_to_string(out.0.join("chart.svg")).unwrap();
+    let svg = std::fs::read_to_string(out.join("chart.svg")).unwrap();
     assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
     // One thick series line per mode in each of the two panels.
     let series = svg
         .split("<polyline")
         .filter(|el| el.contains("stroke-width=\"2\""))
         .count();
-    assert_eq!(series, 2 * modes.len());
+    assert_eq!(series, 2 * spawned.len());
     assert!(
-        std::fs::read_to_string(out.0.join("report.md"))
+        std::fs::read_to_string(out.join("report.md"))
             .unwrap()
             .contains("| evloop | 8 |")
     );

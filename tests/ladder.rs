@@ -282,8 +282,9 @@ fn client_example_echoes_piped_lines() {
         .read_to_string(&mut out)
         .unwrap();
     assert!(client.wait().unwrap().success());
+    // `quit` sends `--quit--`, which an echo server sends back.
     assert_eq!(
         out,
-        "Please enter 'quit' to exit\n -> hello\n -> second line\n -> "
+        "Please enter 'quit' to exit\n -> hello\n -> second line\n -> --quit--\n"
     );
 }

@@ -7,14 +7,17 @@
 //! the server is a local process) server CPU per request; the `idle`
 //! workload instead holds connections open and reports memory per
 //! connection. With `--spawn` it starts one server per mode itself
-//! ([`spawn`]) and writes a table, JSON and an SVG chart ([`report`]).
+//! ([`spawn`]) and writes a table and JSON ([`report`]) and an SVG chart
+//! ([`chart`]).
 //!
 //! Every run is bounded: connecting has a deadline, and the warm-up and the
 //! measured window end by the clock. Traffic goes only to the given address
 //! (with `--spawn`, to 127.0.0.1). Failed connections are counted, never
-//! fatal; only bad flags, an unreachable spawn or an unwritable output file
-//! end `run` with a [`BenchError`].
+//! fatal; only bad flags, an unreachable spawn, an unwritable output file,
+//! or a point with no successful request at all (reported after the
+//! results are written) end `run` with a [`BenchError`].
 
+pub mod chart;
 mod client;
 mod measure;
 pub mod report;
@@ -22,6 +25,7 @@ pub mod spawn;
 pub mod system;
 pub mod workload;
 
+use std::io::Write as _;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -194,9 +198,20 @@ pub enum BenchError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// The table could not be written to stdout (`main` ends quietly when
+    /// that is a closed pipe).
+    #[error("cannot write the table to stdout: {0}")]
+    Stdout(#[source] std::io::Error),
     /// Plotters could not draw the chart.
     #[error("cannot draw the chart: {0}")]
     Chart(String),
+    /// A point got no reply at all: nothing listens there, or it does not
+    /// speak the workload's protocol. The table and files are written
+    /// first, so the run can still be read.
+    #[error(
+        "no request succeeded at {0}: check that a server listens at the address and speaks the workload's protocol (--workload)"
+    )]
+    NoReplies(String),
     /// A client thread panicked (a bug in bench).
     #[error("a bench client thread panicked; please report this with the flags used")]
     ClientPanicked,
@@ -235,8 +250,10 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 /// # Errors
 ///
 /// [`BenchError`] for bad flags, a server that cannot be spawned, or an
-/// output file that cannot be written. Failed connections are not errors:
-/// they are counted in the results.
+/// output file that cannot be written; and [`BenchError::NoReplies`], after
+/// the table and files, when a point had no successful request (so a
+/// script sees a failure, not 0 req/s). Other failed connections are not
+/// errors: they are counted in the results.
 pub fn run(args: &BenchArgs) -> Result<(), BenchError> {
     validate(args)?;
     let workload = workload::Workload::new(args.workload, args.size);
@@ -297,7 +314,7 @@ pub fn run(args: &BenchArgs) -> Result<(), BenchError> {
         points,
     };
     let table = report::markdown(&results);
-    println!("{table}");
+    writeln!(std::io::stdout(), "{table}").map_err(BenchError::Stdout)?;
     if let Some(path) = &args.json {
         write(path, &report::json(&results))?;
     }
@@ -307,8 +324,20 @@ pub fn run(args: &BenchArgs) -> Result<(), BenchError> {
         write(&dir.join("report.md"), &table)?;
         write(
             &dir.join("chart.svg"),
-            &report::svg(&results).map_err(BenchError::Chart)?,
+            &chart::svg(&results).map_err(BenchError::Chart)?,
         )?;
+    }
+    let failed: Vec<String> = results
+        .points
+        .iter()
+        .filter(|p| p.requests == 0)
+        .map(|p| match &p.first_error {
+            Some(e) => format!("{} × {} conns ({e})", p.mode, p.conns),
+            None => format!("{} × {} conns", p.mode, p.conns),
+        })
+        .collect();
+    if !failed.is_empty() {
+        return Err(BenchError::NoReplies(failed.join("; ")));
     }
     Ok(())
 }

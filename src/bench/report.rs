@@ -1,10 +1,8 @@
-//! Results in, text out: the markdown comparison table, the JSON document and
-//! the SVG chart. Pure functions of [`Results`], so they are unit-tested
-//! without running anything.
+//! Results in, text out: the markdown comparison table and the JSON
+//! document (the SVG chart is [`super::chart`]). Pure functions of
+//! [`Results`], so they are unit-tested without running anything.
 
 use std::fmt::Write as _;
-
-use plotters::prelude::*;
 
 use super::system::Machine;
 
@@ -158,13 +156,6 @@ fn micros(us: f64) -> String {
     }
 }
 
-/// An axis tick: at most three decimals, trailing zeros dropped (`80000`,
-/// `0.25`, `1.5`).
-fn tick(y: f64) -> String {
-    let text = format!("{y:.3}");
-    text.trim_end_matches('0').trim_end_matches('.').to_string()
-}
-
 /// A size for people: `812 B`, `2.3 KiB`, `1.1 MiB`.
 fn bytes(b: f64) -> String {
     if b < 1024.0 {
@@ -176,141 +167,8 @@ fn bytes(b: f64) -> String {
     }
 }
 
-/// Chart size in pixels: two panels side by side.
-const CHART_SIZE: (u32, u32) = (1200, 480);
-/// Series lines are this wide, so they stand out from the axes (and tests
-/// can tell them apart).
-const SERIES_WIDTH: u32 = 2;
 #[cfg(test)]
-const SERIES_STROKE: &str = "stroke-width=\"2\"";
-/// Caption and label sizes, in pixels.
-const CAPTION_SIZE: u32 = 22;
-const LABEL_SIZE: u32 = 14;
-/// The y axis ends this many times above the highest point, leaving the
-/// top band for the legend.
-const HEADROOM: f64 = 1.35;
-/// One color per mode, in order (cycled past the end).
-const MODE_COLORS: [RGBColor; 6] = [
-    RGBColor(31, 119, 180),
-    RGBColor(255, 127, 14),
-    RGBColor(44, 160, 44),
-    RGBColor(214, 39, 40),
-    RGBColor(148, 103, 189),
-    RGBColor(140, 86, 75),
-];
-
-/// The modes of `results`, in first-seen order.
-pub fn modes(results: &Results) -> Vec<&str> {
-    let mut modes: Vec<&str> = Vec::new();
-    for p in &results.points {
-        if !modes.contains(&p.mode.as_str()) {
-            modes.push(&p.mode);
-        }
-    }
-    modes
-}
-
-/// The SVG chart: throughput vs conns (left) and p99 vs conns (right), one
-/// line (an SVG `<polyline>`) per mode in each panel, and a legend.
-///
-/// Plotters' SVG backend writes text as `<text>` elements and, without its
-/// `ttf` feature, estimates text sizes itself, so this needs no font files.
-///
-/// # Errors
-///
-/// Plotters' drawing error, as text (it has none for valid results).
-pub fn svg(results: &Results) -> Result<String, String> {
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, CHART_SIZE).into_drawing_area();
-        root.fill(&WHITE).map_err(|e| e.to_string())?;
-        let (left, right) = root.split_horizontally(CHART_SIZE.0 / 2);
-        panel(&left, results, "throughput (req/s)", |p| p.throughput)?;
-        panel(&right, results, "p99 latency (ms)", |p| p.p99_us / 1_000.0)?;
-        root.present().map_err(|e| e.to_string())?;
-    }
-    Ok(svg)
-}
-
-/// One panel: `value` of each point against its connection count.
-fn panel(
-    area: &DrawingArea<SVGBackend<'_>, plotters::coord::Shift>,
-    results: &Results,
-    title: &str,
-    value: impl Fn(&Point) -> f64,
-) -> Result<(), String> {
-    let err = |e: DrawingAreaErrorKind<_>| e.to_string();
-    let conns = results.points.iter().map(|p| p.conns.max(1) as f64);
-    let lo = conns.clone().fold(f64::INFINITY, f64::min).min(1e12);
-    let hi = conns.fold(1.0, f64::max);
-    // A log axis, padded so single points sit inside the frame.
-    let (lo, hi) = if lo.is_finite() {
-        (lo / 1.5, hi * 1.5)
-    } else {
-        (0.5, 2.0)
-    };
-    let top = results.points.iter().map(&value).fold(0.0, f64::max);
-    // Headroom above the highest point keeps the legend off the lines.
-    let top = if top > 0.0 { top * HEADROOM } else { 1.0 };
-    let mut chart = ChartBuilder::on(area)
-        .caption(
-            format!("{title} vs connections"),
-            ("sans-serif", CAPTION_SIZE),
-        )
-        .margin(16)
-        .x_label_area_size(40)
-        .y_label_area_size(70)
-        .build_cartesian_2d((lo..hi).log_scale(), 0.0..top)
-        .map_err(err)?;
-    chart
-        .configure_mesh()
-        .x_desc("connections")
-        .y_desc(title)
-        .x_label_formatter(&|x| format!("{x:.0}"))
-        .y_label_formatter(&|y| tick(*y))
-        .label_style(("sans-serif", LABEL_SIZE))
-        .axis_desc_style(("sans-serif", LABEL_SIZE))
-        .draw()
-        .map_err(err)?;
-    for (i, mode) in modes(results).into_iter().enumerate() {
-        let color = MODE_COLORS[i % MODE_COLORS.len()];
-        let line: Vec<(f64, f64)> = results
-            .points
-            .iter()
-            .filter(|p| p.mode == mode)
-            .map(|p| (p.conns.max(1) as f64, value(p)))
-            .collect();
-        chart
-            .draw_series(LineSeries::new(
-                line.clone(),
-                color.stroke_width(SERIES_WIDTH),
-            ))
-            .map_err(err)?
-            .label(mode)
-            // A filled square, not a line, so each mode has one polyline per panel.
-            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 10, y + 5)], color.filled()));
-        chart
-            .draw_series(PointSeries::of_element(
-                line,
-                3,
-                color.filled(),
-                &|c, s, st| Circle::new(c, s, st),
-            ))
-            .map_err(err)?;
-    }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .label_font(("sans-serif", LABEL_SIZE))
-        .position(SeriesLabelPosition::UpperLeft)
-        .draw()
-        .map_err(err)?;
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn point(mode: &str, conns: usize, throughput: f64) -> Point {
@@ -336,7 +194,8 @@ mod tests {
         }
     }
 
-    fn sample() -> Results {
+    /// Three modes at 1, 50 and 1000 connections, every connection served.
+    pub(crate) fn sample() -> Results {
         let mut points = Vec::new();
         for mode in ["evloop", "threaded", "blocking"] {
             for (conns, rate) in [(1, 10_000.0), (50, 80_000.0), (1000, 60_000.0)] {
@@ -393,48 +252,9 @@ mod tests {
     }
 
     #[test]
-    fn ticks_drop_useless_decimals() {
-        assert_eq!(tick(80000.0), "80000");
-        assert_eq!(tick(0.30000000000000004), "0.3");
-        assert_eq!(tick(0.05), "0.05");
-        assert_eq!(tick(0.0), "0");
-    }
-
-    #[test]
     fn json_round_trips() {
         let results = sample();
         let back: Results = serde_json::from_str(&json(&results)).unwrap();
         assert_eq!(back, results);
-    }
-
-    #[test]
-    fn svg_is_well_formed_with_one_line_per_mode_and_panel() {
-        let svg = svg(&sample()).unwrap();
-        assert!(svg.starts_with("<svg"), "{}", &svg[..80]);
-        assert!(svg.trim_end().ends_with("</svg>"));
-        // Axes and ticks are thin black polylines; each series is a thick
-        // one in its mode's color, once per panel.
-        let series: Vec<&str> = svg
-            .split("<polyline")
-            .skip(1)
-            .filter(|el| el.contains(SERIES_STROKE))
-            .collect();
-        assert_eq!(series.len(), 3 * 2);
-        for color in &MODE_COLORS[..3] {
-            let hex = format!("stroke=\"#{:02X}{:02X}{:02X}\"", color.0, color.1, color.2);
-            assert_eq!(series.iter().filter(|el| el.contains(&hex)).count(), 2);
-        }
-        for mode in ["evloop", "threaded", "blocking"] {
-            assert!(svg.contains(mode), "legend names {mode}");
-        }
-    }
-
-    #[test]
-    fn svg_copes_with_a_single_point_and_zero_values() {
-        let mut results = sample();
-        results.points.truncate(1);
-        results.points[0].throughput = 0.0;
-        results.points[0].p99_us = 0.0;
-        assert!(svg(&results).unwrap().starts_with("<svg"));
     }
 }

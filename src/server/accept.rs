@@ -15,14 +15,13 @@ use std::time::Duration;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
 
+use super::sources::ACCEPT_PAUSE;
 use super::udp::Datagrams;
 use super::{Listener, Shutdown};
 use crate::service::Factory;
 use crate::stats::Stats;
 
 const WAKER: Token = Token(usize::MAX);
-/// After `EMFILE`/`ENFILE`, rest this long before accepting again.
-const ACCEPT_PAUSE: Duration = Duration::from_millis(500);
 /// How often a UDP thread blocked in `recv_from` looks at the shutdown flag.
 const UDP_SHUTDOWN_CHECK: Duration = Duration::from_millis(200);
 

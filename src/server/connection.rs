@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use mio::event::Event;
 use mio::net::TcpStream;
 
+use super::mail::Slot;
 use super::sources::{Accepted, ListenerService};
 use super::turn::{READ_BUDGET, READ_CHUNK, Scratch, Turn, shrink};
 use crate::service::{Action, Cx, Dialogue, Job, JobOutput};
@@ -93,8 +94,9 @@ pub(crate) struct Conn {
     stage: Stage,
     /// Shutdown: answer what the client already sent, then close.
     finishing: bool,
-    /// An entry for this connection is in the loop's timer heap.
-    timer_armed: bool,
+    /// When the entry for this connection in the loop's timer heap comes
+    /// due, if it has one (older entries for it are stale and skipped).
+    timer_at: Option<Instant>,
     /// When the client last sent bytes (or the connection opened, or began
     /// lingering): the idle timer's reference (rule 9).
     last_input: Instant,
@@ -127,7 +129,7 @@ impl Conn {
             },
             stage: Stage::Serving,
             finishing: false,
-            timer_armed: false,
+            timer_at: None,
             last_input: now,
         }
     }
@@ -219,6 +221,17 @@ impl Conn {
         }
     }
 
+    /// Its pub/sub doorbell rang: let the service write its mail.
+    pub(crate) fn deliver(&mut self, scratch: &mut Scratch, turn: Turn<'_>) -> Verdict {
+        if !matches!(self.stage, Stage::Serving | Stage::Flushing) {
+            return self.pump(scratch, turn); // the mail waits for the job
+        }
+        match self.talk(&mut scratch.write, turn, Dialogue::deliver) {
+            Ok(action) => self.act(action).unwrap_or_else(|| self.pump(scratch, turn)),
+            Err(e) => self.fail(e),
+        }
+    }
+
     /// The job from the last [`Verdict::Run`] finished: let the service
     /// answer, then go on with whatever input waited behind the request.
     pub(crate) fn job_done(
@@ -228,8 +241,11 @@ impl Conn {
         turn: Turn<'_>,
     ) -> Verdict {
         self.stage = Stage::Serving;
+        // Not readable: the last read was short (or would block) and no
+        // event came during the job, so what is buffered is all that came.
+        let drained = !self.ready.readable;
         match self.talk(&mut scratch.write, turn, |dialogue, cx| {
-            dialogue.job_done(done, cx)
+            dialogue.job_done(done, drained, cx)
         }) {
             Ok(action) => self.act(action).unwrap_or_else(|| self.pump(scratch, turn)),
             Err(e) => self.fail(e),
@@ -239,10 +255,8 @@ impl Conn {
     /// When this connection must next be looked at by the timers: the end of
     /// its idle time, of the request it is taking too long over, or of its
     /// lingering. `None`: no deadline applies now.
+    #[inline]
     pub(crate) fn deadline(&self, request: Option<Duration>) -> Option<Instant> {
-        if self.timer_armed {
-            return None; // its entry is in the heap already
-        }
         match self.stage {
             Stage::Lingering => return Some(self.last_input + LINGER),
             Stage::Job | Stage::Closed => return None, // it waits for us, or is gone
@@ -252,10 +266,11 @@ impl Conn {
             .service
             .idle_timeout
             .map(|timeout| self.last_input + timeout);
-        let request = request
-            .zip(self.dialogue.request_since())
-            .map(|(timeout, since)| since + timeout);
-        idle.into_iter().chain(request).min()
+        let Some(since) = self.dialogue.request_since() else {
+            return idle; // the steady state: no request under way
+        };
+        let request = since + request?;
+        Some(idle.map_or(request, |idle| idle.min(request)))
     }
 
     /// One read, and what the dialogue makes of it.
@@ -276,6 +291,9 @@ impl Conn {
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 self.ready.readable = false;
+                if self.dialogue.buffered() == 0 {
+                    return Ok(Action::Read);
+                }
                 return self.talk(&mut scratch.write, turn, Dialogue::drained);
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(Action::Read),
@@ -301,7 +319,9 @@ impl Conn {
         let action = self.talk(&mut scratch.write, turn, |dialogue, cx| {
             dialogue.received(fresh, cx)
         })?;
-        if drained && action == Action::Read {
+        // Only input left over can make a message of what arrived (`--framing
+        // read`): in the steady state nothing is, and this costs nothing.
+        if drained && action == Action::Read && self.dialogue.buffered() > 0 {
             return self.talk(&mut scratch.write, turn, Dialogue::drained);
         }
         Ok(action)
@@ -320,13 +340,25 @@ impl Conn {
         // Straight into the loop's buffer in the steady state; behind the
         // queued output if some is still unsent (replies leave in order).
         let queued = self.pending() > 0;
+        if queued && self.written > 0 {
+            // What was sent goes before more is appended, so a slow reader
+            // holds its unsent output only, not every reply since it fell behind.
+            self.output.drain(..self.written);
+            self.written = 0;
+        }
         let (out, full_at) = if queued {
             (&mut self.output, self.written + turn.options.max_output)
         } else {
             (&mut *scratch, turn.options.max_output)
         };
+        let slot = Slot {
+            queue: turn.mail,
+            key: self.key,
+            generation: self.generation,
+        };
         let mut cx = Cx::new(out, turn.now, turn.wall, self.peer);
         cx.full_at = full_at;
+        cx.doorbells = Some(&slot);
         let action = call(&mut self.dialogue, &mut cx);
         let answered = u64::from(self.dialogue.take_answered());
         if answered > 0 {
@@ -345,6 +377,7 @@ impl Conn {
 
     /// Moves to the stage an action asks for. Returns a verdict when the
     /// loop must act now (a job to run), `None` to go on pumping.
+    #[inline]
     fn act(&mut self, action: Action) -> Option<Verdict> {
         match action {
             Action::Read if self.stage == Stage::Lingering => {}
@@ -376,9 +409,14 @@ impl Conn {
         Verdict::Wait
     }
 
-    /// The timers took (`false`) or gave (`true`) this connection's entry.
-    pub(crate) fn set_timer_armed(&mut self, armed: bool) {
-        self.timer_armed = armed;
+    /// When this connection's timer entry comes due, if it has one.
+    pub(crate) fn timer_at(&self) -> Option<Instant> {
+        self.timer_at
+    }
+
+    /// The timers armed (`Some`) or took (`None`) this connection's entry.
+    pub(crate) fn set_timer_at(&mut self, at: Option<Instant>) {
+        self.timer_at = at;
     }
 
     /// The loop decided to close it after this batch; true if it had not yet.
@@ -387,11 +425,13 @@ impl Conn {
     }
 
     /// True once the loop decided to close it.
+    #[inline]
     pub(crate) fn is_closed(&self) -> bool {
         self.stage == Stage::Closed
     }
 
     /// Bytes produced and not yet taken by the socket.
+    #[inline]
     fn pending(&self) -> usize {
         self.output.len() - self.written
     }
@@ -409,6 +449,7 @@ impl Conn {
 
     /// Writes a reply that is still in the loop's buffer; whatever the socket
     /// does not take is copied into the connection's own output buffer.
+    #[inline]
     fn send_scratch(&mut self, bytes: &[u8], stats: &Stats) -> io::Result<()> {
         let sent = if self.ready.writable {
             let sent = write_some(&mut self.socket, bytes, &mut self.ready.writable, stats)?;

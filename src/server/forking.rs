@@ -105,6 +105,7 @@ pub(super) fn run(
         // SAFETY: kill has no memory-safety preconditions.
         unsafe { libc::kill(child, libc::SIGTERM) };
     }
+    stats::add(&stats.unfinished, children.len() as u64);
     stats::add(&stats.closed, reap(&mut children, 0) as u64);
     log::info!("forking server stopped");
     Ok(())

@@ -4,14 +4,14 @@
 //! ([`Wake`]).
 //!
 //! ```text
-//!   loop ── try_submit(Ticket, Job) ──► bounded queue ──► worker: job.run()
+//!   loop ── submit(Ticket, Job) ──► bounded queue ──► worker: job.run()
 //!    ▲                                                        │
 //!    └── take_completions() ◄── completions + Wake::wake ◄────┘
 //! ```
 //!
-//! The queue is bounded ([`QUEUE_CAPACITY`]): when it is full, `try_submit`
-//! hands the job back and the loop keeps it until a worker frees a place, so
-//! nothing is dropped and the connections involved simply wait (they read
+//! The queue is bounded ([`QUEUE_CAPACITY`]): when it is full, `submit`
+//! keeps the job in the pool's own waiting line until a worker frees a
+//! place, so nothing is dropped and the connections involved simply wait (they read
 //! nothing while their job is pending). A job that panics becomes
 //! [`JobOutput::Panicked`]; the worker survives. Dropping the pool lets the
 //! workers finish what the queue holds, then joins them.

@@ -184,19 +184,12 @@ impl Sources {
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if is_out_of_descriptors(&e) => {
-                    // Rule 3: the pending connection stays in the backlog and
-                    // the listener stays readable, so retrying now would spin
-                    // at 100% CPU. Rest, keep serving the connected clients.
-                    log::error!(
-                        "{name}: out of file descriptors ({e}): not accepting for {ACCEPT_PAUSE:?}; \
-                         raise `ulimit -n` or lower --max-conns"
-                    );
-                    source.resting_until = Some(now + ACCEPT_PAUSE);
-                    return false;
+                Err(e) => {
+                    source.resting_until = accept_failed(name, &e, now);
+                    if source.resting_until.is_some() {
+                        return false;
+                    }
                 }
-                // ECONNABORTED and friends: that one client gave up.
-                Err(e) => log::debug!("{name}: accept failed: {e}"),
             }
         }
         true
@@ -251,7 +244,24 @@ pub(crate) fn refuse(
     let _ = stream.write(service.factory.busy_reply()); // best effort: the socket is new, its buffer empty
 }
 
+/// What a failed accept means: `Some(until)` when the process is out of
+/// descriptors and the listener must rest until then (rule 3: the pending
+/// connection stays in the backlog and the listener stays ready, so
+/// retrying at once would spin at 100% CPU); `None` when one client gave up
+/// (`ECONNABORTED` and friends). Logged either way.
+pub(crate) fn accept_failed(name: &str, e: &io::Error, now: Instant) -> Option<Instant> {
+    if !is_out_of_descriptors(e) {
+        log::debug!("{name}: accept failed: {e}");
+        return None;
+    }
+    log::error!(
+        "{name}: out of file descriptors ({e}): not accepting for {ACCEPT_PAUSE:?}; \
+         raise `ulimit -n` or lower --max-conns"
+    );
+    Some(now + ACCEPT_PAUSE)
+}
+
 /// `EMFILE` (this process) or `ENFILE` (the whole system) is out of descriptors.
-pub(crate) fn is_out_of_descriptors(e: &io::Error) -> bool {
+fn is_out_of_descriptors(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE))
 }

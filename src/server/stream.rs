@@ -8,14 +8,21 @@
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
+use super::connection::LINGER;
 use super::{Options, Shutdown};
-use crate::service::{Action, Cx, Dialogue, Factory};
+use crate::broker::Doorbell;
+use crate::service::{Action, Cx, Dialogue, Doorbells, Factory};
 use crate::stats::{self, ServiceStats, Stats};
 
 /// How often a thread blocked in `read` looks at the shutdown flag.
 const SHUTDOWN_CHECK: Duration = Duration::from_millis(200);
+/// How often it looks at its mailbox once its service subscribed to pub/sub
+/// channels: a blocked `read` cannot be woken, so mail waits at most this.
+const MAIL_CHECK: Duration = Duration::from_millis(20);
 
 /// Serves `stream` until the client or the service ends it, or shutdown.
 pub(crate) fn serve(
@@ -70,8 +77,18 @@ fn converse(
     let mut out = Vec::new();
     let mut buf = vec![0; super::turn::READ_CHUNK];
     let mut last_input = Instant::now();
-    let mut action = talk(&mut dialogue, &mut out, peer, Dialogue::open);
+    let bell = Bell::default();
+    let mut action = dialogue.open(&mut context(&mut out, peer, &bell));
+    let mut subscribed = false;
+    let mut ended = false; // the client closed its side
     loop {
+        if !subscribed && bell.0.made.load(Ordering::Relaxed) {
+            subscribed = true;
+            stream.set_read_timeout(Some(MAIL_CHECK))?;
+        }
+        if action == Action::Read && bell.0.rung.swap(false, Ordering::AcqRel) {
+            action = dialogue.deliver(&mut context(&mut out, peer, &bell));
+        }
         // A blocking `write_all` is the back-pressure: everything written so
         // far is sent before anything more is read or fed.
         let answered = u64::from(dialogue.take_answered());
@@ -83,22 +100,28 @@ fn converse(
             out.clear();
         }
         action = match action {
-            Action::Close => return Ok(()),
+            Action::Close if ended => return Ok(()),
+            Action::Close => {
+                linger(stream);
+                return Ok(());
+            }
             Action::Run(job) => {
                 let done = job.run(); // on this connection's own thread
-                talk(&mut dialogue, &mut out, peer, |d, cx| d.job_done(done, cx))
+                // What the job's request left came from a blocking read: drained.
+                dialogue.job_done(done, true, &mut context(&mut out, peer, &bell))
             }
-            Action::Flush => talk(&mut dialogue, &mut out, peer, Dialogue::proceed),
+            Action::Flush => dialogue.proceed(&mut context(&mut out, peer, &bell)),
             Action::Read => match stream.read(&mut buf) {
-                Ok(0) => talk(&mut dialogue, &mut out, peer, Dialogue::ended),
+                Ok(0) => {
+                    ended = true;
+                    dialogue.ended(&mut context(&mut out, peer, &bell))
+                }
                 Ok(n) => {
                     last_input = Instant::now();
                     stats::add(&stats.bytes_in, n as u64);
-                    match talk(&mut dialogue, &mut out, peer, |d, cx| {
-                        d.received(&buf[..n], cx)
-                    }) {
+                    match dialogue.received(&buf[..n], &mut context(&mut out, peer, &bell)) {
                         // A blocking read returns what has arrived: drained.
-                        Action::Read => talk(&mut dialogue, &mut out, peer, Dialogue::drained),
+                        Action::Read => dialogue.drained(&mut context(&mut out, peer, &bell)),
                         other => other,
                     }
                 }
@@ -131,14 +154,65 @@ fn converse(
     }
 }
 
-/// Calls the dialogue with a context writing into `out`, at this instant.
+/// We close first while the client may still be sending: shut our side and
+/// drop what it sends for up to [`LINGER`], so that the kernel does not
+/// answer those bytes with a reset that destroys our last reply (a 413, a
+/// 431). nginx calls this a lingering close.
+fn linger(stream: &mut TcpStream) {
+    if stream.shutdown(std::net::Shutdown::Write).is_err() {
+        return;
+    }
+    let deadline = Instant::now() + LINGER;
+    let mut sink = [0; 4096];
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(100)));
+    while Instant::now() < deadline {
+        match stream.read(&mut sink) {
+            Ok(0) => return, // the client closed too
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock
+                        | io::ErrorKind::TimedOut
+                        | io::ErrorKind::Interrupted
+                ) => {}
+            Err(_) => return,
+        }
+    }
+}
+
+/// The blocking drivers' doorbell (pub/sub): a flag the connection's thread
+/// looks at between reads.
+#[derive(Debug, Default)]
+struct Bell(Arc<Rung>);
+
+#[derive(Debug, Default)]
+struct Rung {
+    /// The service asked for a doorbell: it subscribed.
+    made: AtomicBool,
+    /// Mail arrived since the thread last looked.
+    rung: AtomicBool,
+}
+
+impl Doorbells for Bell {
+    fn doorbell(&self) -> Box<dyn Doorbell> {
+        self.0.made.store(true, Ordering::Relaxed);
+        Box::new(Ring(Arc::clone(&self.0)))
+    }
+}
+
+struct Ring(Arc<Rung>);
+
+impl Doorbell for Ring {
+    fn ring(&self) {
+        self.0.rung.store(true, Ordering::Release);
+    }
+}
+
+/// A context writing into `out`, at this instant, ringing `bell` for mail.
 /// `out` is sent whole before the next call, so no output limit applies.
-fn talk(
-    dialogue: &mut Dialogue,
-    out: &mut Vec<u8>,
-    peer: SocketAddr,
-    call: impl FnOnce(&mut Dialogue, &mut Cx<'_>) -> Action,
-) -> Action {
+fn context<'a>(out: &'a mut Vec<u8>, peer: SocketAddr, bell: &'a Bell) -> Cx<'a> {
     let mut cx = Cx::new(out, Instant::now(), SystemTime::now(), peer);
-    call(dialogue, &mut cx)
+    cx.doorbells = Some(bell);
+    cx
 }

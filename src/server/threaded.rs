@@ -22,7 +22,8 @@ use crate::stats::{self, Stats};
 /// resident, but the address space is reserved).
 const THREAD_STACK: usize = 256 * 1024;
 
-type Job = (TcpStream, SocketAddr, Arc<dyn Factory>);
+/// An accepted connection handed to a pool thread (not a `service::Job`).
+type Handoff = (TcpStream, SocketAddr, Arc<dyn Factory>);
 
 pub(super) fn run(
     listeners: Vec<Listener>,
@@ -121,8 +122,8 @@ fn start_pool(
     shutdown: &Shutdown,
     active: &Arc<AtomicUsize>,
     threads: &mut Vec<JoinHandle<()>>,
-) -> io::Result<mpsc::Sender<Job>> {
-    let (sender, receiver) = mpsc::channel::<Job>();
+) -> io::Result<mpsc::Sender<Handoff>> {
+    let (sender, receiver) = mpsc::channel::<Handoff>();
     let receiver = Arc::new(Mutex::new(receiver));
     for i in 0..n.max(1) {
         let (receiver, options, stats, shutdown, active) = (

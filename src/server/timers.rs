@@ -10,9 +10,6 @@
 //! or arms a new entry. So the heap costs one operation per idle period or
 //! slow request, not per request.
 //!
-//! Both single-threaded loops use it: anything [`Timed`] can be timed (the
-//! readiness loop's and the io_uring loop's connections).
-//!
 //! [`Conn::deadline`]: super::connection::Conn::deadline
 
 use std::cmp::Reverse;
@@ -21,17 +18,21 @@ use std::time::{Duration, Instant};
 
 use slab::Slab;
 
+use super::Housekeeping;
 use super::connection::Conn;
 
 /// A connection the timers can watch: it says its own deadline when asked.
+/// Both single-threaded loops' connections are (the readiness loop's and
+/// the io_uring loop's).
 pub(crate) trait Timed {
     /// Tells it apart from earlier users of its slab key.
     fn generation(&self) -> u32;
-    /// When it must next be looked at (`request`: the request timeout), if
-    /// it has no entry armed already.
+    /// When it must next be looked at (`request`: the request timeout).
     fn deadline(&self, request: Option<Duration>) -> Option<Instant>;
-    /// The timers took (`false`) or gave (`true`) its entry.
-    fn set_timer_armed(&mut self, armed: bool);
+    /// When its armed entry comes due, if it has one.
+    fn timer_at(&self) -> Option<Instant>;
+    /// The timers armed (`Some`) or took (`None`) its entry.
+    fn set_timer_at(&mut self, at: Option<Instant>);
     /// The loop decided to close it: nothing to time any more.
     fn is_closed(&self) -> bool;
     /// `conn=<token>/<generation> peer=<addr>`, for the log line.
@@ -45,14 +46,54 @@ impl Timed for Conn {
     fn deadline(&self, request: Option<Duration>) -> Option<Instant> {
         Conn::deadline(self, request)
     }
-    fn set_timer_armed(&mut self, armed: bool) {
-        Conn::set_timer_armed(self, armed);
+    fn timer_at(&self) -> Option<Instant> {
+        Conn::timer_at(self)
+    }
+    fn set_timer_at(&mut self, at: Option<Instant>) {
+        Conn::set_timer_at(self, at);
     }
     fn is_closed(&self) -> bool {
         Conn::is_closed(self)
     }
     fn tag(&self) -> impl std::fmt::Display + '_ {
         Conn::tag(self)
+    }
+}
+
+/// How long one turn of housekeeping may hold the loop before it yields to
+/// the clients (Redis' active expiry keeps to a quarter of its 100 ms).
+const HOUSEKEEPING_BUDGET: Duration = Duration::from_millis(25);
+
+/// The loop's periodic work for the services (kv's active expiry), due at
+/// `next`.
+#[derive(Debug)]
+pub(crate) struct Housekeeper {
+    work: Housekeeping,
+    next: Instant,
+}
+
+impl Housekeeper {
+    pub(crate) fn new(work: Housekeeping, now: Instant) -> Housekeeper {
+        let next = now + work.every;
+        Housekeeper { work, next }
+    }
+
+    /// When the next round is due, for the poll timeout.
+    pub(crate) fn next(&self) -> Instant {
+        self.next
+    }
+
+    /// Runs rounds if one is due, within [`HOUSEKEEPING_BUDGET`]; one that
+    /// stopped with more due makes the next come at once.
+    pub(crate) fn run_due(&mut self, now: Instant, wall: std::time::SystemTime) {
+        if now < self.next {
+            return;
+        }
+        let mut more = (self.work.run)(wall);
+        while more && now.elapsed() < HOUSEKEEPING_BUDGET {
+            more = (self.work.run)(std::time::SystemTime::now());
+        }
+        self.next = if more { now } else { now + self.work.every };
     }
 }
 
@@ -82,10 +123,15 @@ impl Timers {
     }
 
     /// Arms an entry for connection `key` if a deadline applies to it now
-    /// and it has none (a request answered in one read never gets one).
+    /// and its entry (if any) comes later: a request under way on a
+    /// keep-alive connection must not wait for the 75 s idle entry. A
+    /// request answered in one read never gets one.
     pub(crate) fn arm_for(&mut self, key: usize, conn: &mut impl Timed, request: Option<Duration>) {
-        if let Some(at) = conn.deadline(request) {
-            conn.set_timer_armed(true);
+        let Some(at) = conn.deadline(request) else {
+            return;
+        };
+        if conn.timer_at().is_none_or(|armed| at < armed) {
+            conn.set_timer_at(Some(at));
             let generation = conn.generation();
             self.arm(Deadline {
                 at,
@@ -113,7 +159,10 @@ impl Timers {
             if conn.generation() != due.generation || conn.is_closed() {
                 continue; // that connection is gone; the slot holds another
             }
-            conn.set_timer_armed(false);
+            if conn.timer_at() != Some(due.at) {
+                continue; // an earlier entry replaced this one
+            }
+            conn.set_timer_at(None);
             match conn.deadline(request) {
                 Some(at) if at <= now => {
                     log::debug!("{} timed out: closing", conn.tag());

@@ -5,7 +5,10 @@
 
 use std::time::{Instant, SystemTime};
 
+use std::sync::Arc;
+
 use super::Options;
+use super::mail::MailQueue;
 use crate::stats::Stats;
 
 /// Bytes asked for per `read` call: 16 KiB, as Redis reads.
@@ -49,6 +52,8 @@ pub(crate) struct Turn<'a> {
     pub(crate) stats: &'a Stats,
     pub(crate) now: Instant,
     pub(crate) wall: SystemTime,
+    /// Where this loop's doorbells queue connections with pub/sub mail.
+    pub(crate) mail: &'a Arc<MailQueue>,
 }
 
 /// Gives the loop's write buffer back after a turn that grew it past

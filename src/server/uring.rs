@@ -58,8 +58,9 @@ use io_uring::{cqueue, opcode};
 use slab::Slab;
 
 use super::accept::serve_udp;
+use super::mail::MailQueue;
 use super::offload::{Pool, Ticket};
-use super::sources::{ACCEPT_PAUSE, ListenerService, is_out_of_descriptors, refuse};
+use super::sources::{ListenerService, accept_failed, refuse};
 use super::timers::Timers;
 use super::turn::Turn;
 use super::uring_conn::{Conn, Recv, Spares, Verdict};
@@ -88,6 +89,7 @@ macro_rules! turn {
             stats: &$loop.stats,
             now: $loop.now,
             wall: $loop.wall,
+            mail: &$loop.mail,
         }
     };
 }
@@ -101,6 +103,8 @@ struct Loop {
     listeners: Vec<Listening>,
     pool: Option<Pool>,
     wake: Arc<EventFd>,
+    /// Connections whose pub/sub doorbell rang (it rings the eventfd).
+    mail: Arc<MailQueue>,
     /// Where the eventfd read puts the counter; the kernel's while in flight.
     wake_buf: Box<[u8; 8]>,
     timers: Timers,
@@ -154,6 +158,7 @@ pub(super) fn run(
         conns: Slab::with_capacity(1024),
         listeners: tcp,
         pool,
+        mail: MailQueue::new(Arc::clone(&wake)),
         wake,
         wake_buf: Box::new([0; 8]),
         timers: Timers::default(),
@@ -243,6 +248,7 @@ impl Loop {
                         log::warn!("reading the wake-up eventfd failed: {e}");
                     }
                     self.complete_jobs();
+                    self.deliver_mail();
                     self.arm_wake();
                 }
                 Op::Wake | Op::Cancel => {}
@@ -326,22 +332,15 @@ impl Loop {
     fn accepted(&mut self, i: usize, result: i32, more: bool) {
         let listening = &mut self.listeners[i];
         listening.armed &= more;
-        if result < 0 {
+        if result == -libc::ECANCELED {
+            return;
+        } else if result < 0 {
             let e = io::Error::from_raw_os_error(-result);
             let name = listening.service.factory.name();
-            if is_out_of_descriptors(&e) {
-                // Rule 3: rest instead of failing again at once.
-                log::error!(
-                    "{name}: out of file descriptors ({e}): not accepting for {ACCEPT_PAUSE:?}; \
-                     raise `ulimit -n` or lower --max-conns"
-                );
-                listening.resting_until = Some(self.now + ACCEPT_PAUSE);
-                if more {
-                    let cancel = opcode::AsyncCancel::new(Op::Accept(i).encode()).build();
-                    self.ring.push(cancel, Op::Cancel);
-                }
-            } else if result != -libc::ECANCELED {
-                log::debug!("{name}: accept failed: {e}");
+            listening.resting_until = accept_failed(name, &e, self.now);
+            if more && listening.resting_until.is_some() {
+                let cancel = opcode::AsyncCancel::new(Op::Accept(i).encode()).build();
+                self.ring.push(cancel, Op::Cancel); // rule 3: rest, not fail again
             }
             return;
         }
@@ -369,8 +368,7 @@ impl Loop {
         let conn = Conn::new(key, self.next_generation, stream, peer, service, self.now);
         log::debug!("{} accepted", conn.tag());
         entry.insert(conn);
-        let turn = turn!(self);
-        let verdict = self.conns[key].open(turn, &mut self.spares);
+        let verdict = self.conns[key].open(turn!(self), &mut self.spares);
         self.settle(key, verdict);
     }
 
@@ -379,42 +377,33 @@ impl Loop {
     /// taken what it needs (it copies what it leaves unconsumed).
     fn received(&mut self, key: usize, result: i32, flags: u32) {
         let buffer = cqueue::buffer_select(flags);
-        let turn = turn!(self);
-        let verdict = match self.conns.get_mut(key) {
-            None => None,
-            Some(conn) => {
-                if !cqueue::more(flags) {
-                    conn.recv = Recv::Off; // the kernel ended it; `sync` re-arms it if wanted
-                }
-                Some(match (result, buffer) {
-                    (1.., Some(bid)) => {
-                        let bytes = self.bufs.filled(bid, result as usize);
-                        let more = cqueue::sock_nonempty(flags);
-                        conn.received(bytes, more, turn, &mut self.spares)
-                    }
-                    (0, _) => conn.ended(turn, &mut self.spares),
-                    // Out of buffers: armed again once buffers are back.
-                    (e, _) if e == -libc::ENOBUFS || e == -libc::ECANCELED => Verdict::Go,
-                    (e, _) => conn.fail(io::Error::from_raw_os_error(-e)),
-                })
+        // A connection stays in the slab while it has an operation in flight.
+        let conn = &mut self.conns[key];
+        if !cqueue::more(flags) {
+            conn.recv = Recv::Off; // the kernel ended it; `sync` re-arms it if wanted
+        }
+        let verdict = match (result, buffer) {
+            (1.., Some(bid)) => {
+                let bytes = self.bufs.filled(bid, result as usize);
+                let more = cqueue::sock_nonempty(flags);
+                conn.received(bytes, more, turn!(self), &mut self.spares)
             }
+            (0, _) => conn.ended(turn!(self), &mut self.spares),
+            // Out of buffers: armed again once buffers are back.
+            (e, _) if e == -libc::ENOBUFS || e == -libc::ECANCELED => Verdict::Go,
+            (e, _) => conn.fail(io::Error::from_raw_os_error(-e)),
         };
         if let Some(bid) = buffer {
             self.bufs.recycle(bid);
         }
-        if let Some(verdict) = verdict {
-            self.settle(key, verdict);
-        }
+        self.settle(key, verdict);
     }
 
     /// A send completed: some bytes were taken, or it failed.
     fn sent(&mut self, key: usize, result: i32) {
-        let turn = turn!(self);
-        let Some(conn) = self.conns.get_mut(key) else {
-            return;
-        };
+        let conn = &mut self.conns[key]; // in the slab while its send is in flight
         let verdict = match usize::try_from(result) {
-            Ok(n) => conn.sent(n, turn, &mut self.spares),
+            Ok(n) => conn.sent(n, turn!(self), &mut self.spares),
             Err(_) => conn.send_failed(io::Error::from_raw_os_error(-result)),
         };
         self.settle(key, verdict);
@@ -427,8 +416,7 @@ impl Loop {
         while let Verdict::Run(job) = verdict {
             let Some(pool) = &mut self.pool else {
                 let done = job.run();
-                let turn = turn!(self);
-                verdict = self.conns[key].job_done(done, turn, &mut self.spares);
+                verdict = self.conns[key].job_done(done, turn!(self), &mut self.spares);
                 continue;
             };
             // Rule 7: the job carries (key, generation), not a reference.
@@ -452,15 +440,26 @@ impl Loop {
     fn complete_jobs(&mut self) {
         let Some(pool) = &mut self.pool else { return };
         for (Ticket { key, generation }, done) in pool.take_completions() {
-            let turn = turn!(self);
             match self.conns.get_mut(key) {
                 Some(conn) if conn.generation == generation && !conn.is_closed() => {
-                    let verdict = conn.job_done(done, turn, &mut self.spares);
+                    let verdict = conn.job_done(done, turn!(self), &mut self.spares);
                     self.settle(key, verdict);
                 }
                 _ => log::debug!(
                     "conn={key}/{generation}: dropping a job output for a closed connection"
                 ),
+            }
+        }
+    }
+
+    /// Lets each connection whose doorbell rang write its pub/sub mail.
+    fn deliver_mail(&mut self) {
+        for (key, generation) in self.mail.take() {
+            if let Some(conn) =
+                (self.conns.get_mut(key)).filter(|c| c.generation == generation && !c.is_closed())
+            {
+                let verdict = conn.deliver(turn!(self), &mut self.spares);
+                self.settle(key, verdict);
             }
         }
     }
@@ -490,8 +489,7 @@ impl Loop {
         self.shutdown_deadline = Some(Instant::now() + self.options.shutdown_grace);
         let keys: Vec<usize> = self.conns.iter().map(|(key, _)| key).collect();
         for key in keys {
-            let turn = turn!(self);
-            let verdict = self.conns[key].finish(turn, &mut self.spares);
+            let verdict = self.conns[key].finish(turn!(self), &mut self.spares);
             self.settle(key, verdict);
         }
     }

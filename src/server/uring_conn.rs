@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 use std::{io, mem};
 
 use super::connection::LINGER;
+use super::mail::Slot;
 use super::sources::ListenerService;
 use super::timers::Timed;
 use super::turn::{READ_CHUNK, Turn};
@@ -114,11 +115,15 @@ pub(crate) struct Conn {
     /// It is on the loop's list of connections to sync this turn.
     pub(crate) dirty: bool,
     stage: Stage,
+    /// The last receive emptied the socket (no `SOCK_NONEMPTY`): what is
+    /// buffered is all that arrived (for a job's `--framing read` rest).
+    drained: bool,
     /// The client finished sending (a receive completed with 0 bytes).
     peer_closed: bool,
     /// Shutdown: answer what the client already sent, then close.
     finishing: bool,
-    timer_armed: bool,
+    /// When its entry in the loop's timers comes due, if it has one.
+    timer_at: Option<Instant>,
     /// When the client last sent bytes (or it opened, or began lingering).
     last_input: Instant,
 }
@@ -148,9 +153,10 @@ impl Conn {
             cancelled: false,
             dirty: false,
             stage: Stage::Serving,
+            drained: false,
             peer_closed: false,
             finishing: false,
-            timer_armed: false,
+            timer_at: None,
             last_input: now,
         }
     }
@@ -175,6 +181,7 @@ impl Conn {
             return Verdict::Go; // bytes nobody will answer: dropped
         }
         self.last_input = turn.now;
+        self.drained = !more;
         stats::add(&turn.stats.bytes_in, bytes.len() as u64);
         log::trace!("{} received {} bytes", self.tag(), bytes.len());
         let mut action = self.talk(turn, spares, |d, cx| d.received(bytes, cx));
@@ -218,7 +225,18 @@ impl Conn {
         spares: &mut Spares,
     ) -> Verdict {
         self.stage = Stage::Serving;
-        let action = self.talk(turn, spares, |d, cx| d.job_done(done, cx));
+        let drained = self.drained;
+        let action = self.talk(turn, spares, |d, cx| d.job_done(done, drained, cx));
+        self.act(action, turn, spares)
+    }
+
+    /// Its pub/sub doorbell rang: let the service write its mail (after its
+    /// job, if one is out).
+    pub(crate) fn deliver(&mut self, turn: Turn<'_>, spares: &mut Spares) -> Verdict {
+        if !matches!(self.stage, Stage::Serving | Stage::Flushing) {
+            return Verdict::Go;
+        }
+        let action = self.talk(turn, spares, Dialogue::deliver);
         self.act(action, turn, spares)
     }
 
@@ -325,8 +343,14 @@ impl Conn {
             self.output = spares.take();
         }
         let in_flight = self.sending.len() - self.sent;
+        let slot = Slot {
+            queue: turn.mail,
+            key: self.key,
+            generation: self.generation,
+        };
         let mut cx = Cx::new(&mut self.output, turn.now, turn.wall, self.peer);
         cx.full_at = turn.options.max_output.saturating_sub(in_flight);
+        cx.doorbells = Some(&slot);
         let action = call(&mut self.dialogue, &mut cx);
         let answered = u64::from(self.dialogue.take_answered());
         if answered > 0 {
@@ -400,9 +424,6 @@ impl Timed for Conn {
     }
 
     fn deadline(&self, request: Option<Duration>) -> Option<Instant> {
-        if self.timer_armed {
-            return None;
-        }
         match self.stage {
             Stage::Lingering => return Some(self.last_input + LINGER),
             Stage::Job | Stage::Closed => return None,
@@ -415,8 +436,12 @@ impl Timed for Conn {
         idle.into_iter().chain(request).min()
     }
 
-    fn set_timer_armed(&mut self, armed: bool) {
-        self.timer_armed = armed;
+    fn timer_at(&self) -> Option<Instant> {
+        self.timer_at
+    }
+
+    fn set_timer_at(&mut self, at: Option<Instant>) {
+        self.timer_at = at;
     }
 
     fn is_closed(&self) -> bool {

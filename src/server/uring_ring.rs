@@ -182,8 +182,25 @@ impl Ring {
 }
 
 /// Says whether this kernel lets us use io_uring, and if not, why, in one
-/// sentence that tells the user what to do.
+/// sentence that tells the user what to do. Asked once per process.
+///
+/// The probe ring is made and dropped on a thread of its own: tearing a
+/// ring down leaves task work for the thread that made it, which interrupts
+/// that thread's next blocking call (a socket read with a timeout then
+/// fails with `EINTR`). A thread that ends at once does not mind.
 pub fn available() -> Result<(), String> {
+    static ANSWER: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+    ANSWER
+        .get_or_init(|| {
+            std::thread::spawn(probe)
+                .join()
+                .unwrap_or_else(|_| Err("the io_uring probe panicked".into()))
+        })
+        .clone()
+}
+
+/// [`available`]'s question, asked of a new ring.
+fn probe() -> Result<(), String> {
     let ring = IoUring::new(4).map_err(|e| refusal(&e))?;
     let mut probe = Probe::new();
     ring.submitter()

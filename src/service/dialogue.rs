@@ -112,7 +112,9 @@ impl<S: Service + ?Sized> Dialogue<S> {
         }
         if self.input.is_empty() && self.phase == Phase::Serving {
             let consumed = self.feed(bytes, cx);
-            self.input.extend_from_slice(&bytes[consumed..]);
+            if consumed < bytes.len() {
+                self.input.extend_from_slice(&bytes[consumed..]);
+            }
         } else {
             self.input.extend_from_slice(bytes);
             self.feed_buffered(cx);
@@ -124,15 +126,7 @@ impl<S: Service + ?Sized> Dialogue<S> {
     /// A service that frames by reads (`--framing read`) answers what is
     /// buffered as one message; others ignore it.
     pub fn drained(&mut self, cx: &mut Cx<'_>) -> Action {
-        if self.phase == Phase::Serving && !self.ended && !self.input.is_empty() {
-            let input = std::mem::take(&mut self.input);
-            let (consumed, next) = self.service.drained(&input, cx);
-            self.input = input;
-            self.consume(consumed);
-            if self.apply(next) && self.input.is_empty() {
-                self.request_since = None;
-            }
-            self.feed_buffered(cx);
+        if self.offer_drained(cx) {
             return self.after_feeding(cx);
         }
         self.action()
@@ -146,8 +140,12 @@ impl<S: Service + ?Sized> Dialogue<S> {
         self.after_feeding(cx)
     }
 
-    /// The job from the last [`Action::Run`] finished.
-    pub fn job_done(&mut self, done: JobOutput, cx: &mut Cx<'_>) -> Action {
+    /// The job from the last [`Action::Run`] finished. `drained`: the
+    /// socket was drained when the job was handed out, and nothing was read
+    /// since, so input still buffered behind the job's request is all that
+    /// arrived (under `--framing read`, a message: a header that came in
+    /// the same read as the end of an upload's body).
+    pub fn job_done(&mut self, done: JobOutput, drained: bool, cx: &mut Cx<'_>) -> Action {
         debug_assert!(
             matches!(self.phase, Phase::Job | Phase::LastJob),
             "a job came back nobody asked for"
@@ -156,19 +154,42 @@ impl<S: Service + ?Sized> Dialogue<S> {
         self.phase = Phase::Serving;
         let next = self.service.resume(done, cx);
         self.apply(next);
+        if self.phase == Phase::Serving {
+            let next = self.service.deliver(cx); // mail that waited for the job
+            self.apply(next);
+        }
         if last {
             self.phase = Phase::Closing; // that was the client's last request
             return self.action();
         }
         // Requests that arrived behind the job's were held: offer them now.
         self.feed_buffered(cx);
+        if drained {
+            self.offer_drained(cx);
+        }
         self.after_feeding(cx)
+    }
+
+    /// The connection's doorbell rang (pub/sub mail). The service writes
+    /// its mail now if it is between requests; otherwise the mail waits for
+    /// [`job_done`](Self::job_done) or [`proceed`](Self::proceed). While the
+    /// client's output is full (flushing) the service is still asked, so it
+    /// can cut off a subscriber that fell too far behind; it writes nothing
+    /// past `cx.full_at`.
+    pub fn deliver(&mut self, cx: &mut Cx<'_>) -> Action {
+        if matches!(self.phase, Phase::Serving | Phase::Flushing) {
+            let next = self.service.deliver(cx);
+            self.apply(next);
+        }
+        self.action()
     }
 
     /// After [`Action::Flush`]: the client's output drained below its limit.
     pub fn proceed(&mut self, cx: &mut Cx<'_>) -> Action {
         if self.phase == Phase::Flushing {
             self.phase = Phase::Serving;
+            let next = self.service.deliver(cx); // mail that waited for room
+            self.apply(next);
             self.feed_buffered(cx);
             return self.after_feeding(cx);
         }
@@ -177,6 +198,7 @@ impl<S: Service + ?Sized> Dialogue<S> {
 
     /// Requests answered since the last call; the driver adds them to the
     /// counters. Counting happens here, once, for every service.
+    #[inline]
     pub fn take_answered(&mut self) -> u32 {
         std::mem::take(&mut self.answered)
     }
@@ -184,6 +206,7 @@ impl<S: Service + ?Sized> Dialogue<S> {
     /// When the request now being received began, if one is under way and
     /// the client (not a job) is who we wait for: the driver closes a
     /// client that takes too long over it (slowloris).
+    #[inline]
     pub fn request_since(&self) -> Option<Instant> {
         match self.phase {
             Phase::Serving => self.request_since,
@@ -192,17 +215,20 @@ impl<S: Service + ?Sized> Dialogue<S> {
     }
 
     /// True while a job is out for this connection.
+    #[inline]
     pub fn waiting_for_job(&self) -> bool {
         matches!(self.phase, Phase::Job | Phase::LastJob)
     }
 
     /// Bytes received and not consumed yet.
+    #[inline]
     pub fn buffered(&self) -> usize {
         self.input.len()
     }
 
     /// Offers `input` to the service one request at a time, while it answers
     /// and the output stays under its limit. Returns the bytes consumed.
+    #[inline]
     fn feed(&mut self, input: &[u8], cx: &mut Cx<'_>) -> usize {
         let mut consumed = 0;
         while self.phase == Phase::Serving && consumed < input.len() {
@@ -229,6 +255,23 @@ impl<S: Service + ?Sized> Dialogue<S> {
         consumed
     }
 
+    /// Offers what is buffered to [`Service::drained`], then feeds what it
+    /// leaves. Returns false when there was nothing to offer.
+    fn offer_drained(&mut self, cx: &mut Cx<'_>) -> bool {
+        if self.phase != Phase::Serving || self.ended || self.input.is_empty() {
+            return false;
+        }
+        let input = std::mem::take(&mut self.input);
+        let (consumed, next) = self.service.drained(&input, cx);
+        self.input = input;
+        self.consume(consumed);
+        if self.apply(next) && self.input.is_empty() {
+            self.request_since = None;
+        }
+        self.feed_buffered(cx);
+        true
+    }
+
     /// [`feed`](Self::feed) over the buffered input.
     fn feed_buffered(&mut self, cx: &mut Cx<'_>) {
         if self.phase == Phase::Serving && !self.input.is_empty() {
@@ -250,6 +293,7 @@ impl<S: Service + ?Sized> Dialogue<S> {
 
     /// What every feeding ends with: at end of input, the last request;
     /// otherwise the backstop on unconsumed input.
+    #[inline]
     fn after_feeding(&mut self, cx: &mut Cx<'_>) -> Action {
         if self.phase == Phase::Serving && self.ended {
             let rest = std::mem::take(&mut self.input);
@@ -274,6 +318,7 @@ impl<S: Service + ?Sized> Dialogue<S> {
     }
 
     /// Applies what the service said. Returns true when it answered a request.
+    #[inline]
     fn apply(&mut self, next: Next) -> bool {
         match next {
             Next::Answered => {}
@@ -294,6 +339,7 @@ impl<S: Service + ?Sized> Dialogue<S> {
     }
 
     /// The action the current phase asks of the driver.
+    #[inline]
     fn action(&mut self) -> Action {
         match self.phase {
             Phase::Serving => Action::Read,
@@ -314,5 +360,135 @@ impl<S: Service + ?Sized> std::fmt::Debug for Dialogue<S> {
             .field("buffered", &self.input.len())
             .field("ended", &self.ended)
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::service::testing::{self, cx};
+    use crate::service::{echo::Echo, slow};
+    use std::time::Duration;
+
+    /// Answers each `\n`-terminated request with a reply `size` bytes long.
+    struct Big {
+        size: usize,
+    }
+
+    impl Service for Big {
+        fn input(&mut self, input: &[u8], cx: &mut Cx<'_>) -> (usize, Next) {
+            match input.iter().position(|&b| b == b'\n') {
+                Some(end) => {
+                    cx.out.resize(cx.out.len() + self.size, b'x');
+                    (end + 1, Next::Answered)
+                }
+                None => (0, Next::Wait),
+            }
+        }
+    }
+
+    #[test]
+    fn past_the_output_limit_no_request_is_fed_until_the_driver_sent_some() {
+        let mut dialogue = Dialogue::new(Box::new(Big { size: 1000 }), 1 << 20);
+        let mut out = Vec::new();
+        let mut cx = cx(&mut out);
+        cx.full_at = 2500; // the client may have 2,500 bytes waiting
+        assert_eq!(
+            dialogue.received(&b"a\n".repeat(250), &mut cx),
+            Action::Flush
+        );
+        assert_eq!(
+            dialogue.take_answered(),
+            3,
+            "one reply past the limit, not 250"
+        );
+        assert_eq!(cx.out.len(), 3000);
+        assert_eq!(dialogue.buffered(), 247 * 2, "the rest waits, unparsed");
+        cx.out.clear(); // the driver sent it all
+        assert_eq!(dialogue.proceed(&mut cx), Action::Flush);
+        assert_eq!(dialogue.take_answered(), 3);
+        cx.full_at = usize::MAX;
+        assert_eq!(dialogue.proceed(&mut cx), Action::Read);
+        assert_eq!(dialogue.take_answered(), 244);
+        assert_eq!(dialogue.buffered(), 0);
+    }
+
+    #[test]
+    fn a_reply_bigger_than_the_limit_is_still_made_whole() {
+        let mut dialogue = Dialogue::new(Box::new(Big { size: 10_000 }), 1 << 20);
+        let mut out = Vec::new();
+        let mut cx = cx(&mut out);
+        cx.full_at = 100;
+        assert_eq!(dialogue.received(b"a\na\n", &mut cx), Action::Flush);
+        assert_eq!(cx.out.len(), 10_000);
+    }
+
+    #[test]
+    fn requests_are_counted_here_once_whatever_the_split() {
+        for chunks in testing::splits(b"one\ntwo\nthree") {
+            let outcome = testing::run(Big { size: 1 }, &chunks);
+            assert_eq!(outcome.answered, 2, "{chunks:?}"); // `three` has no `\n`
+        }
+        // Line services answer an unterminated last line at EOF: counted too.
+        let hello = crate::service::framing::Lines::new(crate::service::upper::Upper, 64);
+        assert_eq!(testing::run(hello, &[b"a\nb"]).answered, 2);
+    }
+
+    #[test]
+    fn eof_is_asked_once_after_the_last_request_and_its_job() {
+        // `sleep` at EOF: the job runs, its reply comes, then the close.
+        let lines = crate::service::framing::Lines::new(slow::Slow, 64);
+        let mut dialogue = Dialogue::new(Box::new(lines), 1 << 20);
+        let mut out = Vec::new();
+        let mut cx = cx(&mut out);
+        assert_eq!(dialogue.received(b"sleep 1", &mut cx), Action::Read);
+        let Action::Run(job) = dialogue.ended(&mut cx) else {
+            panic!("the last request needs its job");
+        };
+        assert_eq!(dialogue.job_done(job.run(), true, &mut cx), Action::Close);
+        assert_eq!(cx.out, b"slept 1\n");
+        assert_eq!(dialogue.take_answered(), 1);
+        assert_eq!(
+            dialogue.ended(&mut cx),
+            Action::Close,
+            "nothing more is asked"
+        );
+    }
+
+    #[test]
+    fn input_left_over_the_backstop_closes() {
+        let mut dialogue = Dialogue::new(Box::new(Big { size: 1 }), 8);
+        let mut out = Vec::new();
+        let mut cx = cx(&mut out);
+        assert_eq!(dialogue.received(b"no newline yet", &mut cx), Action::Close);
+    }
+
+    #[test]
+    fn the_request_timer_runs_from_the_first_byte_of_an_unanswered_request() {
+        let mut dialogue = Dialogue::new(Box::new(Big { size: 1 }), 1 << 20);
+        let mut out = Vec::new();
+        let start = Instant::now();
+        let mut cx = cx(&mut out);
+        cx.now = start;
+        let _ = dialogue.received(b"a\n", &mut cx);
+        assert_eq!(
+            dialogue.request_since(),
+            None,
+            "answered: no request under way"
+        );
+        let _ = dialogue.received(b"b", &mut cx);
+        cx.now = start + Duration::from_secs(5);
+        let _ = dialogue.received(b"c", &mut cx);
+        assert_eq!(
+            dialogue.request_since(),
+            Some(start),
+            "a byte does not reset it"
+        );
+        let _ = dialogue.received(b"\n", &mut cx);
+        assert_eq!(dialogue.request_since(), None);
+        // Echo answers whatever arrives: never a request under way.
+        let mut echo = Dialogue::new(Box::new(Echo), 1 << 20);
+        let _ = echo.received(b"x", &mut cx);
+        assert_eq!(echo.request_since(), None);
     }
 }

@@ -126,8 +126,11 @@ impl<H: LineHandler> Service for Lines<H> {
         match newline {
             Some(end) => (end + 1, self.frame(&input[..end], cx)),
             // Too long already, whatever comes next: refuse it now, so no
-            // client makes us buffer more than the limit.
-            None if input.len() > self.max_line => (input.len(), self.too_long(cx)),
+            // client makes us buffer more than the limit. (Under `read`
+            // framing a message's trailing `\n` is not part of it.)
+            None if input.strip_suffix(b"\n").unwrap_or(input).len() > self.max_line => {
+                (input.len(), self.too_long(cx))
+            }
             None => (0, Next::Wait),
         }
     }
@@ -159,5 +162,69 @@ impl<H: LineHandler> Service for Lines<H> {
 
     fn resume(&mut self, done: JobOutput, cx: &mut Cx<'_>) -> Next {
         self.handler.resume(done, cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::service::testing::{assert_dialogue, run};
+
+    /// Writes each message back in brackets, so where one ends shows.
+    struct Brackets;
+
+    impl LineHandler for Brackets {
+        fn line(&mut self, line: &str, cx: &mut Cx<'_>) -> Next {
+            cx.out.extend_from_slice(format!("[{line}]\n").as_bytes());
+            Next::Answered
+        }
+    }
+
+    fn read_framed() -> Lines<Brackets> {
+        Lines::framed(Brackets, 10, Framing::Read)
+    }
+
+    #[test]
+    fn under_read_framing_each_read_is_one_message() {
+        let outcome = run(read_framed(), &[b"one", b"two\n", b"three\r\n", b"a\nb"]);
+        assert_eq!(
+            String::from_utf8_lossy(&outcome.out),
+            "[one]\n[two]\n[three]\n[a\nb]\n"
+        );
+        assert_eq!((outcome.answered, outcome.closed), (4, false));
+    }
+
+    #[test]
+    fn under_newline_framing_reads_do_not_matter() {
+        let lines = || Lines::new(Brackets, 10);
+        assert_dialogue(lines, b"one\ntwo\r\nlast", b"[one]\n[two]\n[last]\n");
+        // An unterminated message waits for its newline (or the end).
+        assert_eq!(run(lines(), &[b"one", b"two\n"]).out, b"[onetwo]\n");
+    }
+
+    #[test]
+    fn the_limit_holds_for_every_line_and_every_message() {
+        let refused = "error: line too long (the limit is 10 bytes)\n";
+        let over: &[u8] = b"01234567890\n";
+        // Newline framing: a line over the limit, terminated or not, whatever the split.
+        for chunks in [
+            vec![over],
+            vec![&over[..6], &over[6..]],
+            over.chunks(1).collect(),
+        ] {
+            let outcome = run(Lines::new(Brackets, 10), &chunks);
+            assert_eq!(String::from_utf8_lossy(&outcome.out), refused, "{chunks:?}");
+            assert!(outcome.closed, "{chunks:?}");
+        }
+        // Read framing: a read is a message (two reads, two messages).
+        let outcome = run(read_framed(), &[over]);
+        assert_eq!(String::from_utf8_lossy(&outcome.out), refused);
+        assert!(outcome.closed);
+        let outcome = run(read_framed(), &[&over[..6], &over[6..]]);
+        assert_eq!(outcome.out, b"[012345]\n[67890]\n");
+        for framing in [Framing::Newline, Framing::Read] {
+            let at_limit = run(Lines::framed(Brackets, 10, framing), &[b"0123456789\n"]);
+            assert_eq!(at_limit.out, b"[0123456789]\n", "{framing:?}");
+        }
     }
 }

@@ -3,7 +3,9 @@
 //!
 //! The seed server `rstrip()`s the line, computes `"Hello " + line.upper()`,
 //! prints it and answers a bare `-`; we send the processed result itself (so
-//! the client sees it) and log it at info. Like the seed, the quit check runs
+//! the client sees it) and log it at debug (`-v`), escaped: it is the
+//! client's text, and a raw ESC or CR in it could forge a line on the
+//! operator's terminal. Like the seed, the quit check runs
 //! on the *processed* text: a line whose upper-cased form contains `--QUIT--`
 //! (so `--quit--` in any case) gets [`GOODBYE`] and the connection closes.
 //!
@@ -44,12 +46,12 @@ impl LineHandler for Hello {
         if processed.windows(QUIT.len()).any(|w| w == QUIT) {
             cx.out.truncate(start);
             cx.out.extend_from_slice(GOODBYE);
-            log::info!("peer={} client is requesting to quit", cx.peer);
+            log::debug!("peer={} client is requesting to quit", cx.peer);
             return Next::Last;
         }
         // Valid UTF-8 by construction (built from `char`s); lossy costs nothing then.
-        log::info!(
-            "peer={} processed: {}",
+        log::debug!(
+            "peer={} processed: {:?}",
             cx.peer,
             String::from_utf8_lossy(processed)
         );

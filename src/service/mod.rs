@@ -22,8 +22,9 @@ pub mod hello;
 pub mod http;
 pub mod kv;
 pub mod menu;
+pub mod once;
 pub mod slow;
-#[cfg(test)]
+#[doc(hidden)] // for unit tests and fuzz/, not an API
 pub mod testing;
 pub mod todo;
 pub mod udp;
@@ -137,6 +138,18 @@ pub struct Cx<'a> {
     /// as it may: the [`Dialogue`] feeds no further request past it until
     /// the driver has sent some (back-pressure). Services ignore it.
     pub full_at: usize,
+    /// Makes this connection's doorbell, for a service that subscribes to
+    /// pub/sub channels (see [`crate::broker`]). `None`: this driver cannot
+    /// deliver (unit tests that do not ask for it).
+    pub doorbells: Option<&'a dyn Doorbells>,
+}
+
+/// What a driver lends a service so that it can receive pub/sub mail: the
+/// doorbell of the connection being served.
+pub trait Doorbells: fmt::Debug {
+    /// A doorbell that makes the driver call [`Dialogue::deliver`] for this
+    /// connection.
+    fn doorbell(&self) -> Box<dyn crate::broker::Doorbell>;
 }
 
 impl<'a> Cx<'a> {
@@ -149,6 +162,7 @@ impl<'a> Cx<'a> {
             wall,
             peer,
             full_at: usize::MAX,
+            doorbells: None,
         }
     }
 }
@@ -216,6 +230,15 @@ pub trait Service: Send {
         Next::Close
     }
 
+    /// Its mailbox was rung (pub/sub): write what arrived, unless `cx.out`
+    /// is already at `cx.full_at` (then leave it in the mailbox, which
+    /// bounds it). Called between requests only, never while a job is out.
+    /// `Close` cuts off a subscriber that fell too far behind.
+    fn deliver(&mut self, cx: &mut Cx<'_>) -> Next {
+        let _ = cx;
+        Next::Wait
+    }
+
     /// True while the request being received is in its body: the driver's
     /// request timer then runs between reads (nginx `client_body_timeout`)
     /// instead of from the request's first byte (`client_header_timeout`).
@@ -244,6 +267,9 @@ macro_rules! forward_service {
             fn resume(&mut self, done: JobOutput, cx: &mut Cx<'_>) -> Next {
                 (**self).resume(done, cx)
             }
+            fn deliver(&mut self, cx: &mut Cx<'_>) -> Next {
+                (**self).deliver(cx)
+            }
             fn in_body(&self) -> bool {
                 (**self).in_body()
             }
@@ -265,6 +291,11 @@ pub struct Limits {
     /// The largest file `upload` accepts, in bytes; a bigger size in a
     /// header is refused before any byte is written.
     pub max_upload: u64,
+    /// The largest HTTP request body read, in bytes (`413` above it).
+    pub max_body: u64,
+    /// The longest bulk string `kv` accepts (`--kv-max-bulk`); a longer
+    /// declared length is a protocol error.
+    pub kv_max_bulk: usize,
 }
 
 /// [`Limits::max_line`]'s default: 64 KiB, Redis' inline-command limit. A longer
@@ -286,6 +317,8 @@ impl Default for Limits {
             framing: framing::Framing::Newline,
             upload_dir: PathBuf::from(DEFAULT_UPLOAD_DIR),
             max_upload: DEFAULT_MAX_UPLOAD,
+            max_body: http::DEFAULT_MAX_BODY,
+            kv_max_bulk: kv::DEFAULT_MAX_BULK,
         }
     }
 }
@@ -297,6 +330,8 @@ pub struct Shared {
     pub store: Store,
     /// Counters of the whole server, all modes.
     pub stats: Arc<Stats>,
+    /// Who listens to which pub/sub channel, for the whole process.
+    pub broker: Arc<crate::broker::Broker>,
     /// Limits every service keeps.
     pub limits: Limits,
 }
@@ -325,75 +360,115 @@ pub trait Factory: Send + Sync + fmt::Debug {
     }
 }
 
-/// A service the CLI can name: its name, default port, one line of help, and
-/// how to build its factory from the shared state.
+/// A service the CLI can name: its name, default port, one line of help,
+/// what it is served over, and what must be ready before it is served.
 #[derive(Debug)]
 pub struct Entry {
     /// The name used in `SERVICE@ADDR`.
     pub name: &'static str,
-    /// The port it listens on when none is given (PROTOCOLS.md).
+    /// The port it listens on when none is given (docs/PROTOCOLS.md).
     pub default_port: u16,
     /// What it does, in a few words, for `--help` and errors.
     pub about: &'static str,
-    /// Builds the factory.
-    pub factory: fn(&Shared) -> Arc<dyn Factory>,
+    /// Connections or datagrams.
+    pub transport: Transport,
+    /// Runs once at start, before anything is served, when a listener
+    /// serves this service (make a directory, clean what a crash left). An
+    /// error stops the start with its text.
+    pub prepare: Option<Prepare>,
 }
 
-/// Every TCP service readyloop hosts, in the order of PROTOCOLS.md.
+/// Makes ready what a service needs before it is served; `Err` says why not.
+pub type Prepare = fn(&Limits) -> Result<(), String>;
+
+/// How a service's clients reach it.
+#[derive(Debug)]
+pub enum Transport {
+    /// TCP: each connection gets a service from the factory this builds.
+    Stream(fn(&Shared) -> Arc<dyn Factory>),
+    /// UDP: each datagram is answered on its own ([`udp::answer`]).
+    Datagram,
+}
+
+impl Entry {
+    /// A TCP service with nothing to prepare.
+    const fn stream(
+        name: &'static str,
+        default_port: u16,
+        about: &'static str,
+        factory: fn(&Shared) -> Arc<dyn Factory>,
+    ) -> Entry {
+        Entry {
+            name,
+            default_port,
+            about,
+            transport: Transport::Stream(factory),
+            prepare: None,
+        }
+    }
+}
+
+/// Every service readyloop hosts, in the order of docs/PROTOCOLS.md.
 pub const REGISTRY: &[Entry] = &[
+    Entry::stream("echo", 9000, "bytes back, unchanged", echo::factory),
+    Entry::stream(
+        "hello",
+        8000,
+        "line in, `Hello <LINE UPPER-CASED>` back",
+        hello::factory,
+    ),
+    Entry::stream(
+        "upper",
+        9999,
+        "line in, the line upper-cased back",
+        upper::factory,
+    ),
+    Entry::stream("menu", 8888, "the 10086 phone-menu robot", menu::factory),
+    Entry::stream(
+        "http",
+        8080,
+        "HTTP/1.1 `Hello, World`, and /metrics",
+        http::factory,
+    ),
+    Entry::stream(
+        "todo",
+        9001,
+        "GET/POST line commands over the shared store",
+        todo::factory,
+    ),
     Entry {
-        name: "echo",
-        default_port: 9000,
-        about: "bytes back, unchanged",
-        factory: echo::factory,
+        prepare: Some(upload::prepare),
+        ..Entry::stream(
+            "upload",
+            9998,
+            "`put|<name>|<size>`, then the bytes, stored durably in --upload-dir",
+            upload::factory,
+        )
     },
+    Entry::stream(
+        "slow",
+        9002,
+        "`sleep <ms>` and `hash <rounds>`, run as offloaded jobs",
+        slow::factory,
+    ),
+    Entry::stream(
+        "kv",
+        6380,
+        "a Redis (RESP2) subset over the shared store",
+        kv::factory,
+    ),
+    Entry::stream(
+        "once",
+        9003,
+        "one line in, a fixed answer back, then close (seed 002's first server)",
+        once::factory,
+    ),
     Entry {
-        name: "hello",
-        default_port: 8000,
-        about: "line in, `Hello <LINE UPPER-CASED>` back",
-        factory: hello::factory,
-    },
-    Entry {
-        name: "upper",
-        default_port: 9999,
-        about: "line in, the line upper-cased back",
-        factory: upper::factory,
-    },
-    Entry {
-        name: "menu",
-        default_port: 8888,
-        about: "the 10086 phone-menu robot",
-        factory: menu::factory,
-    },
-    Entry {
-        name: "http",
-        default_port: 8080,
-        about: "HTTP/1.1 `Hello, World`, and /metrics",
-        factory: http::factory,
-    },
-    Entry {
-        name: "todo",
-        default_port: 9001,
-        about: "GET/POST line commands over the shared store",
-        factory: todo::factory,
-    },
-    Entry {
-        name: "upload",
-        default_port: 9998,
-        about: "`put|<name>|<size>`, then the bytes, stored durably in --upload-dir",
-        factory: upload::factory,
-    },
-    Entry {
-        name: "slow",
-        default_port: 9002,
-        about: "`sleep <ms>` and `hash <rounds>`, run as offloaded jobs",
-        factory: slow::factory,
-    },
-    Entry {
-        name: "kv",
-        default_port: 6380,
-        about: "a Redis (RESP2) subset over the shared store",
-        factory: kv::factory,
+        name: "udp",
+        default_port: 9997,
+        about: "datagrams echoed back, never longer than they came",
+        transport: Transport::Datagram,
+        prepare: None,
     },
 ];
 

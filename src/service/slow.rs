@@ -1,4 +1,4 @@
-//! `slow` (not in the seeds; PROTOCOLS.md "slow"): work that takes a while,
+//! `slow` (not in the seeds; docs/PROTOCOLS.md "slow"): work that takes a while,
 //! so that the offload pool can be seen and measured.
 //!
 //! - `sleep <ms>` (0 to [`MAX_SLEEP_MS`]) answers `slept <ms>` after that long;

@@ -1,14 +1,16 @@
-//! A socket-free driver for unit tests of services.
+//! A socket-free driver for unit tests of services, and for the fuzz
+//! targets in `fuzz/` (hence public, and hidden from the docs).
 //!
 //! [`run`] drives a service through the same [`Dialogue`] as the real
 //! drivers (offloaded jobs run inline; each chunk is one read, after which
 //! the "socket" is drained), so a service can be tested by feeding it bytes
-//! in any split and comparing what it wrote.
+//! in any split and comparing what it wrote. [`run_until_job`] stops at the
+//! first job instead, for parsers in front of one (no disk touched).
 
 use std::net::SocketAddr;
 use std::time::{Instant, SystemTime};
 
-use super::{Action, Cx, Dialogue, Service};
+use super::{Action, Cx, Dialogue, Job, Service};
 
 /// The peer address tests pretend to be.
 pub fn peer() -> SocketAddr {
@@ -36,6 +38,16 @@ pub fn cx(out: &mut Vec<u8>) -> Cx<'_> {
 /// Drives `service` through a [`Dialogue`]: open, each chunk as one read,
 /// then end of input; jobs run inline.
 pub fn run(service: impl Service, chunks: &[&[u8]]) -> Outcome {
+    drive(service, chunks, true).0
+}
+
+/// Like [`run`], but stops at the first job the service asks for and
+/// returns it instead of running it (with `closed` false).
+pub fn run_until_job(service: impl Service, chunks: &[&[u8]]) -> (Outcome, Option<Job>) {
+    drive(service, chunks, false)
+}
+
+fn drive(service: impl Service, chunks: &[&[u8]], run_jobs: bool) -> (Outcome, Option<Job>) {
     let mut out = Vec::new();
     let mut dialogue = Dialogue::new(Box::new(service), usize::MAX);
     let (now, wall) = (Instant::now(), SystemTime::now());
@@ -47,13 +59,24 @@ pub fn run(service: impl Service, chunks: &[&[u8]]) -> Outcome {
         action = match action {
             Action::Close => {
                 let answered = dialogue.take_answered();
-                return Outcome {
+                let outcome = Outcome {
                     out,
                     closed: !ended,
                     answered,
                 };
+                return (outcome, None);
             }
-            Action::Run(job) => dialogue.job_done(job.run(), &mut cx),
+            Action::Run(job) if !run_jobs => {
+                let answered = dialogue.take_answered();
+                let outcome = Outcome {
+                    out,
+                    closed: false,
+                    answered,
+                };
+                return (outcome, Some(job));
+            }
+            // Nothing is read during a job: the last chunk is still drained.
+            Action::Run(job) => dialogue.job_done(job.run(), true, &mut cx),
             Action::Flush => dialogue.proceed(&mut cx), // this client reads at once
             Action::Read => match chunks.next() {
                 Some(chunk) => match dialogue.received(chunk, &mut cx) {

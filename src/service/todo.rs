@@ -216,8 +216,8 @@ mod tests {
     fn other_lines_are_data_no_found_even_when_they_contain_get() {
         assert_dialogue(
             todo,
-            b"get/task_01/x\nxGET/task_01/x\nGETX/a/b\n\nPUT/a=b/c\n",
-            b"data no found\r\ndata no found\r\ndata no found\r\ndata no found\r\ndata no found\r\n",
+            b"get/task_01/x\nxGET/task_01/x\nGETX/a/b\n\nPUT/a=b/c\nbogus\n",
+            b"data no found\r\ndata no found\r\ndata no found\r\ndata no found\r\ndata no found\r\ndata no found\r\n",
         );
     }
 
@@ -300,6 +300,7 @@ mod tests {
     fn the_factory_preloads_without_overwriting() {
         let shared = Shared {
             store: Store::in_memory(),
+            broker: Default::default(),
             stats: Default::default(),
             limits: Default::default(),
         };

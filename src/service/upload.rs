@@ -1,4 +1,4 @@
-//! `upload` (seed 002, the `SocketServer` file upload; PROTOCOLS.md
+//! `upload` (seed 002, the `SocketServer` file upload; docs/PROTOCOLS.md
 //! "upload"): a header line, an ack, then exactly that many bytes into a
 //! file, durably; then the next header on the same connection.
 //!
@@ -37,6 +37,12 @@
 //! length is known, so a failed write or commit is answered after the whole
 //! body has arrived, and the connection goes on.
 //!
+//! Under `--framing read` ([`Framing::Read`]) a header may also end where a
+//! read ended: the seed's client sends `put|<name>|<size>` with no newline
+//! and waits for the ack, so the header is what arrived when the socket was
+//! drained ([`Service::drained`]). A `\n` still ends a header, so a client
+//! that sends its body right behind a terminated header works as before.
+//!
 //! Files are stored as `<upload dir>/<name>`, replacing a file of that name
 //! atomically (rename): a reader sees the old file or the new one, never a
 //! partial one. Temporary files are `.upload-<pid>-<n>.part` in the same
@@ -46,6 +52,7 @@ use std::mem;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use super::framing::Framing;
 use super::{Cx, Eof, Factory, FnFactory, Job, JobOutput, Next, Service, Shared};
 
 mod header;
@@ -101,6 +108,8 @@ pub struct Upload {
     chunk: Vec<u8>,
     /// [`CHUNK`], smaller in tests.
     chunk_size: usize,
+    /// Whether a header may end where a read ended (`--framing read`).
+    framing: Framing,
     state: State,
 }
 
@@ -112,7 +121,16 @@ impl Upload {
             max_size,
             chunk: Vec::new(),
             chunk_size: CHUNK,
+            framing: Framing::Newline,
             state: State::Header,
+        }
+    }
+
+    /// The same, with headers cut as `framing` says (see the module docs).
+    pub fn framed(dir: PathBuf, max_size: u64, framing: Framing) -> Upload {
+        Upload {
+            framing,
+            ..Upload::new(dir, max_size)
         }
     }
 
@@ -129,16 +147,28 @@ impl Upload {
             }
             return (0, Next::Wait);
         };
-        match header::parse(&input[..newline], self.max_size) {
+        self.start(&input[..newline], newline + 1, input.len(), cx)
+    }
+
+    /// Checks the header `line`, which came in the first `used` of
+    /// `buffered` bytes: asks for the file, or refuses.
+    fn start(
+        &mut self,
+        line: &[u8],
+        used: usize,
+        buffered: usize,
+        cx: &mut Cx<'_>,
+    ) -> (usize, Next) {
+        match header::parse(line, self.max_size) {
             Ok(Header { name, size }) => {
                 let work = Work::Create {
                     dir: self.dir.clone(),
                     name: name.clone(),
                 };
                 self.state = State::Creating { name, size };
-                (newline + 1, Next::Offload(Job::Upload(work)))
+                (used, Next::Offload(Job::Upload(work)))
             }
-            Err(reason) => (input.len(), self.refuse(&reason, cx)),
+            Err(reason) => (buffered, self.refuse(&reason, cx)),
         }
     }
 
@@ -224,6 +254,15 @@ impl Service for Upload {
                 (0, Next::Close)
             }
         }
+    }
+
+    /// Under `read` framing, a header that arrived without its `\n` ends
+    /// here. (`input` took any header that had one, and refused any too long.)
+    fn drained(&mut self, rest: &[u8], cx: &mut Cx<'_>) -> (usize, Next) {
+        if self.framing != Framing::Read || !matches!(self.state, State::Header) {
+            return (0, Next::Wait);
+        }
+        self.start(rest, rest.len(), rest.len(), cx)
     }
 
     /// The client stopped sending. Mid-body, the temporary file is removed
@@ -347,11 +386,32 @@ impl Service for Upload {
 }
 
 /// The factory the registry uses: files go to `--upload-dir`, at most
-/// `--max-upload` bytes each.
+/// `--max-upload` bytes each, headers cut as `--framing` says.
 pub fn factory(shared: &Shared) -> Arc<dyn Factory> {
     let dir = shared.limits.upload_dir.clone();
-    let max_size = shared.limits.max_upload;
+    let (max_size, framing) = (shared.limits.max_upload, shared.limits.framing);
     FnFactory::new("upload", move || {
-        Box::new(Upload::new(dir.clone(), max_size))
+        Box::new(Upload::framed(dir.clone(), max_size, framing))
     })
+}
+
+/// Before the first upload is served: `--upload-dir` exists, and the
+/// temporary files a killed server left in it are gone.
+pub fn prepare(limits: &super::Limits) -> Result<(), String> {
+    let dir = &limits.upload_dir;
+    std::fs::create_dir_all(dir).map_err(|e| {
+        format!(
+            "cannot create the upload directory {}: {e}: pass --upload-dir with a directory you may write to",
+            dir.display()
+        )
+    })?;
+    match job::remove_stale_temp_files(dir) {
+        Ok(0) => {}
+        Ok(n) => log::info!(
+            "removed {n} temporary upload files that a killed server left in {}",
+            dir.display()
+        ),
+        Err(e) => log::warn!("cannot clean up temporary files in {}: {e}", dir.display()),
+    }
+    Ok(())
 }

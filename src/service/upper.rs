@@ -37,7 +37,7 @@ pub fn factory(shared: &Shared) -> Arc<dyn Factory> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::service::testing::{assert_dialogue, run};
+    use crate::service::testing::{assert_dialogue, run, splits};
 
     fn upper() -> Box<dyn crate::service::Service> {
         Box::new(Lines::new(Upper, 16))
@@ -74,5 +74,21 @@ mod tests {
             b"error: line too long (the limit is 16 bytes)\n"
         );
         assert!(outcome.closed);
+    }
+
+    #[test]
+    fn an_over_long_line_is_refused_even_with_its_newline_in_the_same_read() {
+        // Found by fuzz/fuzz_targets/todo.rs: whole, this line used to be
+        // answered; cut in two, refused.
+        for chunks in splits(b"0123456789abcdefX\nok\n") {
+            let outcome = run(upper().as_mut(), &chunks);
+            assert_eq!(
+                outcome.out, b"error: line too long (the limit is 16 bytes)\n",
+                "{chunks:?}"
+            );
+            assert!(outcome.closed);
+        }
+        // At the limit exactly, it is a line.
+        assert_dialogue(upper, b"0123456789abcdef\n", b"0123456789ABCDEF\n");
     }
 }

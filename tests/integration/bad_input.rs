@@ -1,15 +1,14 @@
-//! Bad input gets the error reply PROTOCOLS.md names, and the server goes on
-//! serving everyone else. Every case runs in every mode.
+//! Bad input gets the error reply docs/PROTOCOLS.md names, and the server goes on
+//! serving everyone else. Every case runs in every mode (UDP: all but forking).
 
 use std::io::Write;
 use std::net::{Shutdown, UdpSocket};
 use std::time::Duration;
 
-use readyloop::server::{Mode, Options};
 use readyloop::service::Limits;
 use readyloop::service::udp::MAX_DATAGRAM;
 
-use crate::util::{TestServer, expect, modes, read_to_end};
+use crate::util::{TestServer, expect, per_mode, read_to_end};
 
 /// After each bad client, a good one on the same service is still answered.
 fn still_serves(server: &TestServer) {
@@ -18,46 +17,24 @@ fn still_serves(server: &TestServer) {
     expect(&mut client, b"STILL HERE\n");
 }
 
-#[test]
-fn over_long_line_is_refused_and_closed() {
-    for &(name, mode, threads) in modes() {
-        let limits = Limits {
-            max_line: 1024,
-            ..Limits::default()
-        };
-        let server = TestServer::start_with(
-            mode,
-            &["upper"],
-            Options {
-                threads,
-                ..Options::default()
-            },
-            limits,
-        );
-        let mut client = server.connect("upper");
-        client.write_all(b"ok\n").unwrap();
-        client.write_all(&vec![b'x'; 4096]).unwrap();
-        let got = read_to_end(&mut client);
-        assert_eq!(
-            got, b"OK\nerror: line too long (the limit is 1024 bytes)\n",
-            "{name}"
-        );
-        still_serves(&server);
-    }
-}
+per_mode!(over_long_line_is_refused_and_closed, |mode| {
+    let limits = Limits {
+        max_line: 1024,
+        ..Limits::default()
+    };
+    let server = TestServer::start_with(mode.mode, &["upper"], mode.options(), limits);
+    let mut client = server.connect("upper");
+    client.write_all(b"ok\n").unwrap();
+    client.write_all(&vec![b'x'; 4096]).unwrap();
+    let got = read_to_end(&mut client);
+    assert_eq!(got, b"OK\nerror: line too long (the limit is 1024 bytes)\n");
+    still_serves(&server);
+});
 
-#[test]
-fn invalid_utf8_gets_an_error_and_the_connection_goes_on() {
-    for &(name, mode, threads) in modes() {
-        let server = TestServer::start_with(
-            mode,
-            &["upper", "hello"],
-            Options {
-                threads,
-                ..Options::default()
-            },
-            Limits::default(),
-        );
+per_mode!(
+    invalid_utf8_gets_an_error_and_the_connection_goes_on,
+    |mode| {
+        let server = mode.serve(&["upper", "hello"]);
         for (service, reply) in [("upper", "OK\n"), ("hello", "Hello OK\n")] {
             let mut client = server.connect(service);
             client.write_all(b"\xff\xfe\xfd\nok\n").unwrap();
@@ -66,66 +43,49 @@ fn invalid_utf8_gets_an_error_and_the_connection_goes_on() {
             assert_eq!(
                 got,
                 format!("error: input is not valid UTF-8\n{reply}"),
-                "{name} {service}"
+                "{service}"
             );
         }
         still_serves(&server);
     }
-}
+);
 
-#[test]
-fn malformed_http_gets_400_and_oversized_headers_431() {
+per_mode!(malformed_http_gets_400_and_oversized_headers_431, |mode| {
     let cases: [(&[u8], &str); 4] = [
         (b"GARBAGE\r\n\r\n", "HTTP/1.1 400 Bad Request\r\n"),
         (b"GET / HTTP/1.1\r\n\r\n", "HTTP/1.1 400 Bad Request\r\n"), // 1.1 without Host
         (
-            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc",
+            // A 405 keeps the connection (the body was read); this one asks to close.
+            b"POST / HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 3\r\n\r\nabc",
             "HTTP/1.1 405 Method Not Allowed\r\n",
         ),
         (b"", "HTTP/1.1 431 Request Header Fields Too Large\r\n"),
     ];
-    for &(name, mode, threads) in modes() {
-        let server = TestServer::start_with(
-            mode,
-            &["http", "upper"],
-            Options {
-                threads,
-                ..Options::default()
-            },
-            Limits::default(),
-        );
-        for (request, status) in cases {
-            let mut request = request.to_vec();
-            if request.is_empty() {
-                request = format!(
-                    "GET / HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
-                    "y".repeat(9000)
-                )
-                .into_bytes();
-            }
-            let mut client = server.connect("http");
-            client.write_all(&request).unwrap();
-            let got = String::from_utf8(read_to_end(&mut client)).unwrap();
-            assert!(got.starts_with(status), "{name}: {got:?}");
-            assert!(got.contains("Connection: close\r\n"), "{name}: {got:?}");
+    let server = mode.serve(&["http", "upper"]);
+    for (request, status) in cases {
+        let mut request = request.to_vec();
+        if request.is_empty() {
+            request = format!(
+                "GET / HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+                "y".repeat(9000)
+            )
+            .into_bytes();
         }
-        still_serves(&server);
+        let mut client = server.connect("http");
+        client.write_all(&request).unwrap();
+        let got = String::from_utf8(read_to_end(&mut client)).unwrap();
+        assert!(got.starts_with(status), "{got:?}");
+        assert!(got.contains("Connection: close\r\n"), "{got:?}");
     }
-}
+    still_serves(&server);
+});
 
-#[test]
-fn udp_echoes_and_refuses_oversized_datagrams() {
-    // The forking mode serves TCP only (it starts no threads before fork).
-    for &(name, mode, threads) in modes().filter(|(_, mode, _)| *mode != Mode::Forking) {
-        let server = TestServer::start_with(
-            mode,
-            &["udp", "upper"],
-            Options {
-                threads,
-                ..Options::default()
-            },
-            Limits::default(),
-        );
+// The forking mode serves TCP only (it starts no threads before fork).
+per_mode!(
+    udp_echoes_and_refuses_oversized_datagrams,
+    [evloop, threaded, threaded_pool, blocking, uring],
+    |mode| {
+        let server = mode.serve(&["udp", "upper"]);
         let client = UdpSocket::bind("127.0.0.1:0").unwrap();
         client
             .set_read_timeout(Some(Duration::from_secs(5)))
@@ -134,7 +94,7 @@ fn udp_echoes_and_refuses_oversized_datagrams() {
         let mut buf = vec![0; 70_000];
         client.send(b"hello udp").unwrap();
         let n = client.recv(&mut buf).unwrap();
-        assert_eq!(&buf[..n], b"hello udp", "{name}");
+        assert_eq!(&buf[..n], b"hello udp");
         client.send(&vec![b'z'; MAX_DATAGRAM + 100]).unwrap();
         let n = client.recv(&mut buf).unwrap();
         let reply = String::from_utf8_lossy(&buf[..n]).into_owned();
@@ -143,9 +103,8 @@ fn udp_echoes_and_refuses_oversized_datagrams() {
             format!(
                 "error: datagram of {} bytes is over the 8192-byte limit\n",
                 MAX_DATAGRAM + 100
-            ),
-            "{name}"
+            )
         );
         still_serves(&server);
     }
-}
+);

@@ -287,3 +287,100 @@ fn the_console_answers_stats_conns_and_quit_on_stdin() {
     );
     assert!(out.contains("quitting"), "{out}");
 }
+
+/// SIGTERM, then the whole log once the server says it stopped (lines
+/// arrive in order, so every earlier line is in by then).
+fn stop_and_read_log(server: &BinServer) -> String {
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(server.child.id() as libc::pid_t, libc::SIGTERM) };
+    let start = std::time::Instant::now();
+    loop {
+        let log = server.log.lock().unwrap().clone();
+        if log.contains("] stopped") {
+            return log;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(10),
+            "no 'stopped' line:\n{log}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// Client bytes never reach the log raw: a hello line with CR and ESC in
+/// it (on a terminal they would wipe the line and forge an ERROR line) is
+/// logged escaped at -v. At the default level, requests (hello lines, UDP
+/// datagrams) are not logged at all.
+#[test]
+fn client_bytes_are_logged_escaped_and_requests_only_at_debug() {
+    use std::io::BufRead;
+    let forged = "x\r\x1b[2K2026-01-01T00:00:00.000Z ERROR [readyloop] forged";
+    for (verbose, per_request) in [(true, true), (false, false)] {
+        let mut args = vec!["hello@127.0.0.1:0", "udp@127.0.0.1:0"];
+        if verbose {
+            args.push("-v");
+        }
+        let server = BinServer::start(&args, &["hello", "udp"]);
+        let mut client = connect(server.addr("hello"));
+        client.write_all(format!("{forged}\n").as_bytes()).unwrap();
+        let mut reply = String::new();
+        BufReader::new(&mut client).read_line(&mut reply).unwrap();
+        assert_eq!(reply, format!("Hello {}\n", forged.to_uppercase()));
+        let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        udp.set_read_timeout(Some(crate::util::TIMEOUT)).unwrap();
+        udp.send_to(b"dgram\x1b[31m\n", server.addr("udp")).unwrap();
+        let mut buf = [0; 64];
+        let (n, _) = udp.recv_from(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"dgram\x1b[31m\n");
+
+        let log = stop_and_read_log(&server);
+        assert!(!log.contains(['\x1b', '\r']), "raw client bytes: {log:?}");
+        assert_eq!(log.contains("processed: "), per_request, "{log}");
+        assert_eq!(log.contains(r"\u{1b}[2K"), per_request, "{log}");
+        assert_eq!(log.contains("udp peer="), per_request, "{log}");
+    }
+}
+
+/// The help texts say what things do, not which seed or Python class they
+/// come from (a user of the binary knows neither; the README compares).
+#[test]
+fn help_texts_name_no_seed_and_no_python_class() {
+    for args in [
+        &["--help"][..],
+        &["serve", "--help"],
+        &["client", "--help"],
+        &["bench", "--help"],
+    ] {
+        let output = run(args);
+        assert!(output.status.success(), "{args:?}");
+        let help = String::from_utf8_lossy(&output.stdout).to_lowercase();
+        for word in ["seed", "socketserver", "tcpserver", "python", ".py"] {
+            assert!(!help.contains(word), "{args:?} mentions {word}:\n{help}");
+        }
+    }
+    let help = String::from_utf8_lossy(&run(&["--help"]).stdout).into_owned();
+    assert!(
+        help.contains("see the reply before the next prompt"),
+        "{help}"
+    );
+}
+
+#[test]
+fn max_body_bounds_http_request_bodies() {
+    let (_server, addrs) = serve(&["http@127.0.0.1:0", "--max-body", "10"], &["http"]);
+    let post = |body: &str| {
+        let mut client = connect(addrs[0]);
+        let head = format!(
+            "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        client
+            .write_all(format!("{head}{body}").as_bytes())
+            .unwrap();
+        let mut status = String::new();
+        BufReader::new(client).read_line(&mut status).unwrap();
+        status
+    };
+    assert_eq!(post("0123456789"), "HTTP/1.1 405 Method Not Allowed\r\n");
+    assert_eq!(post("0123456789a"), "HTTP/1.1 413 Content Too Large\r\n");
+}

@@ -1,15 +1,16 @@
-//! Every service's dialogue from PROTOCOLS.md, run against every mode, with
+//! Every service's dialogue from docs/PROTOCOLS.md, run against every mode, with
 //! the client's bytes sent all in one write and one byte per write. The
 //! client half-closes after its input, so each expected reply is everything
 //! the server sends until it closes.
 
 use std::net::Shutdown;
 
-use readyloop::server::{Mode, Options};
-use readyloop::service::Limits;
 use readyloop::service::menu::{GREETING, OPERATOR, RETRY};
+use readyloop::service::once::ANSWER as ONCE_ANSWER;
 
-use crate::util::{TestServer, read_to_end, runs, write_bytewise};
+use readyloop::service::Limits;
+
+use crate::util::{ModeCase, TestServer, per_mode, read_to_end, undated, write_bytewise};
 
 /// One client's whole conversation with one service.
 struct Dialogue {
@@ -30,15 +31,8 @@ fn dialogue(
     }
 }
 
-fn check(d: &Dialogue, mode: Mode, threads: Option<usize>) {
-    if !runs(mode) {
-        return;
-    }
-    let options = Options {
-        threads,
-        ..Options::default()
-    };
-    let server = TestServer::start_with(mode, &[d.service], options, Limits::default());
+fn check(d: &Dialogue, mode: &ModeCase) {
+    let server = mode.serve(&[d.service]);
     for bytewise in [false, true] {
         let mut client = server.connect(d.service);
         if bytewise {
@@ -50,9 +44,9 @@ fn check(d: &Dialogue, mode: Mode, threads: Option<usize>) {
         let _ = client.shutdown(Shutdown::Write);
         let got = read_to_end(&mut client);
         assert_eq!(
-            String::from_utf8_lossy(&got),
+            undated(&got),
             String::from_utf8_lossy(&d.expected),
-            "{} in {mode:?} mode, bytewise={bytewise}",
+            "{} bytewise={bytewise}",
             d.service
         );
     }
@@ -69,6 +63,10 @@ fn hello_quits_in_any_case() -> Dialogue {
         "zack\nMiXeD case\r\n--Quit--\nnever answered\n",
         "Hello ZACK\nHello MIXED CASE\nGoodbye\n",
     )
+}
+
+fn once_answers_one_message_then_closes() -> Dialogue {
+    dialogue("once", "请求占领地球\nnever read\n", ONCE_ANSWER)
 }
 
 fn upper_lines() -> Dialogue {
@@ -106,13 +104,14 @@ fn todo_malformed_commands_keep_the_connection() -> Dialogue {
     )
 }
 
-const HELLO_200: &str =
-    "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 12\r\n\r\nHello, World";
+const HELLO_200: &str = "HTTP/1.1 200 OK\r\nServer: readyloop\r\nDate: <date>\r\n\
+    Content-Type: text/plain\r\nContent-Length: 12\r\n\r\nHello, World";
 
 fn http_pipelined_keep_alive() -> Dialogue {
     let request = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
-    let last = "HEAD /any/path HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
-    let close_head = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 12\r\nConnection: close\r\n\r\n";
+    let last = "HEAD /?any=query HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    let close_head = "HTTP/1.1 200 OK\r\nServer: readyloop\r\nDate: <date>\r\n\
+        Content-Type: text/plain\r\nContent-Length: 12\r\nConnection: close\r\n\r\n";
     dialogue(
         "http",
         format!("{request}{request}{last}"),
@@ -121,7 +120,8 @@ fn http_pipelined_keep_alive() -> Dialogue {
 }
 
 fn http_1_0_closes() -> Dialogue {
-    let reply = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 12\r\nConnection: close\r\n\r\nHello, World";
+    let reply = "HTTP/1.1 200 OK\r\nServer: readyloop\r\nDate: <date>\r\n\
+        Content-Type: text/plain\r\nContent-Length: 12\r\nConnection: close\r\n\r\nHello, World";
     dialogue(
         "http",
         "GET / HTTP/1.0\r\n\r\nGET / HTTP/1.0\r\n\r\n",
@@ -129,29 +129,17 @@ fn http_1_0_closes() -> Dialogue {
     )
 }
 
-macro_rules! stamp {
-    ($module:ident, $mode:expr, $threads:expr; $($case:ident),*) => {
-        mod $module {
-            use super::*;
-            $( #[test] fn $case() { check(&super::$case(), $mode, $threads); } )*
-        }
-    };
-}
-
+/// A test per dialogue and mode: `echo_binary::evloop`, ...
 macro_rules! every_mode {
     ($($case:ident),* $(,)?) => {
-        stamp!(evloop, Mode::Evloop, None; $($case),*);
-        stamp!(threaded, Mode::Threaded, None; $($case),*);
-        stamp!(threaded_pool, Mode::Threaded, Some(4); $($case),*);
-        stamp!(blocking, Mode::Blocking, None; $($case),*);
-        stamp!(forking, Mode::Forking, None; $($case),*);
-        stamp!(uring, Mode::Uring, None; $($case),*);
+        $( per_mode!($case, |mode| check(&$case(), mode)); )*
     };
 }
 
 every_mode!(
     echo_binary,
     hello_quits_in_any_case,
+    once_answers_one_message_then_closes,
     upper_lines,
     menu_robot,
     todo_commands,
@@ -159,3 +147,18 @@ every_mode!(
     http_pipelined_keep_alive,
     http_1_0_closes,
 );
+
+// Seed 002's first client against `once` under `--framing read`: it sends
+// its message with no newline and waits without closing its side; the
+// answer comes, then the server closes.
+per_mode!(once_answers_a_seed_client, |mode| {
+    let limits = Limits {
+        framing: readyloop::service::framing::Framing::Read,
+        ..Limits::default()
+    };
+    let server = TestServer::start_with(mode.mode, &["once"], mode.options(), limits);
+    let mut client = server.connect("once");
+    std::io::Write::write_all(&mut client, "请求占领地球".as_bytes()).unwrap();
+    let got = read_to_end(&mut client);
+    assert_eq!(String::from_utf8_lossy(&got), ONCE_ANSWER);
+});

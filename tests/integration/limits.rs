@@ -1,34 +1,29 @@
-//! Limits and counters in every mode that shares one process: idle
-//! timeouts close idle clients only, a request that never finishes is
-//! timed out, `--max-conns` refuses the one too many, and `/metrics` counts
-//! exactly the traffic sent.
+//! Limits and counters: idle timeouts close idle clients only,
+//! `--max-conns` refuses the one too many, `/metrics` counts exactly the
+//! traffic sent (in every mode that shares one process), and a service may
+//! bound its input above the drivers' backstop.
 
 use std::io::{Read, Write};
 use std::sync::atomic::Ordering::Relaxed;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use readyloop::server::{Mode, Options};
+use readyloop::server::Options;
 use readyloop::service::Limits;
 
-use crate::util::{TestServer, expect, modes, parse_metrics, read_to_end, sample};
+use crate::util::{TestServer, expect, parse_metrics, per_mode, read_to_end, sample};
 
-/// The modes whose counters and limits live in the server's own process.
-fn shared_process_modes() -> impl Iterator<Item = &'static (&'static str, Mode, Option<usize>)> {
-    modes().filter(|(_, mode, _)| *mode != Mode::Forking)
-}
-
-#[test]
-fn idle_timeout_closes_an_idle_client_and_not_a_busy_one() {
-    for &(name, mode, threads) in
-        shared_process_modes().filter(|(_, mode, _)| *mode != Mode::Blocking)
-    {
+// Not blocking: it serves one client at a time, so the second one here
+// would wait instead of being served.
+per_mode!(
+    idle_timeout_closes_an_idle_client_and_not_a_busy_one,
+    [evloop, threaded, threaded_pool, forking, uring],
+    |mode| {
         let options = Options {
             idle_timeout: Some(Duration::from_millis(600)),
-            threads,
-            ..Options::default()
+            ..mode.options()
         };
-        let server = TestServer::start_with(mode, &["upper"], options, Limits::default());
+        let server = TestServer::start_with(mode.mode, &["upper"], options, Limits::default());
         let mut idle = server.connect("upper");
         let mut busy = server.connect("upper");
         let start = Instant::now();
@@ -39,48 +34,23 @@ fn idle_timeout_closes_an_idle_client_and_not_a_busy_one() {
             std::thread::sleep(Duration::from_millis(150));
         }
         // By now the idle one was closed: EOF, with nothing sent.
-        assert_eq!(read_to_end(&mut idle), b"", "{name}");
+        assert_eq!(read_to_end(&mut idle), b"");
         busy.write_all(b"still\n").unwrap();
         expect(&mut busy, b"STILL\n");
     }
-}
+);
 
-/// A client that starts a request and never finishes it (slowloris) is
-/// closed after the request timeout; one that finished its request stays.
-#[test]
-fn request_timeout_closes_a_client_that_never_finishes_its_request() {
-    for &(name, mode, threads) in shared_process_modes() {
-        let options = Options {
-            request_timeout: Some(Duration::from_millis(300)),
-            threads,
-            ..Options::default()
-        };
-        let server = TestServer::start_with(mode, &["upper"], options, Limits::default());
-        let mut slow = server.connect("upper");
-        slow.write_all(b"never finished").unwrap();
-        // (Blocking mode answers this one once the slow one is gone.)
-        let mut done = server.connect("upper");
-        done.write_all(b"done\n").unwrap();
-        expect(&mut done, b"DONE\n");
-        assert_eq!(read_to_end(&mut slow), b"", "{name}: closed, unanswered");
-        assert_eq!(server.stats.timed_out.load(Relaxed), 1, "{name}");
-        thread::sleep(Duration::from_millis(400)); // past the timeout, between requests
-        done.write_all(b"again\n").unwrap();
-        expect(&mut done, b"AGAIN\n");
-    }
-}
-
-#[test]
-fn max_conns_refuses_the_eleventh_and_serves_the_first_ten() {
-    for &(name, mode, threads) in
-        shared_process_modes().filter(|(_, mode, _)| *mode != Mode::Blocking)
-    {
+// Not blocking, as above.
+per_mode!(
+    max_conns_refuses_the_eleventh_and_serves_the_first_ten,
+    [evloop, threaded, threaded_pool, forking, uring],
+    |mode| {
         let options = Options {
             max_conns: 10,
-            threads: threads.map(|_| 10),
+            threads: mode.threads.map(|_| 10),
             ..Options::default()
         };
-        let server = TestServer::start_with(mode, &["upper"], options, Limits::default());
+        let server = TestServer::start_with(mode.mode, &["upper"], options, Limits::default());
         let mut first: Vec<_> = (0..10).map(|_| server.connect("upper")).collect();
         for (i, client) in first.iter_mut().enumerate() {
             client.write_all(format!("hi {i}\n").as_bytes()).unwrap();
@@ -89,8 +59,7 @@ fn max_conns_refuses_the_eleventh_and_serves_the_first_ten() {
         let mut eleventh = server.connect("upper");
         assert_eq!(
             read_to_end(&mut eleventh),
-            b"error: server busy, try again later\n",
-            "{name}"
+            b"error: server busy, try again later\n"
         );
         for client in &mut first {
             client.write_all(b"again\n").unwrap();
@@ -101,24 +70,44 @@ fn max_conns_refuses_the_eleventh_and_serves_the_first_ten() {
                 .stats
                 .refused
                 .load(std::sync::atomic::Ordering::Relaxed),
-            1,
-            "{name}"
+            1
         );
     }
-}
+);
 
-#[test]
-fn metrics_parse_as_prometheus_text_and_count_the_traffic_sent() {
-    for &(name, mode, threads) in shared_process_modes() {
-        let server = TestServer::start_with(
-            mode,
-            &["upper", "http"],
-            Options {
-                threads,
-                ..Options::default()
-            },
-            Limits::default(),
-        );
+// A client that starts a request and never finishes it (slowloris) is
+// closed after the request timeout; one that finished its request stays.
+// Not forking: its children count `timed_out` in their own copies.
+per_mode!(
+    request_timeout_closes_a_client_that_never_finishes_its_request,
+    [evloop, threaded, threaded_pool, blocking, uring],
+    |mode| {
+        let options = Options {
+            request_timeout: Some(Duration::from_millis(300)),
+            ..mode.options()
+        };
+        let server = TestServer::start_with(mode.mode, &["upper"], options, Limits::default());
+        let mut slow = server.connect("upper");
+        slow.write_all(b"never finished").unwrap();
+        // (Blocking mode answers this one once the slow one is gone.)
+        let mut done = server.connect("upper");
+        done.write_all(b"done\n").unwrap();
+        expect(&mut done, b"DONE\n");
+        assert_eq!(read_to_end(&mut slow), b"", "closed, unanswered");
+        assert_eq!(server.stats.timed_out.load(Relaxed), 1);
+        thread::sleep(Duration::from_millis(400)); // past the timeout, between requests
+        done.write_all(b"again\n").unwrap();
+        expect(&mut done, b"AGAIN\n");
+    }
+);
+
+// Not forking: a forked child counts its client's traffic in its own copy
+// of the counters, which `/metrics` (served by another child) never sees.
+per_mode!(
+    metrics_parse_as_prometheus_text_and_count_the_traffic_sent,
+    [evloop, threaded, threaded_pool, blocking, uring],
+    |mode| {
+        let server = mode.serve(&["upper", "http"]);
         for i in 0..3 {
             let mut client = server.connect("upper");
             for j in 0..4 {
@@ -134,7 +123,7 @@ fn metrics_parse_as_prometheus_text_and_count_the_traffic_sent() {
         let (head, body) = response.split_once("\r\n\r\n").unwrap();
         assert!(
             head.starts_with("HTTP/1.1 200 OK") && head.contains("text/plain; version=0.0.4"),
-            "{name}: {head}"
+            "{head}"
         );
         let samples = parse_metrics(body);
         assert_eq!(
@@ -142,50 +131,36 @@ fn metrics_parse_as_prometheus_text_and_count_the_traffic_sent() {
                 &samples,
                 "readyloop_service_requests_total{service=\"upper\"}"
             ),
-            12.0,
-            "{name}"
+            12.0
         );
         assert_eq!(
             sample(
                 &samples,
                 "readyloop_service_accepted_total{service=\"upper\"}"
             ),
-            3.0,
-            "{name}"
+            3.0
         );
         assert_eq!(
             sample(
                 &samples,
                 "readyloop_service_accepted_total{service=\"http\"}"
             ),
-            1.0,
-            "{name}"
+            1.0
         );
         // The three upper clients, and this one; each upper line is 4 bytes in, 4 out.
-        assert_eq!(sample(&samples, "readyloop_accepted_total"), 4.0, "{name}");
-        assert!(
-            sample(&samples, "readyloop_bytes_in_total") >= 48.0,
-            "{name}"
-        );
+        assert_eq!(sample(&samples, "readyloop_accepted_total"), 4.0);
+        assert!(sample(&samples, "readyloop_bytes_in_total") >= 48.0);
     }
-}
+);
 
-#[test]
-fn a_service_with_its_own_larger_bound_takes_requests_over_the_1_mib_backstop() {
-    let value = vec![b'v'; 3 << 20];
-    let mut set = format!("*3\r\n$3\r\nSET\r\n$3\r\nbig\r\n${}\r\n", value.len()).into_bytes();
-    set.extend_from_slice(&value);
-    set.extend_from_slice(b"\r\n");
-    for &(name, mode, threads) in shared_process_modes() {
-        let server = TestServer::start_with(
-            mode,
-            &["kv"],
-            Options {
-                threads,
-                ..Options::default()
-            },
-            Limits::default(),
-        );
+per_mode!(
+    a_service_with_its_own_larger_bound_takes_requests_over_the_1_mib_backstop,
+    |mode| {
+        let value = vec![b'v'; 3 << 20];
+        let mut set = format!("*3\r\n$3\r\nSET\r\n$3\r\nbig\r\n${}\r\n", value.len()).into_bytes();
+        set.extend_from_slice(&value);
+        set.extend_from_slice(b"\r\n");
+        let server = mode.serve(&["kv"]);
         let mut client = server.connect("kv");
         let mut writer = client.try_clone().unwrap();
         let request = set.clone();
@@ -198,9 +173,6 @@ fn a_service_with_its_own_larger_bound_takes_requests_over_the_1_mib_backstop() 
         let head = format!("${}\r\n", value.len());
         expect(&mut client, head.as_bytes());
         let got = crate::util::read_exact(&mut client, value.len() + 2);
-        assert!(
-            got[..value.len()] == value[..] && got.ends_with(b"\r\n"),
-            "{name}"
-        );
+        assert!(got[..value.len()] == value[..] && got.ends_with(b"\r\n"));
     }
-}
+);

@@ -1,7 +1,7 @@
 //! The offload pool of the single-threaded loops (evloop, uring) over real
 //! sockets: a slow job does not hold up other clients (and does without the
 //! pool), a job's output never reaches a connection that took over its slab
-//! slot (DESIGN.md rule 7), and many jobs at once all come back, each
+//! slot (docs/DESIGN.md rule 7), and many jobs at once all come back, each
 //! connection's in order.
 //!
 //! No test here compares a duration with a threshold. Each one asserts an
@@ -20,14 +20,15 @@ use readyloop::server::{Mode, Options};
 use readyloop::service::Limits;
 use readyloop::service::slow::hash_rounds;
 
-use crate::util::{TIMEOUT, TestServer, connect, expect, read_to_end, runs};
+use crate::util::{ModeCase, TIMEOUT, TestServer, connect, expect, read_to_end};
 
 /// The single-threaded loops, which have an offload pool: the readiness
 /// loop and the io_uring loop (where the kernel allows it).
 fn loops() -> impl Iterator<Item = Mode> {
-    [Mode::Evloop, Mode::Uring]
+    [ModeCase::evloop(), ModeCase::uring()]
         .into_iter()
-        .filter(|&mode| runs(mode))
+        .filter(ModeCase::runs)
+        .map(|case| case.mode)
 }
 
 /// `slow` under `mode` with `workers` offload threads (0: inline).

@@ -5,10 +5,11 @@
 use std::hash::{DefaultHasher, Hasher};
 use std::io::Write;
 use std::net::TcpStream;
+use std::sync::OnceLock;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::util::{TempDir, TestServer, expect, modes, read_to_end};
+use crate::util::{TempDir, expect, per_mode, read_to_end};
 
 /// `len` bytes that differ for each `seed`, not a repeating pattern.
 fn content(len: usize, seed: u64) -> Vec<u8> {
@@ -56,42 +57,42 @@ fn wait_for_names(dir: &TempDir, expected: &[&str], what: &str) {
     }
 }
 
-#[test]
-fn a_50_mib_file_arrives_byte_exact() {
-    let body = content(50 * 1024 * 1024, 50);
-    for &(mode_name, mode, threads) in modes() {
-        let dir = TempDir::new("upload-50m");
-        let server = TestServer::start_in(mode, threads, &["upload"], dir.path());
-        let mut client = server.connect("upload");
-        put(&mut client, "big.bin", &body);
-        let stored = std::fs::read(dir.path().join("big.bin")).unwrap();
-        assert_eq!(stored.len(), body.len(), "{mode_name}");
-        assert_eq!(checksum(&stored), checksum(&body), "{mode_name}");
-        assert_eq!(dir.names(), ["big.bin"], "{mode_name}");
-    }
+/// 50 MiB of [`content`], made once for every mode's test.
+fn fifty_mib() -> &'static [u8] {
+    static BODY: OnceLock<Vec<u8>> = OnceLock::new();
+    BODY.get_or_init(|| content(50 * 1024 * 1024, 50))
 }
 
-#[test]
-fn two_files_on_one_connection_then_a_replacement() {
-    for &(mode_name, mode, threads) in modes() {
-        let dir = TempDir::new("upload-two");
-        let server = TestServer::start_in(mode, threads, &["upload"], dir.path());
-        let mut client = server.connect("upload");
-        put(&mut client, "a", b"first");
-        put(&mut client, "empty", b"");
-        put(&mut client, "a", b"second");
-        assert_eq!(dir.names(), ["a", "empty"], "{mode_name}");
-        assert_eq!(std::fs::read(dir.path().join("a")).unwrap(), b"second");
-    }
-}
+per_mode!(a_50_mib_file_arrives_byte_exact, |mode| {
+    let body = fifty_mib();
+    let dir = TempDir::new("upload-50m");
+    let server = mode.serve_in(&["upload"], dir.path());
+    let mut client = server.connect("upload");
+    put(&mut client, "big.bin", body);
+    let stored = std::fs::read(dir.path().join("big.bin")).unwrap();
+    assert_eq!(stored.len(), body.len());
+    assert_eq!(checksum(&stored), checksum(body));
+    assert_eq!(dir.names(), ["big.bin"]);
+});
 
-#[test]
-fn a_client_that_does_not_wait_for_ready_is_served_too() {
-    // Header and body (and the next upload) in one write: the body sits
-    // behind the header in the server's buffer while the file is created.
-    for &(mode_name, mode, threads) in modes() {
+per_mode!(two_files_on_one_connection_then_a_replacement, |mode| {
+    let dir = TempDir::new("upload-two");
+    let server = mode.serve_in(&["upload"], dir.path());
+    let mut client = server.connect("upload");
+    put(&mut client, "a", b"first");
+    put(&mut client, "empty", b"");
+    put(&mut client, "a", b"second");
+    assert_eq!(dir.names(), ["a", "empty"]);
+    assert_eq!(std::fs::read(dir.path().join("a")).unwrap(), b"second");
+});
+
+per_mode!(
+    a_client_that_does_not_wait_for_ready_is_served_too,
+    |mode| {
+        // Header and body (and the next upload) in one write: the body sits
+        // behind the header in the server's buffer while the file is created.
         let dir = TempDir::new("upload-pipelined");
-        let server = TestServer::start_in(mode, threads, &["upload"], dir.path());
+        let server = mode.serve_in(&["upload"], dir.path());
         let mut client = server.connect("upload");
         client
             .write_all(
@@ -108,45 +109,55 @@ ready
 ok 0
 ",
         );
-        assert_eq!(dir.names(), ["p", "q"], "{mode_name}");
+        assert_eq!(dir.names(), ["p", "q"]);
     }
-}
+);
 
-#[test]
-fn refused_names_and_sizes_get_their_error_and_write_nothing() {
-    let no_dirs =
-        "bad name: '/' and '\\' are not allowed: send a plain file name, without directories";
-    let cases: &[(&str, &str)] = &[
-        ("put|../escape|3\n", no_dirs),
-        ("put|/etc/passwd|3\n", no_dirs),
-        ("put|a\\b|3\n", no_dirs),
-        ("put|..|3\n", "bad name: '..' is not allowed"),
-        (
-            "put|a\0b|3\n",
-            "bad name: control characters (NUL included) are not allowed",
-        ),
-        (
-            "put|a\x1bb|3\n",
-            "bad name: control characters (NUL included) are not allowed",
-        ),
-        ("put||3\n", "bad name: the name is empty"),
-        ("put|a|3x\n", "bad size: expected a decimal number of bytes"),
-        ("put|a|-3\n", "bad size: expected a decimal number of bytes"),
-        (
-            "put|a|1073741825\n",
-            "bad size: over the limit of 1073741824 bytes (the server's --max-upload)",
-        ),
-        ("get|a|3\n", "bad header: expected put|<name>|<size>"),
-    ];
-    let long_name = format!("put|{}|3\n", "n".repeat(256));
-    let cases = cases
-        .iter()
-        .map(|&(header, reason)| (header.to_owned(), reason))
-        .chain([(long_name, "bad name: longer than 255 bytes")]);
-    let cases: Vec<(String, &str)> = cases.collect();
-    for &(mode_name, mode, threads) in modes() {
+per_mode!(
+    refused_names_and_sizes_get_their_error_and_write_nothing,
+    |mode| {
+        let no_dirs =
+            "bad name: '/' and '\\' are not allowed: send a plain file name, without directories";
+        let cases: &[(&str, &str)] = &[
+            ("put|../escape|3\n", no_dirs),
+            ("put|/etc/passwd|3\n", no_dirs),
+            ("put|a\\b|3\n", no_dirs),
+            ("put|..|3\n", "bad name: '..' is not allowed"),
+            (
+                "put|a\0b|3\n",
+                "bad name: control characters (NUL included) are not allowed",
+            ),
+            (
+                "put|a\x1bb|3\n",
+                "bad name: control characters (NUL included) are not allowed",
+            ),
+            ("put||3\n", "bad name: the name is empty"),
+            (
+                "put|txt\u{202E}fdp.exe|3\n",
+                "bad name: U+202E is an invisible or direction-changing character \
+                 (bidi override, BOM, zero-width): send a name that reads as it is",
+            ),
+            (
+                "put|\u{FF0E}\u{FF0E}\u{FF0F}x|3\n",
+                "bad name: U+FF0E looks like '.', '/' or '\\' and is not allowed: \
+                 use the ASCII character or another one",
+            ),
+            ("put|a|3x\n", "bad size: expected a decimal number of bytes"),
+            ("put|a|-3\n", "bad size: expected a decimal number of bytes"),
+            (
+                "put|a|1073741825\n",
+                "bad size: over the limit of 1073741824 bytes (the server's --max-upload)",
+            ),
+            ("get|a|3\n", "bad header: expected put|<name>|<size>"),
+        ];
+        let long_name = format!("put|{}|3\n", "n".repeat(256));
+        let cases = cases
+            .iter()
+            .map(|&(header, reason)| (header.to_owned(), reason))
+            .chain([(long_name, "bad name: longer than 255 bytes")]);
+        let cases: Vec<(String, &str)> = cases.collect();
         let dir = TempDir::new("upload-refused");
-        let server = TestServer::start_in(mode, threads, &["upload"], dir.path());
+        let server = mode.serve_in(&["upload"], dir.path());
         for (header, reason) in &cases {
             let mut client = server.connect("upload");
             client.write_all(format!("{header}abc").as_bytes()).unwrap();
@@ -154,23 +165,23 @@ fn refused_names_and_sizes_get_their_error_and_write_nothing() {
             assert_eq!(
                 String::from_utf8_lossy(&got),
                 format!("error {reason}\n"),
-                "{mode_name}: {header:?}"
+                "{header:?}"
             );
-            assert!(dir.names().is_empty(), "{mode_name}: {header:?}");
+            assert!(dir.names().is_empty(), "{header:?}");
         }
         // The server goes on.
         put(&mut server.connect("upload"), "fine", b"ok");
-        assert_eq!(dir.names(), ["fine"], "{mode_name}");
+        assert_eq!(dir.names(), ["fine"]);
     }
-}
+);
 
-#[test]
-fn a_client_killed_mid_upload_leaves_the_directory_as_it_was() {
-    let body = content(1024 * 1024, 7);
-    for &(mode_name, mode, threads) in modes() {
+per_mode!(
+    a_client_killed_mid_upload_leaves_the_directory_as_it_was,
+    |mode| {
+        let body = content(1024 * 1024, 7);
         let dir = TempDir::new("upload-killed");
         std::fs::write(dir.path().join("keep"), b"untouched").unwrap();
-        let server = TestServer::start_in(mode, threads, &["upload"], dir.path());
+        let server = mode.serve_in(&["upload"], dir.path());
         let mut client = server.connect("upload");
         client
             .write_all(format!("put|keep|{}\n", body.len()).as_bytes())
@@ -178,33 +189,83 @@ fn a_client_killed_mid_upload_leaves_the_directory_as_it_was() {
         expect(&mut client, b"ready\n");
         client.write_all(&body[..body.len() / 2]).unwrap();
         drop(client);
-        wait_for_names(&dir, &["keep"], mode_name);
+        wait_for_names(&dir, &["keep"], mode.name);
         let kept = std::fs::read(dir.path().join("keep")).unwrap();
-        assert_eq!(kept, b"untouched", "{mode_name}");
+        assert_eq!(kept, b"untouched");
         // The server goes on.
         put(&mut server.connect("upload"), "next", b"x");
-        assert_eq!(dir.names(), ["keep", "next"], "{mode_name}");
+        assert_eq!(dir.names(), ["keep", "next"]);
     }
-}
+);
 
-#[test]
-fn two_clients_uploading_at_once_both_succeed() {
+per_mode!(two_clients_uploading_at_once_both_succeed, |mode| {
     // In blocking mode the second waits for the first: each client has its
     // own thread, so neither test step waits on the other.
     let bodies = [content(4 * 1024 * 1024, 1), content(3 * 1024 * 1024, 2)];
-    for &(mode_name, mode, threads) in modes() {
-        let dir = TempDir::new("upload-two-clients");
-        let server = TestServer::start_in(mode, threads, &["upload"], dir.path());
-        thread::scope(|scope| {
-            for (i, body) in bodies.iter().enumerate() {
-                let mut client = server.connect("upload");
-                scope.spawn(move || put(&mut client, &format!("file{i}"), body));
-            }
-        });
-        assert_eq!(dir.names(), ["file0", "file1"], "{mode_name}");
+    let dir = TempDir::new("upload-two-clients");
+    let server = mode.serve_in(&["upload"], dir.path());
+    thread::scope(|scope| {
         for (i, body) in bodies.iter().enumerate() {
-            let stored = std::fs::read(dir.path().join(format!("file{i}"))).unwrap();
-            assert_eq!(checksum(&stored), checksum(body), "{mode_name} file{i}");
+            let mut client = server.connect("upload");
+            scope.spawn(move || put(&mut client, &format!("file{i}"), body));
         }
+    });
+    assert_eq!(dir.names(), ["file0", "file1"]);
+    for (i, body) in bodies.iter().enumerate() {
+        let stored = std::fs::read(dir.path().join(format!("file{i}"))).unwrap();
+        assert_eq!(checksum(&stored), checksum(body), "file{i}");
     }
+});
+
+/// A server killed with `kill -9` mid-upload leaves its temporary file; the
+/// next start removes it, and only it: other names, a temporary name of a
+/// process still running (this test's), and look-alike names stay.
+#[test]
+fn a_restart_removes_the_temporary_files_a_killed_server_left() {
+    use crate::util::BinServer;
+    let dir = TempDir::new("upload-stale");
+    let upload_dir = dir.path().to_str().unwrap();
+    let args = ["upload@127.0.0.1:0", "--upload-dir", upload_dir];
+    let alive = format!(".upload-{}-0.part", std::process::id());
+    let kept = [
+        alive.as_str(),
+        ".upload-1-x.part",
+        ".upload-notes.part",
+        "keep.txt",
+    ];
+    for name in kept {
+        std::fs::write(dir.path().join(name), b"kept").unwrap();
+    }
+
+    let mut server = BinServer::start(&args, &["upload"]);
+    let mut client = crate::util::connect(server.addr("upload"));
+    client.write_all(b"put|big|1000000\n").unwrap();
+    expect(&mut client, b"ready\n");
+    client.write_all(&content(1000, 1)).unwrap();
+    server.sigkill();
+    let left: Vec<String> = dir
+        .names()
+        .into_iter()
+        .filter(|name| !kept.contains(&name.as_str()))
+        .collect();
+    assert_eq!(left.len(), 1, "one temporary file: {:?}", dir.names());
+    let stale = &left[0];
+    assert!(
+        stale.starts_with(".upload-") && stale.ends_with(".part"),
+        "{stale}"
+    );
+
+    let server = BinServer::start(&args, &["upload"]);
+    let mut expected: Vec<&str> = kept.to_vec();
+    expected.sort();
+    assert_eq!(dir.names(), expected, "only {stale} is gone");
+    assert!(
+        server
+            .log
+            .lock()
+            .unwrap()
+            .contains("removed 1 temporary upload files"),
+        "{}",
+        server.log.lock().unwrap()
+    );
 }

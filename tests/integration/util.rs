@@ -1,5 +1,7 @@
-//! Test helpers: an in-process server on port 0, and a line client with
-//! time limits. Everything binds 127.0.0.1 and stops by itself.
+//! Test helpers: the server modes and [`per_mode!`], which stamps a test per
+//! mode; an in-process server on port 0 ([`TestServer`]) and the real binary
+//! ([`BinServer`]); a line client with time limits. Everything binds
+//! 127.0.0.1 and stops by itself. `tests/bench.rs` shares this file.
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
@@ -10,7 +12,7 @@ use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
 use readyloop::server::{self, Listener, Mode, Options, Shutdown};
-use readyloop::service::{self, Limits, Shared};
+use readyloop::service::{self, Limits, Shared, Transport};
 use readyloop::stats::Stats;
 use readyloop::store::Store;
 
@@ -28,36 +30,147 @@ pub fn init_logging() {
     });
 }
 
-/// The modes every dialogue runs under: (name, mode, pool size).
-pub const MODES: &[(&str, Mode, Option<usize>)] = &[
-    ("evloop", Mode::Evloop, None),
-    ("threaded", Mode::Threaded, None),
-    ("threaded pool", Mode::Threaded, Some(4)),
-    ("blocking", Mode::Blocking, None),
-    ("forking", Mode::Forking, None),
-    ("uring", Mode::Uring, None),
-];
-
-/// The [`MODES`] this machine can run: io_uring may be refused by the
-/// kernel (too old, seccomp, `kernel.io_uring_disabled`), and then its cases
-/// are skipped, loudly.
-pub fn modes() -> impl Iterator<Item = &'static (&'static str, Mode, Option<usize>)> {
-    MODES.iter().filter(|(_, mode, _)| runs(*mode))
+/// One server mode a test runs in. [`per_mode!`] stamps a `#[test]` per
+/// mode, named after [`ModeCase::name`], and hands the test its case.
+#[derive(Clone, Copy, Debug)]
+pub struct ModeCase {
+    /// The `#[test]`'s name.
+    pub name: &'static str,
+    pub mode: Mode,
+    /// Threaded mode's pool size; `None` starts a thread per connection.
+    pub threads: Option<usize>,
+    /// The same mode and pool as `readyloop serve` flags, for tests of the
+    /// real binary.
+    pub flags: &'static [&'static str],
 }
 
-/// True if `mode` can run here; says so on stderr when it cannot.
-pub fn runs(mode: Mode) -> bool {
-    if mode != Mode::Uring {
-        return true;
-    }
-    match server::uring_available() {
-        Ok(()) => true,
-        Err(reason) => {
-            eprintln!("SKIPPED: the uring mode's cases: {reason}");
-            false
+impl ModeCase {
+    pub fn evloop() -> ModeCase {
+        ModeCase {
+            name: "evloop",
+            mode: Mode::Evloop,
+            threads: None,
+            flags: &["--mode", "evloop"],
         }
     }
+
+    pub fn threaded() -> ModeCase {
+        ModeCase {
+            name: "threaded",
+            mode: Mode::Threaded,
+            threads: None,
+            flags: &["--mode", "threaded"],
+        }
+    }
+
+    pub fn threaded_pool() -> ModeCase {
+        ModeCase {
+            name: "threaded_pool",
+            mode: Mode::Threaded,
+            threads: Some(4),
+            flags: &["--mode", "threaded", "--threads", "4"],
+        }
+    }
+
+    pub fn blocking() -> ModeCase {
+        ModeCase {
+            name: "blocking",
+            mode: Mode::Blocking,
+            threads: None,
+            flags: &["--mode", "blocking"],
+        }
+    }
+
+    pub fn forking() -> ModeCase {
+        ModeCase {
+            name: "forking",
+            mode: Mode::Forking,
+            threads: None,
+            flags: &["--mode", "forking"],
+        }
+    }
+
+    pub fn uring() -> ModeCase {
+        ModeCase {
+            name: "uring",
+            mode: Mode::Uring,
+            threads: None,
+            flags: &["--mode", "uring"],
+        }
+    }
+
+    /// True if this mode can run here; says so on stderr when it cannot (the
+    /// kernel may refuse io_uring: too old, seccomp, `io_uring_disabled`).
+    pub fn runs(&self) -> bool {
+        if self.mode != Mode::Uring {
+            return true;
+        }
+        match server::uring_available() {
+            Ok(()) => true,
+            Err(reason) => {
+                eprintln!("SKIPPED: {} in uring mode: {reason}", self.name);
+                false
+            }
+        }
+    }
+
+    /// The default options, in this mode.
+    pub fn options(&self) -> Options {
+        Options {
+            threads: self.threads,
+            ..Options::default()
+        }
+    }
+
+    /// Serves `services` in this mode with the default options and limits.
+    pub fn serve(&self, services: &[&str]) -> TestServer {
+        TestServer::start_with(self.mode, services, self.options(), Limits::default())
+    }
+
+    /// Serves `services` in this mode, uploads going to `dir`.
+    pub fn serve_in(&self, services: &[&str], dir: &Path) -> TestServer {
+        TestServer::start_in(self.mode, self.threads, services, dir)
+    }
 }
+
+/// Stamps one `#[test]` per mode in a module named after the case, so a
+/// failure names its mode and `cargo test forking` runs every forking case:
+///
+/// ```ignore
+/// per_mode!(echo_answers, |mode| { let server = mode.serve(&["echo"]); ... });
+/// // echo_answers::evloop, echo_answers::threaded, ... echo_answers::uring
+/// per_mode!(udp_echoes, [evloop, threaded], |mode| { ... });
+/// // only the modes named (the caller says why next to it)
+/// ```
+///
+/// This is the one list of every mode the tests know; each name is a
+/// [`ModeCase`] constructor. The body is a closure that captures nothing
+/// (it becomes each test's function) and gets `mode: &ModeCase`.
+macro_rules! per_mode {
+    ($case:ident, $body:expr $(,)?) => {
+        $crate::util::per_mode!(
+            $case,
+            [evloop, threaded, threaded_pool, blocking, forking, uring],
+            $body
+        );
+    };
+    ($case:ident, [$($mode:ident),+ $(,)?], $body:expr $(,)?) => {
+        mod $case {
+            use super::*;
+            $(
+                #[test]
+                fn $mode() {
+                    let case: fn(&$crate::util::ModeCase) = $body;
+                    let mode = $crate::util::ModeCase::$mode();
+                    if mode.runs() {
+                        case(&mode);
+                    }
+                }
+            )+
+        }
+    };
+}
+pub(crate) use per_mode;
 
 /// A server running in this process until dropped.
 pub struct TestServer {
@@ -114,6 +227,7 @@ impl TestServer {
         let stats = Arc::new(Stats::default());
         let shared = Shared {
             store: Store::in_memory(),
+            broker: Default::default(),
             stats: Arc::clone(&stats),
             limits,
         };
@@ -121,17 +235,18 @@ impl TestServer {
         let mut listeners = Vec::new();
         let mut addrs = Vec::new();
         for &name in services {
-            let listener = if name == "udp" {
-                Listener::Udp {
+            let entry = service::by_name(name).unwrap_or_else(|| panic!("no service {name}"));
+            let listener = match entry.transport {
+                Transport::Datagram => Listener::Udp {
                     socket: UdpSocket::bind(any_port).unwrap(),
-                }
-            } else {
-                let entry = service::by_name(name).unwrap_or_else(|| panic!("no service {name}"));
-                let socket = server::bind_tcp(any_port).unwrap();
-                tune(&socket);
-                Listener::Tcp {
-                    socket,
-                    factory: (entry.factory)(&shared),
+                },
+                Transport::Stream(make_factory) => {
+                    let socket = server::bind_tcp(any_port).unwrap();
+                    tune(&socket);
+                    Listener::Tcp {
+                        socket,
+                        factory: make_factory(&shared),
+                    }
                 }
             };
             addrs.push((name.to_owned(), listener.local_addr().unwrap()));
@@ -392,4 +507,20 @@ pub fn sample(samples: &[(String, f64)], name: &str) -> f64 {
         .find(|(n, _)| n == name)
         .unwrap_or_else(|| panic!("no {name}"))
         .1
+}
+
+/// An HTTP exchange as text, with every `Date` value written `<date>`, so
+/// it can be compared with a fixed expectation.
+pub fn undated(bytes: &[u8]) -> String {
+    const LEN: usize = "Sun, 06 Nov 1994 08:49:37 GMT".len();
+    let mut text = String::from_utf8_lossy(bytes).into_owned();
+    let mut from = 0;
+    while let Some(at) = text[from..].find("\r\nDate: ") {
+        let value = from + at + "\r\nDate: ".len();
+        let end = (value + LEN).min(text.len());
+        assert!(text[value..end].ends_with(" GMT"), "a bad Date in {text:?}");
+        text.replace_range(value..end, "<date>");
+        from = value;
+    }
+    text
 }

@@ -1,76 +1,111 @@
 //! `http` (seed 002, the "WEB服务应用" hello world): a small, correct
-//! HTTP/1.1 server that answers `Hello, World`.
+//! HTTP/1.1 server that answers `Hello, World`, and that curl, browsers and
+//! load generators find ordinary.
 //!
 //! The seed sent `HTTP/1.1 200 OK\r\n\r\nHello, World` to whatever arrived and
 //! closed: no `Content-Length`, no keep-alive. Here:
 //!
-//! - `GET`/`HEAD` of any path: `200`, `Content-Type: text/plain`,
-//!   `Content-Length: 12`, body `Hello, World` (none for `HEAD`);
-//!   `GET /metrics`: the server's counters, Prometheus text format 0.0.4;
+//! - `GET`/`HEAD /`: `200`, `Content-Type: text/plain`, `Content-Length: 12`,
+//!   body `Hello, World` (none for `HEAD`); `/metrics`: the server's
+//!   counters, Prometheus text format 0.0.4; the query is ignored
+//!   (`/metrics?x=1` is the metrics); any other path: `404`;
+//! - every response has `Server: readyloop` and a `Date` (formatted at most
+//!   once a second, `date.rs`) and a `Content-Length`;
 //! - keep-alive is the HTTP/1.1 default; `Connection: close` is honoured;
-//!   HTTP/1.0 closes unless it asks `Connection: keep-alive`;
-//! - the [`MAX_REQUESTS`]th response on a connection closes it (nginx
+//!   HTTP/1.0 closes unless it asks `Connection: keep-alive`; the
+//!   [`MAX_REQUESTS`]th response on a connection closes it (nginx
 //!   `keepalive_requests`);
-//! - pipelined requests are answered in order, one per `input` call;
-//! - a body on `GET`/`HEAD` with `Content-Length` is read and thrown away
-//!   before the answer; one with `Transfer-Encoding` (we decode no chunked
-//!   bodies) gets `400`;
-//! - malformed heads get `400`, heads over 8 KiB or 32 fields `431`, both
-//!   with `Connection: close`, and the connection closes;
-//! - other methods get `405` with `Allow: GET, HEAD`; the connection stays
-//!   open if the request has no body, since the next request is then found
-//!   exactly where this one ended; with a body it closes.
+//! - a request body, by `Content-Length` or `chunked`, is read and thrown
+//!   away before the answer (`body.rs`), so the next request is found where
+//!   this one ends; over `max_body` (default [`DEFAULT_MAX_BODY`], nginx's
+//!   `client_max_body_size`) it gets `413` and the connection closes;
+//!   `Expect: 100-continue` gets `100 Continue` at once, any other `Expect`
+//!   `417` and a close;
+//! - methods other than `GET`/`HEAD` get `405` with `Allow: GET, HEAD`,
+//!   after their body, and the connection stays usable;
+//! - malformed heads and bodies get `400`, heads over 8 KiB or 32 fields
+//!   `431`, both with `Connection: close`, and the connection closes; so do
+//!   ambiguous bodies (`Content-Length` with `Transfer-Encoding`, lengths
+//!   that disagree: request smuggling, RFC 9112 6.3);
+//! - a client turned away because the server is full gets a whole `503`.
 //!
 //! # States
 //!
 //! ```text
-//!            ┌───── answered, keep-alive ──────┐      ┌── n body bytes skipped,
-//!            ▼                                 │      ▼   answered, keep-alive ──► Head
-//!  open ──► Head ──complete head, no body──► answer ──┴── answered, close ──► Done
-//!            │  └──complete head, Content-Length: n > 0 ──► Body(n)
-//!            └──partial head over 8 KiB, or bad head ──► 400/431 ──► Done
+//!  open ──► Head ──head, no body─────────────────────────► answer ──keep-alive──► Head  (Answered)
+//!            │  └──head and body (100 if asked)──► Body ──ended──┘  └──closing───► Done  (Last)
+//!            │                                       │
+//!            └──bad head (400, 431)──────────────────┴──bad chunks (400)─────────► Done  (Close)
 //! ```
 //!
-//! Every transition happens in the one `match` in [`Http::input`]. `Done`
-//! consumes everything and asks to close (a driver calls nothing after
-//! `Close`; this only keeps a buggy one safe).
+//! An answer is closing for `Connection: close`, HTTP/1.0 without
+//! keep-alive, the [`MAX_REQUESTS`]th request, a body over the limit (`413`,
+//! on its `Content-Length` before any of it, or on the chunk size that
+//! passes it) and an unknown `Expect` (`417`).
 //!
-//! Performance: heads are parsed into a stack array of headers, and the
-//! hello responses are precomputed byte strings copied into `cx.out`, so the
-//! hello path allocates nothing. No I/O and no clock here.
+//! Every transition happens in the one `match` in `Http::input`; one call
+//! answers at most one request. `Done` consumes everything and asks to
+//! close (a driver calls nothing after `Close`; this only keeps a buggy one
+//! safe).
+//!
+//! Performance: heads are parsed into a stack array of headers, bodies are
+//! skipped without copying, and responses are constant pieces and a cached
+//! `Date` copied into `cx.out`, so the hello path allocates nothing. No I/O
+//! and no clock here.
 
+mod body;
+mod date;
 mod request;
 mod response;
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use request::{Body, Head, Method, Parsed, Target};
-use response::Conn;
+use body::{Body, Progress};
+use request::{Expect, Framing, Head, Method, Parsed, Reject, Target};
+use response::{KeepAlive, Status};
 
-use super::{Cx, Factory, FnFactory, Next, Service, Shared};
+use super::{Cx, Factory, Next, Service, Shared};
 use crate::stats::Stats;
 
 /// Responses per connection; the last one says `Connection: close`
 /// (nginx `keepalive_requests`), so no client holds a connection forever.
 pub const MAX_REQUESTS: u32 = 1000;
 
+/// The largest request body read (and thrown away), in bytes: 1 MiB, nginx's
+/// `client_max_body_size`. A larger one gets `413` and the connection closes.
+pub const DEFAULT_MAX_BODY: u64 = 1 << 20;
+
+/// How long an idle keep-alive connection stays open: 75 s, nginx's
+/// `keepalive_timeout`. `--idle-timeout` overrides it.
+pub const KEEP_ALIVE_IDLE: Duration = Duration::from_secs(75);
+
 /// Where a connection is in its request/response cycle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
     /// Waiting for (the rest of) a request head.
     Head,
-    /// Throwing away `remaining` body bytes, then answering.
-    Body { remaining: u64, answer: Answer },
+    /// Throwing away a request body, then answering.
+    Body { body: Body, answer: Answer },
     /// Closing: the last response is written.
     Done,
 }
 
-/// A `200` decided on but not yet written (it waits for the body).
+/// A response decided on but not yet written (it waits for the body).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Answer {
-    target: Target,
+    reply: Reply,
+    /// False for `HEAD`: the head of the response only.
     with_body: bool,
-    conn: Conn,
+    conn: KeepAlive,
+}
+
+/// Which response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reply {
+    Hello,
+    Metrics,
+    Status(Status),
 }
 
 /// One HTTP connection.
@@ -83,49 +118,58 @@ pub struct Http {
     stats: Arc<Stats>,
     /// Reused for each `/metrics` rendering.
     metrics: String,
+    /// The largest body read; see [`DEFAULT_MAX_BODY`].
+    max_body: u64,
 }
 
 impl Http {
-    /// A fresh connection whose `/metrics` shows `stats`.
-    pub fn new(stats: Arc<Stats>) -> Self {
+    /// A fresh connection whose `/metrics` shows `stats`, reading bodies of
+    /// up to `max_body` bytes.
+    pub fn new(stats: Arc<Stats>, max_body: u64) -> Self {
         Http {
             state: State::Head,
             served: 0,
             stats,
             metrics: String::new(),
+            max_body,
         }
     }
 
-    /// What this response says about the connection: what the client asked,
-    /// unless this is the last response the connection may carry.
-    fn conn(&mut self, head: &Head, may_keep: bool) -> Conn {
+    /// The response a complete head gets, once its body (if any) is read.
+    fn decide(&mut self, head: &Head) -> Answer {
         self.served = self.served.saturating_add(1);
-        match (
-            head.keep_alive && may_keep && self.served < MAX_REQUESTS,
-            head.http10,
-        ) {
-            (false, _) => Conn::Close,
-            (true, false) => Conn::Keep,
-            (true, true) => Conn::Keep10,
+        let conn = match (head.keep_alive && self.served < MAX_REQUESTS, head.http10) {
+            (false, _) => KeepAlive::Close,
+            (true, false) => KeepAlive::Keep,
+            (true, true) => KeepAlive::Keep10,
+        };
+        let reply = match (head.method, head.target) {
+            (Method::Other, _) => Reply::Status(Status::MethodNotAllowed),
+            (_, Target::Hello) => Reply::Hello,
+            (_, Target::Metrics) => Reply::Metrics,
+            (_, Target::Unknown) => Reply::Status(Status::NotFound),
+        };
+        Answer {
+            reply,
+            with_body: head.method != Method::Head,
+            conn,
         }
     }
 
-    /// Writes a `200` and says what happens next.
+    /// Writes `answer`'s response; the connection goes on unless it closes.
     fn answer(&mut self, answer: Answer, cx: &mut Cx<'_>) -> Next {
-        match answer.target {
-            Target::Hello => response::hello(cx.out, answer.conn, answer.with_body),
-            Target::Metrics => {
+        let date = date::http_date(cx.wall);
+        let (out, conn, with_body) = (&mut *cx.out, answer.conn, answer.with_body);
+        match answer.reply {
+            Reply::Hello => response::hello(out, &date, conn, with_body),
+            Reply::Metrics => {
                 self.metrics.clear();
                 self.stats.render_prometheus(&mut self.metrics);
-                response::metrics(cx.out, answer.conn, answer.with_body, &self.metrics);
+                response::metrics(out, &date, conn, with_body, &self.metrics);
             }
+            Reply::Status(status) => response::status(out, &date, status, conn, with_body),
         }
-        self.after(answer.conn)
-    }
-
-    /// The state and instruction after a response with `conn`.
-    fn after(&mut self, conn: Conn) -> Next {
-        if conn == Conn::Close {
+        if conn == KeepAlive::Close {
             self.state = State::Done;
             Next::Last
         } else {
@@ -133,65 +177,78 @@ impl Http {
             Next::Answered
         }
     }
+
+    /// Writes an error for a request that cannot be answered, and closes.
+    fn refuse(&mut self, status: Status, cx: &mut Cx<'_>) -> Next {
+        let date = date::http_date(cx.wall);
+        response::status(cx.out, &date, status, KeepAlive::Close, true);
+        self.state = State::Done;
+        Next::Close
+    }
+}
+
+impl Answer {
+    /// This answer turned into `status`, after which the connection closes.
+    fn closing(self, status: Status) -> Answer {
+        Answer {
+            reply: Reply::Status(status),
+            conn: KeepAlive::Close,
+            ..self
+        }
+    }
 }
 
 impl Service for Http {
-    /// Answers the first complete request in `input`.
+    /// Handles at most one request from the front of `input`: every
+    /// transition of the state diagram is here.
     fn input(&mut self, input: &[u8], cx: &mut Cx<'_>) -> (usize, Next) {
-        match self.state {
+        match &mut self.state {
             State::Done => (input.len(), Next::Close),
-            State::Body { remaining, answer } => {
-                let take = usize::try_from(remaining).map_or(input.len(), |r| r.min(input.len()));
-                let remaining = remaining - take as u64;
-                if remaining > 0 {
-                    self.state = State::Body { remaining, answer };
-                    return (take, Next::Wait);
-                }
-                (take, self.answer(answer, cx))
-            }
             State::Head => match request::parse(input) {
                 Parsed::Partial => (0, Next::Wait),
                 Parsed::Reject(why) => {
                     log::debug!("peer={} refused request: {why:?}", cx.peer);
-                    response::reject(cx.out, why);
-                    self.state = State::Done;
-                    (input.len(), Next::Last)
+                    let status = match why {
+                        Reject::BadRequest => Status::BadRequest,
+                        Reject::TooLarge => Status::HeadersTooLarge,
+                    };
+                    (input.len(), self.refuse(status, cx))
                 }
                 Parsed::Complete(head) => {
-                    let with_body = head.method == Method::Get;
-                    let next = match (head.method, head.body) {
-                        (Method::Other, body) => {
-                            let conn = self.conn(&head, body == Body::None);
-                            response::method_not_allowed(cx.out, conn);
-                            self.after(conn)
+                    let answer = self.decide(&head);
+                    let body = match (head.expect, head.framing) {
+                        (Expect::Unknown, _) => Err(Status::ExpectationFailed),
+                        (_, Framing::None) => Ok(None),
+                        (_, Framing::Length(n)) if n > self.max_body => {
+                            Err(Status::ContentTooLarge)
                         }
-                        (_, Body::Encoded) => {
-                            response::reject(cx.out, request::Reject::BadRequest);
-                            self.after(Conn::Close)
-                        }
-                        (_, Body::Length(remaining)) => {
-                            let conn = self.conn(&head, true);
-                            let answer = Answer {
-                                target: head.target,
-                                with_body,
-                                conn,
-                            };
-                            self.state = State::Body { remaining, answer };
-                            Next::Wait
-                        }
-                        (_, Body::None) => {
-                            let conn = self.conn(&head, true);
-                            let answer = Answer {
-                                target: head.target,
-                                with_body,
-                                conn,
-                            };
-                            self.answer(answer, cx)
-                        }
+                        (_, Framing::Length(n)) => Ok(Some(Body::Length(n))),
+                        (_, Framing::Chunked) => Ok(Some(Body::chunked())),
                     };
-                    (head.len, next)
+                    let body = match body {
+                        Err(status) => return (head.len, self.answer(answer.closing(status), cx)),
+                        Ok(None) => return (head.len, self.answer(answer, cx)),
+                        Ok(Some(body)) => body,
+                    };
+                    if head.expect == Expect::Continue {
+                        cx.out.extend_from_slice(response::CONTINUE);
+                    }
+                    self.state = State::Body { body, answer };
+                    let (used, step) = self.input(&input[head.len..], cx);
+                    (head.len + used, step)
                 }
             },
+            State::Body { body, answer } => {
+                let answer = *answer;
+                let (used, progress) = body.skip(input, self.max_body);
+                let step = match progress {
+                    Progress::More => Next::Wait,
+                    Progress::Done => self.answer(answer, cx),
+                    Progress::Malformed => self.refuse(Status::BadRequest, cx),
+                    Progress::TooLarge => self.answer(answer.closing(Status::ContentTooLarge), cx),
+                };
+                (used, step)
+            }
         }
     }
 
@@ -200,16 +257,33 @@ impl Service for Http {
     }
 }
 
-/// The factory the registry uses; every connection shares the server's stats.
-/// How long an idle keep-alive connection stays open: 75 s, nginx's
-/// `keepalive_timeout`. `--idle-timeout` overrides it.
-pub const KEEP_ALIVE_IDLE: std::time::Duration = std::time::Duration::from_secs(75);
+/// Makes one [`Http`] per connection, all sharing the server's counters.
+#[derive(Debug)]
+pub struct HttpFactory {
+    stats: Arc<Stats>,
+    max_body: u64,
+}
+
+impl Factory for HttpFactory {
+    fn name(&self) -> &'static str {
+        "http"
+    }
+    fn make(&self) -> Box<dyn Service> {
+        Box::new(Http::new(Arc::clone(&self.stats), self.max_body))
+    }
+    fn idle_timeout(&self) -> Option<Duration> {
+        Some(KEEP_ALIVE_IDLE)
+    }
+    fn busy_reply(&self) -> &'static [u8] {
+        response::BUSY
+    }
+}
 
 /// The factory the registry uses.
 pub fn factory(shared: &Shared) -> Arc<dyn Factory> {
-    let stats = Arc::clone(&shared.stats);
-    FnFactory::with_idle_timeout("http", KEEP_ALIVE_IDLE, move || {
-        Box::new(Http::new(Arc::clone(&stats)))
+    Arc::new(HttpFactory {
+        stats: Arc::clone(&shared.stats),
+        max_body: shared.limits.max_body,
     })
 }
 

@@ -28,21 +28,35 @@ pub(super) enum Method {
 /// The resource asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Target {
-    /// Any path but the metrics one: `Hello, World`.
+    /// `/`: `Hello, World`.
     Hello,
     /// `/metrics`: the server's counters.
     Metrics,
+    /// Anything else: `404`.
+    Unknown,
 }
 
-/// How the request's body is framed.
+/// How the request's body is framed (RFC 9112 6.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Body {
+pub(super) enum Framing {
     /// No body (no `Content-Length`, or `Content-Length: 0`).
     None,
     /// Exactly this many bytes follow the head.
     Length(u64),
-    /// A `Transfer-Encoding` (chunked): we do not decode those.
-    Encoded,
+    /// `Transfer-Encoding: chunked`.
+    Chunked,
+}
+
+/// What the client said it expects before it sends its body (RFC 9110 10.1.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Expect {
+    /// Nothing: the body (if any) is on its way.
+    Nothing,
+    /// `100-continue`: the client waits for `100 Continue` (or a final
+    /// answer) before it sends the body.
+    Continue,
+    /// An expectation this server cannot meet: `417`.
+    Unknown,
 }
 
 /// What a complete, well-formed request head says.
@@ -52,7 +66,7 @@ pub(super) struct Head {
     pub(super) len: usize,
     /// The method.
     pub(super) method: Method,
-    /// The path.
+    /// The path, its query ignored.
     pub(super) target: Target,
     /// `HTTP/1.0` rather than `HTTP/1.1`.
     pub(super) http10: bool,
@@ -60,13 +74,18 @@ pub(super) struct Head {
     /// yes, 1.0 no) as changed by its `Connection` header.
     pub(super) keep_alive: bool,
     /// The body's framing.
-    pub(super) body: Body,
+    pub(super) framing: Framing,
+    /// Its `Expect` (always [`Expect::Nothing`] for HTTP/1.0, which has none).
+    pub(super) expect: Expect,
 }
 
 /// Why a head is refused. Either way the connection is closed after the reply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Reject {
-    /// `400`: not HTTP/1.x, bad syntax, bad `Content-Length`, `Host` missing.
+    /// `400`: not HTTP/1.x, bad syntax, `Host` missing or repeated, or a
+    /// body whose length is ambiguous (request smuggling, RFC 9112 6.3):
+    /// a bad or conflicting `Content-Length`, one together with
+    /// `Transfer-Encoding`, a coding other than `chunked` last.
     BadRequest,
     /// `431`: the head is over [`MAX_HEAD`] bytes or [`MAX_HEADERS`] fields.
     TooLarge,
@@ -116,19 +135,16 @@ fn facts(request: &httparse::Request<'_, '_>, len: usize) -> Option<Head> {
         "HEAD" => Method::Head,
         _ => Method::Other,
     };
-    let target = match request.path? {
-        "/metrics" => Target::Metrics,
-        _ => Target::Hello,
-    };
+    let target = route(request.path?);
     let (mut close, mut keep) = (false, false);
     let mut hosts = 0;
     let mut length: Option<u64> = None;
-    let mut encoded = false;
+    let mut codings = Codings::default();
+    let mut expect = Expect::Nothing;
     for header in request.headers.iter() {
         let name = header.name;
         if name.eq_ignore_ascii_case("connection") {
-            for token in header.value.split(|&b| b == b',') {
-                let token = token.trim_ascii();
+            for token in tokens(header.value) {
                 close |= token.eq_ignore_ascii_case(b"close");
                 keep |= token.eq_ignore_ascii_case(b"keep-alive");
             }
@@ -140,21 +156,37 @@ fn facts(request: &httparse::Request<'_, '_>, len: usize) -> Option<Head> {
             }
             length = Some(n);
         } else if name.eq_ignore_ascii_case("transfer-encoding") {
-            encoded = true;
+            codings.present = true;
+            for token in tokens(header.value) {
+                codings.add(token);
+            }
         } else if name.eq_ignore_ascii_case("host") {
             hosts += 1;
+        } else if name.eq_ignore_ascii_case("expect") && !http10 {
+            // RFC 9110 10.1.1: an HTTP/1.0 server knows no expectations.
+            expect = if header
+                .value
+                .trim_ascii()
+                .eq_ignore_ascii_case(b"100-continue")
+            {
+                Expect::Continue
+            } else {
+                Expect::Unknown
+            };
         }
     }
     // RFC 9112 3.2: an HTTP/1.1 request needs exactly one Host; never two.
     if hosts > 1 || (hosts == 0 && !http10) {
         return None;
     }
-    let body = match (length, encoded) {
-        // Both framings at once is the classic smuggling vector (RFC 9112 6.1).
-        (Some(_), true) => return None,
-        (None, true) => Body::Encoded,
-        (Some(n), false) if n > 0 => Body::Length(n),
-        _ => Body::None,
+    let framing = match (length, codings.present) {
+        (None | Some(0), false) => Framing::None,
+        (Some(n), false) => Framing::Length(n),
+        // Both framings at once is the classic smuggling vector (RFC 9112
+        // 6.1); an HTTP/1.0 request's framing is faulty with any coding
+        // (6.1); a body not chunked last has no knowable end (6.3).
+        (None, true) if codings.just_chunked() && !http10 => Framing::Chunked,
+        _ => return None,
     };
     let keep_alive = !close && (keep || !http10);
     Some(Head {
@@ -163,8 +195,58 @@ fn facts(request: &httparse::Request<'_, '_>, len: usize) -> Option<Head> {
         target,
         http10,
         keep_alive,
-        body,
+        framing,
+        expect,
     })
+}
+
+/// The transfer codings of a request, as far as framing needs them.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Codings {
+    /// A `Transfer-Encoding` field was there, even an empty one.
+    present: bool,
+    /// How many of them were `chunked` (RFC 9112 6.1 allows one).
+    chunked: u32,
+    /// The last one is `chunked`: the body ends where the chunks do.
+    chunked_last: bool,
+}
+
+impl Codings {
+    /// Adds the next coding named in a `Transfer-Encoding` field.
+    fn add(&mut self, coding: &[u8]) {
+        self.chunked_last = coding.eq_ignore_ascii_case(b"chunked");
+        self.chunked = self.chunked.saturating_add(u32::from(self.chunked_last));
+    }
+
+    /// The body is framed by chunks and by nothing else.
+    fn just_chunked(self) -> bool {
+        self.chunked == 1 && self.chunked_last
+    }
+}
+
+/// The comma-separated, trimmed, non-empty elements of a field value.
+fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    value
+        .split(|&b| b == b',')
+        .map(<[u8]>::trim_ascii)
+        .filter(|token| !token.is_empty())
+}
+
+/// The [`Target`] of a request target: origin form (`/metrics?x=1`) or
+/// absolute form (`http://host/metrics`, RFC 9112 3.2.2), query ignored.
+fn route(target: &str) -> Target {
+    let path = match target.split_once("://") {
+        Some((scheme, rest)) if !scheme.contains('/') => {
+            rest.find('/').map_or("/", |at| &rest[at..])
+        }
+        _ => target,
+    };
+    let path = path.split_once('?').map_or(path, |(path, _query)| path);
+    match path {
+        "/" => Target::Hello,
+        "/metrics" => Target::Metrics,
+        _ => Target::Unknown,
+    }
 }
 
 /// A `Content-Length` value: one or more digits, nothing else, fitting a u64.
@@ -198,8 +280,8 @@ mod tests {
             (53, Method::Get, Target::Metrics)
         );
         assert_eq!(
-            (h.http10, h.keep_alive, h.body),
-            (false, true, Body::Length(5))
+            (h.http10, h.keep_alive, h.framing),
+            (false, true, Framing::Length(5))
         );
         let h = head(b"HEAD / HTTP/1.0\r\nConnection: Upgrade, Keep-Alive\r\n\r\n");
         assert_eq!(
@@ -208,9 +290,43 @@ mod tests {
         );
         let h = head(b"DELETE /x HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n");
         assert_eq!(
-            (h.method, h.keep_alive, h.body),
-            (Method::Other, false, Body::None)
+            (h.method, h.keep_alive, h.framing),
+            (Method::Other, false, Framing::None)
         );
+    }
+
+    #[test]
+    fn routes_by_path_with_the_query_ignored() {
+        for (target, expected) in [
+            ("/", Target::Hello),
+            ("/?x=1", Target::Hello),
+            ("/metrics", Target::Metrics),
+            ("/metrics?x=1", Target::Metrics),
+            ("http://example.com/metrics?x", Target::Metrics),
+            ("http://example.com", Target::Hello),
+            ("/metrics/", Target::Unknown),
+            ("/favicon.ico", Target::Unknown),
+            ("/nope", Target::Unknown),
+            ("//metrics", Target::Unknown),
+            ("*", Target::Unknown),
+        ] {
+            let request = format!("GET {target} HTTP/1.1\r\nHost: a\r\n\r\n");
+            assert_eq!(head(request.as_bytes()).target, expected, "{target}");
+        }
+    }
+
+    #[test]
+    fn reads_body_framing_and_expectations() {
+        let h = head(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, Chunked\r\n\r\n");
+        assert_eq!((h.framing, h.expect), (Framing::Chunked, Expect::Nothing));
+        let h =
+            head(b"PUT / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\nExpect: 100-Continue\r\n\r\n");
+        assert_eq!((h.framing, h.expect), (Framing::None, Expect::Continue));
+        let h = head(b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 7\r\ncontent-length: 7\r\nExpect: x\r\n\r\n");
+        assert_eq!((h.framing, h.expect), (Framing::Length(7), Expect::Unknown));
+        // HTTP/1.0 has no expectations: ignored.
+        let h = head(b"POST / HTTP/1.0\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\n");
+        assert_eq!((h.framing, h.expect), (Framing::Length(2), Expect::Nothing));
     }
 
     #[test]
@@ -222,6 +338,14 @@ mod tests {
             b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 99999999999999999999\r\n\r\n",
             b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
             b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nContent-Length: 0\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 1, 2\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, gzip\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: xchunked\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: ,\r\n\r\n",
+            b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n",
             b"GET / HTTP/2.0\r\n\r\n",
             b"GET\x00/ HTTP/1.1\r\n\r\n",
         ] {

@@ -7,6 +7,8 @@
 //! every way an upload can end early (the client leaves mid-file, the
 //! connection is dropped with a job in flight and its stale completion is
 //! discarded, a job panics, the server shuts down) leaves no file behind.
+//! A `kill -9` runs no drop: [`remove_stale_temp_files`] clears what it
+//! left when the server starts again.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -88,6 +90,53 @@ impl Drop for TempUpload {
             );
         }
     }
+}
+
+/// Removes the temporary files a killed server left in `dir` (a `kill -9`
+/// runs no destructor, so [`TempUpload`]'s drop never came): the files
+/// named exactly `.upload-<pid>-<n>.part` whose `<pid>` is not a running
+/// process. A file of a live process (another server sharing the
+/// directory, or one whose pid was reused since) is left alone, and so is
+/// every other name. Called once at start, before anything is served.
+/// Returns how many files were removed.
+pub fn remove_stale_temp_files(dir: &Path) -> io::Result<usize> {
+    let mut removed = 0;
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().and_then(temp_file_pid) else {
+            continue;
+        };
+        if process_exists(pid) || !entry.file_type()?.is_file() {
+            continue;
+        }
+        match fs::remove_file(entry.path()) {
+            Ok(()) => removed += 1,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(removed)
+}
+
+/// The pid in a temporary file's name, if `name` is one
+/// (`.upload-<pid>-<n>.part`, both numbers plain decimal).
+fn temp_file_pid(name: &str) -> Option<libc::pid_t> {
+    let numbers = name.strip_prefix(TEMP_PREFIX)?.strip_suffix(TEMP_SUFFIX)?;
+    let (pid, n) = numbers.split_once('-')?;
+    let decimal = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if !decimal(pid) || !decimal(n) {
+        return None;
+    }
+    pid.parse().ok().filter(|&pid| pid > 0)
+}
+
+/// True if a process `pid` exists (`kill(pid, 0)`; EPERM means it exists
+/// but is not ours).
+fn process_exists(pid: libc::pid_t) -> bool {
+    // SAFETY: signal 0 only checks that the process exists.
+    let exists = unsafe { libc::kill(pid, 0) } == 0;
+    exists || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
 }
 
 /// Two handles are the same upload when they name the same temporary file
@@ -181,6 +230,31 @@ pub fn run(work: Work) -> Done {
                     Done::Failed(format!("cannot store the file: {e}"))
                 }
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_exact_temporary_names_carry_a_pid() {
+        assert_eq!(temp_file_pid(".upload-123-0.part"), Some(123));
+        assert_eq!(temp_file_pid(".upload-7-42.part"), Some(7));
+        for name in [
+            ".upload-123.part",
+            ".upload--1-0.part",
+            ".upload-0-1.part",
+            ".upload-1-2.part.bak",
+            "x.upload-1-2.part",
+            ".upload-1-2-3.part",
+            ".upload-a-2.part",
+            ".upload-+1-2.part",
+            ".upload-1-.part",
+            "report.txt",
+        ] {
+            assert_eq!(temp_file_pid(name), None, "{name}");
         }
     }
 }

@@ -53,6 +53,14 @@ fn upload(dir: &Path) -> Upload {
     service
 }
 
+/// The same under `--framing read`.
+fn upload_read(dir: &Path) -> Upload {
+    Upload {
+        framing: Framing::Read,
+        ..upload(dir)
+    }
+}
+
 fn cx(out: &mut Vec<u8>) -> Cx<'_> {
     crate::service::testing::cx(out)
 }
@@ -249,4 +257,58 @@ fn a_missing_directory_is_an_error_reply_and_a_close() {
     assert!(out.starts_with("error cannot create the file: "), "{out}");
     assert!(outcome.closed);
     assert!(dir.names().is_empty());
+}
+
+#[test]
+fn under_read_framing_a_header_ends_where_its_read_ended() {
+    // The seed's client: a header with no newline, wait for the ack, the bytes.
+    let dir = Scratch::new();
+    let chunks: [&[u8]; 4] = [b"put|a.txt|5", b"hello", b"put|b|12\r", b"0123456789ab"];
+    let outcome = testing::run(&mut upload_read(&dir.0), &chunks);
+    assert_eq!(
+        String::from_utf8_lossy(&outcome.out),
+        "ready\nok 5\nready\nok 12\n"
+    );
+    assert_eq!(fs::read(dir.0.join("a.txt")).unwrap(), b"hello");
+    assert_eq!(fs::read(dir.0.join("b")).unwrap(), b"0123456789ab");
+    dir.clear();
+    // Under newline framing the same client waits for its ack forever.
+    let outcome = testing::run(&mut upload(&dir.0), &chunks[..1]);
+    assert_eq!((outcome.out, outcome.closed), (Vec::new(), false));
+    assert!(dir.names().is_empty());
+}
+
+#[test]
+fn under_read_framing_a_newline_still_ends_a_header() {
+    let dir = Scratch::new();
+    let outcome = testing::run(&mut upload_read(&dir.0), &[b"put|f|3\nabcput|g|1\n!"]);
+    assert_eq!(outcome.out, b"ready\nok 3\nready\nok 1\n");
+    assert_eq!(dir.names(), ["f", "g"]);
+}
+
+#[test]
+fn under_read_framing_a_bad_or_split_header_is_refused() {
+    let dir = Scratch::new();
+    for chunks in [&[&b"get|a|3"[..]][..], &[b"put|a", b"|3"]] {
+        let outcome = testing::run(&mut upload_read(&dir.0), chunks);
+        assert_eq!(
+            String::from_utf8_lossy(&outcome.out),
+            "error bad header: expected put|<name>|<size>\n",
+            "{chunks:?}"
+        );
+        assert!(outcome.closed, "{chunks:?}");
+        assert!(dir.names().is_empty());
+    }
+}
+
+#[test]
+fn under_read_framing_a_header_in_the_read_that_ends_a_body_is_answered() {
+    // The rest of that read waited behind the body's jobs: it is a message.
+    let dir = Scratch::new();
+    let outcome = testing::run(&mut upload_read(&dir.0), &[b"put|a|3", b"abcput|b|1", b"!"]);
+    assert_eq!(
+        String::from_utf8_lossy(&outcome.out),
+        "ready\nok 3\nready\nok 1\n"
+    );
+    assert_eq!(dir.names(), ["a", "b"]);
 }
