@@ -51,3 +51,4 @@ pub mod service;
 pub mod signals;
 pub mod stats;
 pub mod store;
+mod sync;

@@ -282,7 +282,7 @@ impl Shutdown {
     }
 
     fn wakers(&self) -> std::sync::MutexGuard<'_, Vec<Arc<mio::Waker>>> {
-        self.inner.wakers.lock().unwrap_or_else(|p| p.into_inner())
+        crate::sync::lock(&self.inner.wakers)
     }
 }
 
