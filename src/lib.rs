@@ -52,3 +52,4 @@ pub mod service;
 pub mod signals;
 pub mod stats;
 pub mod store;
+mod sync;

@@ -28,7 +28,7 @@ impl MailQueue {
 
     /// The connections rung since the last call, in the order they rang.
     pub(crate) fn take(&self) -> Vec<(usize, u32)> {
-        std::mem::take(&mut *self.ready.lock().unwrap_or_else(|p| p.into_inner()))
+        std::mem::take(&mut *crate::sync::lock(&self.ready))
     }
 }
 
@@ -58,7 +58,7 @@ struct LoopDoorbell {
 
 impl Doorbell for LoopDoorbell {
     fn ring(&self) {
-        let mut ready = self.queue.ready.lock().unwrap_or_else(|p| p.into_inner());
+        let mut ready = crate::sync::lock(&self.queue.ready);
         let first = ready.is_empty();
         ready.push((self.key, self.generation));
         drop(ready);

@@ -293,7 +293,7 @@ impl Shutdown {
     }
 
     fn wakers(&self) -> std::sync::MutexGuard<'_, Vec<Arc<dyn Wake>>> {
-        self.inner.wakers.lock().unwrap_or_else(|p| p.into_inner())
+        crate::sync::lock(&self.inner.wakers)
     }
 }
 

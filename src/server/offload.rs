@@ -18,10 +18,11 @@
 //!
 //! This file knows nothing of connections: a [`Ticket`] is all it carries back.
 
+use crate::sync::lock;
 use std::collections::VecDeque;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 
 use crate::service::{Job, JobOutput};
@@ -169,14 +170,6 @@ fn work(
             log::error!("cannot wake the event loop: {e}");
         }
     }
-}
-
-/// Locks, even if a thread panicked while holding the lock: the protected
-/// values (a receiver, a list) are never left half-changed.
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[cfg(test)]
