@@ -39,8 +39,8 @@ pub struct ServeArgs {
     #[arg(value_name = "SERVICE@ADDR")]
     pub listeners: Vec<String>,
     /// How connections are served.
-    #[arg(long, value_enum, default_value_t = Mode::Evloop)]
-    pub mode: Mode,
+    #[arg(long, value_enum, default_value_t = ModeArg::Evloop)]
+    pub mode: ModeArg,
     /// Threaded mode: serve with a pool of N threads instead of a thread per connection.
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
@@ -142,6 +142,35 @@ pub struct ClientArgs {
     /// The server, as HOST:PORT.
     #[arg(value_name = "ADDR", default_value = "127.0.0.1:8000")]
     pub addr: String,
+}
+
+/// `--mode`: the server modes, as the command line names them (the server
+/// layer's [`Mode`] knows nothing of the command line).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ModeArg {
+    /// One thread, one `mio::Poll`: every connection in one event loop.
+    Evloop,
+    /// A thread per connection (`--threads N`: a pool of N).
+    Threaded,
+    /// One connection at a time; the next waits in the listen backlog.
+    Blocking,
+    /// A process per connection; each child has its own copy of the store.
+    Forking,
+    /// One thread, one io_uring: the kernel is told what to read and send
+    /// and says when it is done (Linux 6.0 or later).
+    Uring,
+}
+
+impl From<ModeArg> for Mode {
+    fn from(mode: ModeArg) -> Mode {
+        match mode {
+            ModeArg::Evloop => Mode::Evloop,
+            ModeArg::Threaded => Mode::Threaded,
+            ModeArg::Blocking => Mode::Blocking,
+            ModeArg::Forking => Mode::Forking,
+            ModeArg::Uring => Mode::Uring,
+        }
+    }
 }
 
 /// `--framing`: how line services cut their input.

@@ -61,6 +61,7 @@ pub const MAX_MAX_LINE: usize = 512 * 1024 * 1024;
 impl Config {
     /// Checks the flags of `readyloop serve`.
     pub fn from_args(args: &ServeArgs) -> Result<Config, StartupError> {
+        let mode = Mode::from(args.mode);
         let listeners = if args.listeners.is_empty() {
             default_listeners()
         } else {
@@ -98,13 +99,13 @@ impl Config {
         if args.loops == 0 {
             return Err(bad("--loops", "must be at least 1"));
         }
-        if args.loops > 1 && args.mode != Mode::Evloop {
+        if args.loops > 1 && mode != Mode::Evloop {
             return Err(bad(
                 "--loops",
                 "only the event loop has loops: drop --mode or use --mode evloop",
             ));
         }
-        if args.threads.is_some() && args.mode != Mode::Threaded {
+        if args.threads.is_some() && mode != Mode::Threaded {
             return Err(bad(
                 "--threads",
                 "only the threaded mode has threads: add --mode threaded",
@@ -115,7 +116,7 @@ impl Config {
             max_output,
             threads: args.threads,
             offload_workers: args.offload,
-            console: args.mode == Mode::Evloop
+            console: mode == Mode::Evloop
                 && match args.console {
                     Console::On => true,
                     Console::Off => false,
@@ -149,7 +150,7 @@ impl Config {
             .transpose()?;
         Ok(Config {
             listeners,
-            mode: args.mode,
+            mode,
             options,
             limits: Limits {
                 max_line,

@@ -47,7 +47,7 @@ mod uring_ring;
 pub use uring_ring::available as uring_available;
 
 /// How connections are served. One flag switches it; the services are the same.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
     /// One thread, one `mio::Poll`: every connection in one event loop.
     Evloop,
