@@ -25,6 +25,7 @@ const LONGEST_FIXED_REPLY: usize = 120;
 fn todo() -> Box<dyn Service> {
     let shared = Shared {
         store: Store::in_memory(),
+        broker: Default::default(),
         stats: Arc::new(Stats::default()),
         limits: Limits {
             max_line: MAX_LINE,

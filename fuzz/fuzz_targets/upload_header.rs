@@ -32,6 +32,7 @@ const LONGEST_ERROR: usize = 200;
 fn upload() -> Box<dyn Service> {
     let shared = Shared {
         store: Store::in_memory(),
+        broker: Default::default(),
         stats: Arc::new(Stats::default()),
         limits: Limits {
             upload_dir: PathBuf::from(UPLOAD_DIR),
