@@ -85,6 +85,11 @@ impl Mailbox {
         })
     }
 
+    /// True once the subscriber fell past the limit: it is to be cut off.
+    pub fn overflowed(&self) -> bool {
+        lock(&self.mail).overflowed
+    }
+
     /// Everything waiting, for the service to write out.
     pub fn take(&self) -> Delivery {
         let mut mail = lock(&self.mail);

@@ -79,14 +79,18 @@ pub struct ServeArgs {
     /// over it the answer is `413` and the connection closes.
     #[arg(long, value_name = "BYTES", default_value_t = service::http::DEFAULT_MAX_BODY.to_string())]
     pub max_body: String,
+    /// Longest bulk string (one key or value) `kv` accepts (bytes; k/M/G
+    /// suffixes allowed), as Redis' `proto-max-bulk-len`; at most 512M.
+    #[arg(long, value_name = "BYTES", default_value = "512M")]
+    pub kv_max_bulk: String,
     /// Where the store keeps its append-only log (created if missing;
     /// one server per directory).
     #[arg(long, value_name = "PATH", default_value = store::DEFAULT_DATA_DIR)]
     pub data_dir: std::path::PathBuf,
     /// When the store's log is fsynced: `always` answers a change only once
     /// it is on disk, `everysec` fsyncs once a second, `no` leaves it to the OS.
-    #[arg(long, value_enum, value_name = "WHEN", default_value_t = Fsync::Everysec)]
-    pub fsync: Fsync,
+    #[arg(long, value_enum, value_name = "WHEN", default_value_t = FsyncArg::Everysec)]
+    pub fsync: FsyncArg,
     /// More log lines: -v per connection, -vv every poll wake-up and event.
     #[arg(short, long, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -158,4 +162,27 @@ pub enum Console {
     On,
     /// Never.
     Off,
+}
+
+/// `--fsync`: the command line's names for [`Fsync`] (the store knows no clap).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FsyncArg {
+    /// Answer a change only once it is fsynced (group commit): nothing
+    /// acknowledged is lost, even by power loss.
+    Always,
+    /// Write at once, fsync once a second: a `kill -9` loses nothing
+    /// written; power loss up to a second.
+    Everysec,
+    /// Write at once; the OS decides when the data reaches the disk.
+    No,
+}
+
+impl From<FsyncArg> for Fsync {
+    fn from(arg: FsyncArg) -> Fsync {
+        match arg {
+            FsyncArg::Always => Fsync::Always,
+            FsyncArg::Everysec => Fsync::Everysec,
+            FsyncArg::No => Fsync::No,
+        }
+    }
 }

@@ -73,6 +73,10 @@ impl Config {
         let max_output = parse_size("--max-output", &args.max_output)?;
         let max_upload = parse_size("--max-upload", &args.max_upload)? as u64;
         let max_body = parse_size("--max-body", &args.max_body)? as u64;
+        let kv_max_bulk = parse_size("--kv-max-bulk", &args.kv_max_bulk)?;
+        if kv_max_bulk > crate::service::kv::DEFAULT_MAX_BULK {
+            return Err(bad("--kv-max-bulk", "must be at most 512M"));
+        }
         if max_line > MAX_MAX_LINE {
             return Err(bad("--max-line", "must be at most 512M"));
         }
@@ -156,9 +160,10 @@ impl Config {
                 upload_dir: absolute("--upload-dir", &args.upload_dir)?,
                 max_upload,
                 max_body,
+                kv_max_bulk,
             },
             data_dir: absolute("--data-dir", &args.data_dir)?,
-            fsync: args.fsync,
+            fsync: args.fsync.into(),
             log_file,
             pidfile,
             daemon: args.daemon,

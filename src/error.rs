@@ -63,33 +63,9 @@ pub enum StartupError {
         /// What went wrong, and what to do.
         reason: String,
     },
-    /// The data directory or its log cannot be created, read or written.
-    #[error("{}: cannot {action}: {source} (pass --data-dir a directory this user can write)", path.display())]
-    Store {
-        /// The file or directory.
-        path: PathBuf,
-        /// What was being done, as "create the data directory".
-        action: &'static str,
-        /// The system's error.
-        source: io::Error,
-    },
-    /// Another process holds the data directory's lock.
-    #[error("{}: another readyloop is using this data directory: stop it, or pass another --data-dir", dir.display())]
-    StoreLocked {
-        /// The directory.
-        dir: PathBuf,
-    },
-    /// The log is damaged before its end: dropping the bad record would
-    /// silently lose the good ones after it, so the server does not start.
-    #[error("{}: corrupt record at byte offset {offset}: {reason}. Nothing was changed: restore the file from a backup, or keep only what precedes the damage with `truncate -s {offset} {}`", path.display(), path.display())]
-    StoreCorrupt {
-        /// The log file.
-        path: PathBuf,
-        /// Where the bad record starts.
-        offset: u64,
-        /// What is wrong with it.
-        reason: String,
-    },
+    /// The store cannot open its data directory (or write its last changes).
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
     /// The log file cannot be opened for appending.
     #[error("cannot open log file {}: {source}: check that its directory exists and is writable, or leave out --log-file", path.display())]
     LogFile {

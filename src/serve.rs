@@ -69,10 +69,12 @@ pub fn run(args: &ServeArgs) -> Result<Stopped, StartupError> {
         }
     }
     let store = Store::open_unstarted(&config.data_dir, config.fsync)?;
-    let options = clamp_to_fd_limit(config.options.clone());
+    let mut options = clamp_to_fd_limit(config.options.clone());
+    options.housekeeping = Some(expiry(&store));
     let stats = Arc::new(Stats::default());
     let shared = Shared {
         store: store.clone(),
+        broker: Default::default(),
         stats: Arc::clone(&stats),
         limits: config.limits.clone(),
     };
@@ -91,6 +93,17 @@ pub fn run(args: &ServeArgs) -> Result<Stopped, StartupError> {
     if let Some(every) = config.stats_interval {
         log_stats_every(every, Arc::clone(&stats))?;
     }
+    if config.mode != server::Mode::Evloop
+        && let Some(work) = options.housekeeping.clone()
+    {
+        // No event loop to carry it: a thread of its own, like the
+        // connections' in these modes.
+        let shutdown = shutdown.clone();
+        std::thread::Builder::new()
+            .name("housekeeping".into())
+            .spawn(move || work.run_until(&shutdown))
+            .map_err(StartupError::Serve)?;
+    }
     let served = if groups.len() == 1 {
         server::run(
             groups.remove(0),
@@ -104,11 +117,7 @@ pub fn run(args: &ServeArgs) -> Result<Stopped, StartupError> {
     };
     // Every connection is closed: write and fsync what is pending, even if
     // the server stopped on an error.
-    let closed = store.close().map_err(|source| StartupError::Store {
-        path: config.data_dir.clone(),
-        action: "write the last changes to the log",
-        source,
-    });
+    let closed = store.close();
     served?;
     closed?;
     drop(pidfile); // removes it: the server is gone
@@ -160,6 +169,20 @@ fn give_large_buffers_back() {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 256 * 1024);
     }
 }
+
+/// kv's active expiry as the server's housekeeping: every 100 ms (Redis'
+/// `hz 10`), up to [`EXPIRED_PER_ROUND`] keys past their deadline a round,
+/// again at once while a round finds that many.
+fn expiry(store: &Store) -> server::Housekeeping {
+    let store = store.clone();
+    server::Housekeeping {
+        every: std::time::Duration::from_millis(100),
+        run: Arc::new(move |now| store.expire_cycle(now, EXPIRED_PER_ROUND) == EXPIRED_PER_ROUND),
+    }
+}
+
+/// Keys one round of active expiry deletes at most (one log record each).
+const EXPIRED_PER_ROUND: usize = 200;
 
 /// Binds every listener before serving anything: a port in use stops the
 /// start. With `--loops N`, one group of listeners per loop: each TCP

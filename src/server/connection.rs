@@ -223,8 +223,8 @@ impl Conn {
 
     /// Its pub/sub doorbell rang: let the service write its mail.
     pub(crate) fn deliver(&mut self, scratch: &mut Scratch, turn: Turn<'_>) -> Verdict {
-        if self.stage != Stage::Serving {
-            return self.pump(scratch, turn); // the mail waits for the job or for room
+        if !matches!(self.stage, Stage::Serving | Stage::Flushing) {
+            return self.pump(scratch, turn); // the mail waits for the job
         }
         match self.talk(&mut scratch.write, turn, Dialogue::deliver) {
             Ok(action) => self.act(action).unwrap_or_else(|| self.pump(scratch, turn)),

@@ -39,15 +39,17 @@ use std::io;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use mio::{Events, Interest, Poll, Token, Waker};
+use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
+
+mod setup;
 
 use super::connection::{Conn, Verdict};
 use super::console::Console;
 use super::mail::MailQueue;
 use super::offload::{Pool, Ticket};
 use super::sources::{Accepted, Sources};
-use super::timers::Timers;
+use super::timers::{Housekeeper, Timers};
 use super::turn::{Scratch, Turn};
 use super::{Listener, Options, Shutdown};
 use crate::stats::{self, Stats};
@@ -80,6 +82,8 @@ struct Loop {
     still_ready: Vec<Token>,
     /// Idle, request and linger deadlines (rule 9).
     timers: Timers,
+    /// The services' periodic work (kv's expiry), on the first loop only.
+    housekeeper: Option<Housekeeper>,
     /// Connections to close once the current batch of events is handled.
     to_close: Vec<usize>,
     /// Counts accepts; each connection gets the next value (rule 7).
@@ -99,7 +103,8 @@ struct Loop {
 
 /// Serves `listeners` on this thread until `shutdown` is triggered and every
 /// connection has finished (or [`Options::shutdown_grace`] has passed:
-/// then [`Stats::unfinished`] counts those left).
+/// then [`Stats::unfinished`] counts those left). Setting up (the poll, its
+/// waker, the pool, the listeners) is in `evloop/setup.rs`.
 pub(super) fn run(
     index: usize,
     listeners: Vec<Listener>,
@@ -107,38 +112,7 @@ pub(super) fn run(
     stats: Arc<Stats>,
     shutdown: Shutdown,
 ) -> io::Result<()> {
-    let poll = Poll::new()?;
-    let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
-    shutdown.register(Arc::clone(&waker))?;
-    let mail = MailQueue::new(Arc::clone(&waker));
-    let pool = match options.offload_workers {
-        0 => None,
-        workers => Some(Pool::start(workers, waker)?),
-    };
-    let sources = Sources::register(listeners, poll.registry(), options, &stats, index)?;
-    let console = (options.console && index == 0)
-        .then(|| Console::start(poll.registry(), CONSOLE, &stats, &shutdown))
-        .transpose()?;
-    Loop {
-        poll,
-        conns: Slab::with_capacity(1024),
-        sources,
-        scratch: Scratch::new(),
-        pool,
-        still_ready: Vec::new(),
-        timers: Timers::default(),
-        to_close: Vec::new(),
-        next_generation: 0,
-        shutdown_deadline: None,
-        options: options.clone(),
-        stats,
-        console,
-        shutdown,
-        mail,
-        now: Instant::now(),
-        wall: SystemTime::now(),
-    }
-    .run()
+    Loop::new(index, listeners, options, stats, shutdown)?.run()
 }
 
 impl Loop {
@@ -209,6 +183,9 @@ impl Loop {
                 self.serve_source(i);
             }
             self.expire();
+            if let Some(housekeeper) = &mut self.housekeeper {
+                housekeeper.run_due(self.now, self.wall);
+            }
 
             // Close after the batch, never during it, so that a slot freed
             // here cannot be reused by an accept while events for its old
@@ -229,6 +206,7 @@ impl Loop {
             self.sources.next_rest_end(),
             self.shutdown_deadline,
             self.timers.next(),
+            self.housekeeper.as_ref().map(Housekeeper::next),
         ];
         let nearest = deadlines.into_iter().flatten().min()?;
         Some(nearest.saturating_duration_since(Instant::now()))

@@ -158,6 +158,43 @@ pub struct Options {
     /// Event loop: worker threads for slow jobs. 0 runs jobs on the loop
     /// thread itself, where they stall every client (for teaching).
     pub offload_workers: usize,
+    /// Work done on a timer for the services, off any request (kv's active
+    /// expiry). The first event loop runs it from its own timer; the other
+    /// modes from a thread of their own.
+    pub housekeeping: Option<Housekeeping>,
+}
+
+/// Periodic work for the services: `run` does one round at a wall-clock
+/// time and says whether more is due at once.
+#[derive(Clone)]
+pub struct Housekeeping {
+    /// How often a round is due.
+    pub every: Duration,
+    /// One round; true when it stopped with more due (run again soon).
+    pub run: Arc<dyn Fn(std::time::SystemTime) -> bool + Send + Sync>,
+}
+
+impl fmt::Debug for Housekeeping {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Housekeeping")
+            .field("every", &self.every)
+            .finish()
+    }
+}
+
+impl Housekeeping {
+    /// Runs the rounds on this thread until `shutdown` (the modes without
+    /// an event loop).
+    pub fn run_until(&self, shutdown: &Shutdown) {
+        while !shutdown.is_requested() {
+            let more = (self.run)(std::time::SystemTime::now());
+            std::thread::sleep(if more {
+                Duration::from_millis(1)
+            } else {
+                self.every
+            });
+        }
+    }
 }
 
 /// [`Options::offload_workers`]' default. Jobs are disk writes and sleeps
@@ -192,6 +229,7 @@ impl Default for Options {
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             offload_workers: DEFAULT_OFFLOAD_WORKERS,
             idle_timeout: None,
+            housekeeping: None,
             request_timeout: Some(DEFAULT_REQUEST_TIMEOUT),
             console: false,
         }

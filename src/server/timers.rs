@@ -18,7 +18,45 @@ use std::time::{Duration, Instant};
 
 use slab::Slab;
 
+use super::Housekeeping;
 use super::connection::Conn;
+
+/// How long one turn of housekeeping may hold the loop before it yields to
+/// the clients (Redis' active expiry keeps to a quarter of its 100 ms).
+const HOUSEKEEPING_BUDGET: Duration = Duration::from_millis(25);
+
+/// The loop's periodic work for the services (kv's active expiry), due at
+/// `next`.
+#[derive(Debug)]
+pub(crate) struct Housekeeper {
+    work: Housekeeping,
+    next: Instant,
+}
+
+impl Housekeeper {
+    pub(crate) fn new(work: Housekeeping, now: Instant) -> Housekeeper {
+        let next = now + work.every;
+        Housekeeper { work, next }
+    }
+
+    /// When the next round is due, for the poll timeout.
+    pub(crate) fn next(&self) -> Instant {
+        self.next
+    }
+
+    /// Runs rounds if one is due, within [`HOUSEKEEPING_BUDGET`]; one that
+    /// stopped with more due makes the next come at once.
+    pub(crate) fn run_due(&mut self, now: Instant, wall: std::time::SystemTime) {
+        if now < self.next {
+            return;
+        }
+        let mut more = (self.work.run)(wall);
+        while more && now.elapsed() < HOUSEKEEPING_BUDGET {
+            more = (self.work.run)(std::time::SystemTime::now());
+        }
+        self.next = if more { now } else { now + self.work.every };
+    }
+}
 
 /// One armed deadline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

@@ -172,9 +172,12 @@ impl<S: Service + ?Sized> Dialogue<S> {
 
     /// The connection's doorbell rang (pub/sub mail). The service writes
     /// its mail now if it is between requests; otherwise the mail waits for
-    /// [`job_done`](Self::job_done) or [`proceed`](Self::proceed).
+    /// [`job_done`](Self::job_done) or [`proceed`](Self::proceed). While the
+    /// client's output is full (flushing) the service is still asked, so it
+    /// can cut off a subscriber that fell too far behind; it writes nothing
+    /// past `cx.full_at`.
     pub fn deliver(&mut self, cx: &mut Cx<'_>) -> Action {
-        if self.phase == Phase::Serving {
+        if matches!(self.phase, Phase::Serving | Phase::Flushing) {
             let next = self.service.deliver(cx);
             self.apply(next);
         }

@@ -230,10 +230,10 @@ pub trait Service: Send {
         Next::Close
     }
 
-    /// Its mailbox was rung (pub/sub): write what arrived. Called between
-    /// requests only, never while a job is out or output is over its limit
-    /// (the mail waits in the mailbox, which bounds it). `Close` cuts off a
-    /// subscriber that fell too far behind.
+    /// Its mailbox was rung (pub/sub): write what arrived, unless `cx.out`
+    /// is already at `cx.full_at` (then leave it in the mailbox, which
+    /// bounds it). Called between requests only, never while a job is out.
+    /// `Close` cuts off a subscriber that fell too far behind.
     fn deliver(&mut self, cx: &mut Cx<'_>) -> Next {
         let _ = cx;
         Next::Wait
@@ -293,6 +293,9 @@ pub struct Limits {
     pub max_upload: u64,
     /// The largest HTTP request body read, in bytes (`413` above it).
     pub max_body: u64,
+    /// The longest bulk string `kv` accepts (`--kv-max-bulk`); a longer
+    /// declared length is a protocol error.
+    pub kv_max_bulk: usize,
 }
 
 /// [`Limits::max_line`]'s default: 64 KiB, Redis' inline-command limit. A longer
@@ -315,6 +318,7 @@ impl Default for Limits {
             upload_dir: PathBuf::from(DEFAULT_UPLOAD_DIR),
             max_upload: DEFAULT_MAX_UPLOAD,
             max_body: http::DEFAULT_MAX_BODY,
+            kv_max_bulk: kv::DEFAULT_MAX_BULK,
         }
     }
 }
@@ -326,6 +330,8 @@ pub struct Shared {
     pub store: Store,
     /// Counters of the whole server, all modes.
     pub stats: Arc<Stats>,
+    /// Who listens to which pub/sub channel, for the whole process.
+    pub broker: Arc<crate::broker::Broker>,
     /// Limits every service keeps.
     pub limits: Limits,
 }

@@ -300,6 +300,7 @@ mod tests {
     fn the_factory_preloads_without_overwriting() {
         let shared = Shared {
             store: Store::in_memory(),
+            broker: Default::default(),
             stats: Default::default(),
             limits: Default::default(),
         };

@@ -11,6 +11,13 @@ mod dialogues; // every service's dialogue, every mode, every split
 mod durability; // the store's log: kill -9, torn tails, corruption
 mod hostile; // attacks on the real binary: memory, slowloris, busy, a huge request
 mod http_clients; // http with curl, headless Chromium and smuggling attempts, every mode
+mod kv_big_request; // a 1M-argument request and a bystander on one loop
+mod kv_differential; // kv and redis-server, the same random commands, the same replies
+mod kv_expiry; // active expiry: keys past their deadline go unread
+mod kv_pubsub; // pub/sub across connections, loops and modes; a subscriber that never reads
+mod kv_recovery; // replay after damage: linear time, advice that keeps data
+mod kv_redis_py; // redis-py with its defaults (RESP3) and protocol=2, every mode
+mod kv_util; // a redis-server child, a RESP reply reader
 mod limits; // idle timeout, max conns, /metrics
 mod load; // big messages, many clients, back-pressure
 mod offload; // the event loop's pool: no head-of-line blocking, stale completions, many jobs

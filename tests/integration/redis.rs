@@ -66,7 +66,7 @@ fn redis_cli_speaks_to_kv() {
     assert_eq!(cli(&port, &["get", "greeting"]), "\n");
     assert_eq!(
         cli(&port, &["frobnicate"]).trim_end(),
-        "ERR unknown command 'frobnicate'"
+        "ERR unknown command 'frobnicate', with args beginning with:"
     );
 }
 
@@ -106,4 +106,80 @@ fn redis_benchmark_runs_set_and_get_against_kv() {
     assert!(!stderr.contains("WARN"), "{stderr}");
     // The benchmark's keys are there, through a fresh connection.
     assert_eq!(cli(&port, &["exists", "key:__rand_int__"]), "1\n");
+}
+
+/// The 20 tests `redis-benchmark -q` runs by default, as it names them.
+const DEFAULT_SUITE: &[&str] = &[
+    "PING_INLINE",
+    "PING_MBULK",
+    "SET",
+    "GET",
+    "INCR",
+    "LPUSH",
+    "RPUSH",
+    "LPOP",
+    "RPOP",
+    "SADD",
+    "HSET",
+    "SPOP",
+    "ZADD",
+    "ZPOPMIN",
+    "LPUSH (needed to benchmark LRANGE)",
+    "LRANGE_100 (first 100 elements)",
+    "LRANGE_300 (first 300 elements)",
+    "LRANGE_500 (first 500 elements)",
+    "LRANGE_600 (first 600 elements)",
+    "MSET (10 keys)",
+];
+
+/// The whole default suite, `-n 2000`, plain or pipelined (`-P 16`):
+/// exit 0, every test reported, no error line.
+fn default_suite(pipeline: &str) {
+    let dir = TempDir::new("redis-benchmark-suite");
+    let server = kv_server(&dir);
+    let port = server.addr("kv").port().to_string();
+    let output = tool(
+        "redis-benchmark",
+        &[
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "-n",
+            "2000",
+            "-q",
+            "-P",
+            pipeline,
+        ],
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "exit {:?}:\n{stdout}{stderr}",
+        output.status
+    );
+    // -q rewrites a progress line in place with \r; the last one counts.
+    let reported: Vec<&str> = stdout
+        .lines()
+        .filter_map(|line| line.rsplit('\r').next())
+        .filter_map(|line| line.trim().split_once(": "))
+        .filter(|(_, rest)| rest.contains("requests per second"))
+        .map(|(name, _)| name)
+        .collect();
+    assert_eq!(reported, DEFAULT_SUITE, "{stdout}");
+    assert!(
+        !stdout.contains("ERR") && !stderr.contains("ERR"),
+        "{stdout}{stderr}"
+    );
+}
+
+#[test]
+fn redis_benchmark_default_suite_passes_against_kv() {
+    default_suite("1");
+}
+
+#[test]
+fn redis_benchmark_default_suite_passes_pipelined_against_kv() {
+    default_suite("16");
 }

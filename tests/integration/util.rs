@@ -200,6 +200,7 @@ impl TestServer {
         let stats = Arc::new(Stats::default());
         let shared = Shared {
             store: Store::in_memory(),
+            broker: Default::default(),
             stats: Arc::clone(&stats),
             limits,
         };
