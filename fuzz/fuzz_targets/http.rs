@@ -37,6 +37,7 @@ fn http() -> Box<dyn Service> {
     let shared = Shared {
         store: Store::in_memory(),
         stats: Arc::new(Stats::default()),
+        broker: Default::default(),
         limits: Limits {
             max_body: MAX_BODY,
             ..Limits::default()

@@ -26,6 +26,7 @@ fn todo() -> Box<dyn Service> {
     let shared = Shared {
         store: Store::in_memory(),
         stats: Arc::new(Stats::default()),
+        broker: Default::default(),
         limits: Limits {
             max_line: MAX_LINE,
             ..Limits::default()

@@ -33,6 +33,7 @@ fn upload() -> Box<dyn Service> {
     let shared = Shared {
         store: Store::in_memory(),
         stats: Arc::new(Stats::default()),
+        broker: Default::default(),
         limits: Limits {
             upload_dir: PathBuf::from(UPLOAD_DIR),
             max_upload: MAX_UPLOAD,
