@@ -401,7 +401,7 @@ impl Service for Kv {
                     cx.out.extend_from_slice(b"-ERR Protocol error: ");
                     cx.out.extend_from_slice(reason.as_bytes());
                     cx.out.extend_from_slice(b"\r\n");
-                    return (input.len(), Next::Last);
+                    return (input.len(), Next::Close);
                 }
                 Parsed::Request { consumed: len } => {
                     // A detached copy of the parser's state: `run` needs
