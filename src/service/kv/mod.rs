@@ -13,6 +13,7 @@
 //! | [`conn`] | HELLO, CLIENT, SELECT, INFO, CONFIG, COMMAND, TIME |
 //! | `multi` | EXEC and WATCH |
 //! | this file | the connection: one request per call, queueing for MULTI, durability |
+//! | `testing` | the parser fed reads as this file feeds it, for `fuzz/` (hidden, not an API) |
 //!
 //! # A request's path
 //!
@@ -66,6 +67,8 @@ mod resp;
 mod sets;
 mod strings;
 mod table;
+#[doc(hidden)] // for fuzz/, not an API
+pub mod testing;
 mod zsets;
 
 pub use self::resp::DEFAULT_MAX_BULK;
