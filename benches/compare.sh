@@ -7,13 +7,14 @@
 # 127.0.0.1 only:
 #   echo/      every mode, echo, 1/50/1000 connections, median of 3
 #   http/      every mode, http, 50 connections, median of 3
+#   http-1000/ evloop and uring (readiness vs completion), http, 1000 connections
 #   idle/      every mode, 10,000 idle connections (memory per connection)
 #   tokio-echo/  the echo series against a tokio current-thread server
 #   nginx-http/  the http series against nginx (1 worker)
 #   wrk.md     wrk -t1 -c50 -d10s against readyloop evloop http and nginx
 # Each directory holds results.json, report.md and chart.svg; summary.md has
 # every table and the comparisons, and is printed at the end. Every server
-# the script starts is stopped on exit, error or Ctrl-C. About 8 minutes.
+# the script starts is stopped on exit, error or Ctrl-C. About 10 minutes.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -27,7 +28,7 @@ WARMUP=${WARMUP:-1s}
 REPEAT=${REPEAT:-3}
 IDLE_CONNS=${IDLE_CONNS:-10000}
 WRK_SECONDS=${WRK_SECONDS:-10}
-MODES=evloop,threaded,blocking,forking
+MODES=evloop,uring,threaded,blocking,forking
 
 die() { echo "compare.sh: $*" >&2; exit 1; }
 need() {
@@ -144,6 +145,9 @@ bench 900 --spawn "$MODES" --workload echo --conns 1,50,1000 --repeat "$REPEAT" 
 log "(b) http, every mode, 50 connections"
 bench 300 --spawn "$MODES" --workload http --conns 50 --repeat "$REPEAT" --out "$OUT/http"
 
+log "(b2) http, evloop and uring, 1000 connections"
+bench 300 --spawn evloop,uring --workload http --conns 1000 --repeat "$REPEAT" --out "$OUT/http-1000"
+
 log "(c) idle, every mode, $IDLE_CONNS connections"
 bench 600 --spawn "$MODES" --workload idle --conns "$IDLE_CONNS" --repeat 1 --out "$OUT/idle"
 
@@ -217,7 +221,7 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a > 0 && b > 0) printf "%.2f", a 
     echo
     echo "\`bash benches/compare.sh\`, $(date -u +%Y-%m-%d), $(nproc) CPUs ($(jq -r .machine.cpu "$OUT/echo/results.json")), Linux $(uname -r)."
     echo "Server CPU per request is utime+stime of the server (and its child processes) over the measured window."
-    for part in echo http idle tokio-echo nginx-http; do
+    for part in echo http http-1000 idle tokio-echo nginx-http; do
         echo
         echo "## $part"
         echo
@@ -234,6 +238,20 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a > 0 && b > 0) printf "%.2f", a 
         ec=$(point "$OUT/echo/results.json" evloop "$c" cpu_us_per_req)
         tc=$(point "$OUT/tokio-echo/results.json" target "$c" cpu_us_per_req)
         printf '| %s | %.0f | %.0f | %.1f | %.1f | %s |\n' "$c" "$e" "$t" "$ec" "$tc" "$(ratio "$ec" "$tc")"
+    done
+    echo
+    echo "## readiness vs completion: evloop vs uring"
+    echo
+    echo "| workload | conns | evloop req/s | uring req/s | req/s ratio uring/evloop | evloop CPU µs/req | uring CPU µs/req | CPU ratio uring/evloop |"
+    echo "|---|--:|--:|--:|--:|--:|--:|--:|"
+    for row in "echo echo 1" "echo echo 50" "echo echo 1000" "http http 50" "http http-1000 1000"; do
+        read -r workload part c <<<"$row"
+        e=$(point "$OUT/$part/results.json" evloop "$c" throughput)
+        u=$(point "$OUT/$part/results.json" uring "$c" throughput)
+        ec=$(point "$OUT/$part/results.json" evloop "$c" cpu_us_per_req)
+        uc=$(point "$OUT/$part/results.json" uring "$c" cpu_us_per_req)
+        printf '| %s | %s | %.0f | %.0f | %s | %.1f | %.1f | %s |\n' "$workload" "$c" "$e" "$u" \
+            "$(ratio "$u" "$e")" "$ec" "$uc" "$(ratio "$uc" "$ec")"
     done
     echo
     echo "## readyloop evloop vs nginx, http, 50 connections"

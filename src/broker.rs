@@ -22,8 +22,9 @@
 //! their own: there, as with the store, a message reaches only subscribers
 //! in the same process. No I/O and no clock here.
 
+use crate::sync::lock;
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, Weak};
 
 /// Bytes of undelivered messages a mailbox holds before its subscriber is
 /// cut off: 32 MiB, Redis' `client-output-buffer-limit pubsub` hard limit.
@@ -333,12 +334,6 @@ fn class(pattern: &[u8], start: usize, byte: u8) -> Option<usize> {
     // An unclosed `[` matches like Redis: up to the end of the pattern.
     let end = (i + 1).min(pattern.len());
     (matched != negate).then_some(end)
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[cfg(test)]

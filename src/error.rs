@@ -106,6 +106,9 @@ pub enum StartupError {
     /// The detached server reported a failure before it was ready.
     #[error("the daemon did not start: {0}")]
     DaemonChild(String),
+    /// `--mode uring` on a kernel that refuses io_uring.
+    #[error("--mode uring: {0}")]
+    NoUring(String),
     /// The server failed while running (the poll itself failed).
     #[error("the server stopped on an error: {0}")]
     Serve(#[from] io::Error),

@@ -17,7 +17,8 @@
 //! - [`service`]: protocol logic with no I/O (sans-I/O state machines), the
 //!   line framing they share, and the registry of services by name.
 //! - [`server`]: the drivers that own the sockets. `server/evloop.rs` is the
-//!   lesson: one `mio::Poll`, a `slab` of connections, readiness dispatch.
+//!   lesson: one `mio::Poll`, a `slab` of connections, readiness dispatch;
+//!   `server/uring.rs` is its completion-based counterpart on io_uring.
 //! - [`store`]: the key-value store shared by every connection, made
 //!   durable by an append-only log in `--data-dir` (`--fsync` policy).
 //! - [`stats`]: counters every mode updates, rendered for Prometheus.
@@ -51,3 +52,4 @@ pub mod service;
 pub mod signals;
 pub mod stats;
 pub mod store;
+mod sync;

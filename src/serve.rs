@@ -1,7 +1,7 @@
 //! `readyloop serve`: the start-up sequence, in the one order that works.
 //!
-//! 1. Validate flags, start logging to stderr, check that `--log-file`
-//!    can be opened.
+//! 1. Validate flags (`--mode uring`: ask the kernel), start logging to
+//!    stderr, check that `--log-file` can be opened.
 //! 2. Lock the pid file before any port: a second server hears about the
 //!    pid file, not about a port in use.
 //! 3. Create the upload directory (removing the temporary files a killed
@@ -45,6 +45,9 @@ pub enum Stopped {
 /// Runs `readyloop serve` to the end.
 pub fn run(args: &ServeArgs) -> Result<Stopped, StartupError> {
     let config = Config::from_args(args)?;
+    if config.mode == server::Mode::Uring {
+        server::uring_available().map_err(StartupError::NoUring)?;
+    }
     give_large_buffers_back();
     let level = match (args.quiet, args.trace, args.verbose) {
         (true, _, _) => LevelFilter::Warn,

@@ -66,7 +66,7 @@ pub fn add(counter: &AtomicU64, n: u64) {
 impl Stats {
     /// The counters of the service called `name`, created on first use.
     pub fn service(&self, name: &'static str) -> Arc<ServiceStats> {
-        let mut services = self.services.lock().unwrap_or_else(|p| p.into_inner());
+        let mut services = crate::sync::lock(&self.services);
         if let Some(found) = services.iter().find(|s| s.name == name) {
             return Arc::clone(found);
         }
@@ -81,7 +81,7 @@ impl Stats {
 
     /// The accepted-connections counter of event loop `index`.
     pub fn event_loop(&self, index: usize) -> Arc<AtomicU64> {
-        let mut loops = self.loops.lock().unwrap_or_else(|p| p.into_inner());
+        let mut loops = crate::sync::lock(&self.loops);
         while loops.len() <= index {
             loops.push(Arc::default());
         }
@@ -142,7 +142,7 @@ impl Stats {
         );
         let _ = writeln!(out, "# TYPE readyloop_connections_active gauge");
         let _ = writeln!(out, "readyloop_connections_active {}", self.active());
-        let services = self.services.lock().unwrap_or_else(|p| p.into_inner());
+        let services = crate::sync::lock(&self.services);
         for (metric, help) in [
             ("accepted", "Connections accepted, per service."),
             ("requests", "Requests answered, per service."),
@@ -163,7 +163,7 @@ impl Stats {
                 );
             }
         }
-        let loops = self.loops.lock().unwrap_or_else(|p| p.into_inner());
+        let loops = crate::sync::lock(&self.loops);
         let _ = writeln!(
             out,
             "# HELP readyloop_loop_accepted_total Connections accepted, per event loop."

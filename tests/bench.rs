@@ -260,8 +260,14 @@ fn a_point_with_no_successful_request_exits_2() {
 
 #[test]
 fn spawned_modes_are_compared() {
-    /// The modes `--spawn` starts, one after the other.
-    const SPAWNED: [&str; 2] = ["evloop", "threaded"];
+    // The modes `--spawn` starts, one after the other (uring where allowed).
+    let spawned = match readyloop::server::uring_available() {
+        Ok(()) => vec!["evloop", "uring", "threaded"],
+        Err(reason) => {
+            eprintln!("SKIPPED: uring in bench --spawn: {reason}");
+            vec!["evloop", "threaded"]
+        }
+    };
     let dir = TempDir::new("bench-spawn");
     let out = dir.path().join("out");
     // In the temp dir: the spawned servers keep their `./readyloop-data` there.
@@ -270,7 +276,7 @@ fn spawned_modes_are_compared() {
         .args([
             "bench",
             "--spawn",
-            &SPAWNED.join(","),
+            &spawned.join(","),
             "--workload",
             "echo",
             "--conns",
@@ -288,7 +294,7 @@ fn spawned_modes_are_compared() {
     let results: Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
     let points = results["points"].as_array().unwrap();
-    for mode in SPAWNED {
+    for &mode in &spawned {
         let of_mode: Vec<&Value> = points.iter().filter(|p| p["mode"] == mode).collect();
         assert_eq!(of_mode.len(), 2, "{mode} has a point per conns");
         of_mode.into_iter().for_each(assert_sane);
@@ -300,7 +306,7 @@ fn spawned_modes_are_compared() {
         .split("<polyline")
         .filter(|el| el.contains("stroke-width=\"2\""))
         .count();
-    assert_eq!(series, 2 * 2);
+    assert_eq!(series, 2 * spawned.len());
     assert!(
         std::fs::read_to_string(out.join("report.md"))
             .unwrap()

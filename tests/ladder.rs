@@ -1,4 +1,4 @@
-//! The teaching ladder (examples/01..06 and client) over real loopback sockets.
+//! The teaching ladder (examples/01..07 and client) over real loopback sockets.
 //!
 //! Each test starts an example binary on port 0, reads the one
 //! `listening on 127.0.0.1:<port>` line from its stdout, and talks to it.
@@ -238,6 +238,15 @@ fn epoll_edge_triggered_serves_two_at_once() {
 #[test]
 fn mio_serves_two_at_once() {
     two_clients_at_once("06_mio", &[]);
+}
+
+#[test]
+fn io_uring_serves_two_at_once() {
+    if let Err(reason) = readyloop::server::uring_available() {
+        eprintln!("SKIPPED: 07_io_uring: {reason}");
+        return;
+    }
+    two_clients_at_once("07_io_uring", &[]);
 }
 
 #[test]

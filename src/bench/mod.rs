@@ -41,7 +41,7 @@ pub struct BenchArgs {
     #[arg(long, value_name = "HOST:PORT", conflicts_with = "spawn")]
     pub addr: Option<String>,
     /// Start a server per mode, one after the other, and compare them
-    /// (comma list: evloop,threaded,blocking,forking).
+    /// (comma list: evloop,uring,threaded,blocking,forking).
     #[arg(long, value_name = "MODES", value_delimiter = ',')]
     pub spawn: Vec<String>,
     /// What to send.
@@ -120,7 +120,7 @@ impl BenchArgs {
 pub enum BenchError {
     /// Neither --addr nor --spawn.
     #[error(
-        "nothing to measure: pass --addr HOST:PORT for a running server, or --spawn evloop,threaded to start one per mode"
+        "nothing to measure: pass --addr HOST:PORT for a running server, or --spawn evloop,uring,threaded to start one per mode"
     )]
     NoTarget,
     /// A flag's value cannot work.

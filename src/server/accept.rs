@@ -53,26 +53,7 @@ pub(crate) fn run(
                 )?;
                 tcp.push((socket, factory));
             }
-            Listener::Udp { socket } => {
-                let (stats, shutdown) = (Arc::clone(stats), shutdown.clone());
-                socket.set_read_timeout(Some(UDP_SHUTDOWN_CHECK))?;
-                udp_threads.push(thread::Builder::new().name("udp".into()).spawn(move || {
-                    let mut datagrams = Datagrams::new();
-                    while !shutdown.is_requested() {
-                        match datagrams.serve_one(&socket, &stats) {
-                            Err(e)
-                                if !matches!(
-                                    e.kind(),
-                                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                                ) =>
-                            {
-                                log::debug!("udp: {e}")
-                            }
-                            _ => {}
-                        }
-                    }
-                })?);
-            }
+            Listener::Udp { socket } => udp_threads.push(serve_udp(socket, stats, shutdown)?),
         }
     }
     let mut events = Events::with_capacity(64);
@@ -124,4 +105,31 @@ pub(crate) fn run(
         let _ = handle.join();
     }
     Ok(())
+}
+
+/// Answers datagrams on `socket` from a thread of its own until shutdown
+/// (the threaded modes, and the io_uring loop, serve UDP this way).
+pub(crate) fn serve_udp(
+    socket: std::net::UdpSocket,
+    stats: &Arc<Stats>,
+    shutdown: &Shutdown,
+) -> io::Result<thread::JoinHandle<()>> {
+    let (stats, shutdown) = (Arc::clone(stats), shutdown.clone());
+    socket.set_read_timeout(Some(UDP_SHUTDOWN_CHECK))?;
+    thread::Builder::new().name("udp".into()).spawn(move || {
+        let mut datagrams = Datagrams::new();
+        while !shutdown.is_requested() {
+            match datagrams.serve_one(&socket, &stats) {
+                Err(e)
+                    if !matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    log::debug!("udp: {e}")
+                }
+                _ => {}
+            }
+        }
+    })
 }

@@ -6,7 +6,10 @@
 //! what the loop should do next ([`Verdict`]). Which work is possible follows
 //! from one [`Stage`] and the remembered [`Readiness`], in one place. This
 //! file never registers, polls, runs a job or closes (the loop does), nor
-//! keeps leftover input or counts requests (the dialogue does).
+//! keeps leftover input or counts requests (the dialogue does). It runs a
+//! little past 500 lines because a connection's whole life (stages,
+//! reading, writing, lingering, pub/sub delivery) is one state machine, and
+//! the lesson points at its transitions side by side.
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr};

@@ -1,13 +1,13 @@
 //! The event loop's doorbells for pub/sub ([`crate::broker`]): a doorbell
 //! rung on any thread queues its connection as (slab key, generation) and
-//! wakes the loop through its `mio::Waker`; the loop then asks each queued
+//! wakes the loop (its `mio::Waker`, or the io_uring loop's eventfd); the
+//! loop then asks each queued
 //! connection to deliver. The generation keeps mail for a closed connection
 //! from reaching the next one in its slot (rule 7).
 
 use std::sync::{Arc, Mutex};
 
-use mio::Waker;
-
+use super::offload::Wake;
 use crate::broker::Doorbell;
 use crate::service::Doorbells;
 
@@ -15,11 +15,11 @@ use crate::service::Doorbells;
 #[derive(Debug)]
 pub(crate) struct MailQueue {
     ready: Mutex<Vec<(usize, u32)>>,
-    waker: Arc<Waker>,
+    waker: Arc<dyn Wake>,
 }
 
 impl MailQueue {
-    pub(crate) fn new(waker: Arc<Waker>) -> Arc<MailQueue> {
+    pub(crate) fn new(waker: Arc<impl Wake + 'static>) -> Arc<MailQueue> {
         Arc::new(MailQueue {
             ready: Mutex::new(Vec::new()),
             waker,
@@ -28,7 +28,7 @@ impl MailQueue {
 
     /// The connections rung since the last call, in the order they rang.
     pub(crate) fn take(&self) -> Vec<(usize, u32)> {
-        std::mem::take(&mut *self.ready.lock().unwrap_or_else(|p| p.into_inner()))
+        std::mem::take(&mut *crate::sync::lock(&self.ready))
     }
 }
 
@@ -58,7 +58,7 @@ struct LoopDoorbell {
 
 impl Doorbell for LoopDoorbell {
     fn ring(&self) {
-        let mut ready = self.queue.ready.lock().unwrap_or_else(|p| p.into_inner());
+        let mut ready = crate::sync::lock(&self.queue.ready);
         let first = ready.is_empty();
         ready.push((self.key, self.generation));
         drop(ready);

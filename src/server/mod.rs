@@ -10,6 +10,7 @@
 //!   `socketserver.ThreadingTCPServer`.
 //! - [`blocking`]: one client at a time, like `socketserver.TCPServer`.
 //! - [`forking`]: a process per connection, like `socketserver.ForkingTCPServer`.
+//! - [`uring`]: one thread, one io_uring: completions instead of readiness.
 //!
 //! The modes share the service code, the counters, and (for the last two)
 //! the blocking per-connection driver in [`stream`].
@@ -23,6 +24,7 @@ use std::time::Duration;
 
 use crate::service::Factory;
 use crate::stats::Stats;
+use offload::Wake;
 
 mod accept;
 mod blocking;
@@ -38,6 +40,11 @@ mod threaded;
 mod timers;
 mod turn;
 mod udp;
+pub mod uring;
+mod uring_conn;
+mod uring_ring;
+
+pub use uring_ring::available as uring_available;
 
 /// How connections are served. One flag switches it; the services are the same.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -51,6 +58,9 @@ pub enum Mode {
     /// A process per connection (fork); each child has its own copy of
     /// the store, so a todo POST is seen by that connection only.
     Forking,
+    /// One thread, one io_uring: the kernel is told what to read and send
+    /// and says when it is done (Linux 6.0 or later).
+    Uring,
 }
 
 impl fmt::Display for Mode {
@@ -60,6 +70,7 @@ impl fmt::Display for Mode {
             Mode::Threaded => "threaded",
             Mode::Blocking => "blocking",
             Mode::Forking => "forking",
+            Mode::Uring => "uring",
         })
     }
 }
@@ -238,7 +249,7 @@ impl Default for Options {
 
 /// Asks a running server to stop, from any thread. Cheap to clone.
 ///
-/// Each event loop registers its `mio::Waker` here, so a request wakes the
+/// Each event loop registers its waker here, so a request wakes the
 /// loop at once instead of waiting for the next event.
 #[derive(Debug, Clone, Default)]
 pub struct Shutdown {
@@ -248,7 +259,7 @@ pub struct Shutdown {
 #[derive(Debug, Default)]
 struct ShutdownInner {
     requested: AtomicBool,
-    wakers: Mutex<Vec<Arc<mio::Waker>>>,
+    wakers: Mutex<Vec<Arc<dyn Wake>>>,
 }
 
 impl Shutdown {
@@ -273,7 +284,7 @@ impl Shutdown {
     }
 
     /// Wakes `waker` on shutdown (at once if shutdown was already asked).
-    fn register(&self, waker: Arc<mio::Waker>) -> io::Result<()> {
+    fn register(&self, waker: Arc<impl Wake + 'static>) -> io::Result<()> {
         self.wakers().push(waker.clone());
         if self.is_requested() {
             waker.wake()?;
@@ -281,8 +292,8 @@ impl Shutdown {
         Ok(())
     }
 
-    fn wakers(&self) -> std::sync::MutexGuard<'_, Vec<Arc<mio::Waker>>> {
-        self.inner.wakers.lock().unwrap_or_else(|p| p.into_inner())
+    fn wakers(&self) -> std::sync::MutexGuard<'_, Vec<Arc<dyn Wake>>> {
+        crate::sync::lock(&self.inner.wakers)
     }
 }
 
@@ -349,5 +360,6 @@ pub fn run(
         Mode::Threaded => threaded::run(listeners, options, stats, shutdown),
         Mode::Blocking => blocking::run(listeners, options, stats, shutdown),
         Mode::Forking => forking::run(listeners, options, stats, shutdown),
+        Mode::Uring => uring::run(listeners, options, stats, shutdown),
     }
 }

@@ -1,10 +1,12 @@
 //! The offload pool: slow jobs (disk, CPU) run on worker threads, and their
-//! results come back into the event loop through its `mio::Waker`.
+//! results come back into the event loop through whatever wakes it: a
+//! `mio::Waker` for the readiness loop, an eventfd read by the io_uring loop
+//! ([`Wake`]).
 //!
 //! ```text
 //!   loop ── submit(Ticket, Job) ──► bounded queue ──► worker: job.run()
 //!    ▲                                                        │
-//!    └── take_completions() ◄── completions + Waker::wake ◄───┘
+//!    └── take_completions() ◄── completions + Wake::wake ◄────┘
 //! ```
 //!
 //! The queue is bounded ([`QUEUE_CAPACITY`]): when it is full, `submit`
@@ -16,15 +18,27 @@
 //!
 //! This file knows nothing of connections: a [`Ticket`] is all it carries back.
 
+use crate::sync::lock;
 use std::collections::VecDeque;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 
-use mio::Waker;
-
 use crate::service::{Job, JobOutput};
+
+/// Interrupts a loop's wait from another thread (a finished job, a shutdown
+/// request). Several wakes may arrive as one: the loop takes everything.
+pub(crate) trait Wake: Send + Sync + std::fmt::Debug {
+    fn wake(&self) -> std::io::Result<()>;
+}
+
+/// The readiness loop's wake-up: an event on the waker's token.
+impl Wake for mio::Waker {
+    fn wake(&self) -> std::io::Result<()> {
+        mio::Waker::wake(self)
+    }
+}
 
 /// Jobs queued for the workers at most; more wait in the loop (back-pressure).
 pub(crate) const QUEUE_CAPACITY: usize = 1024;
@@ -52,13 +66,17 @@ pub(crate) struct Pool {
 impl Pool {
     /// Starts `workers` threads; each finished job is pushed to the
     /// completions and `waker` is woken.
-    pub(crate) fn start(workers: usize, waker: Arc<Waker>) -> std::io::Result<Pool> {
+    pub(crate) fn start(workers: usize, waker: Arc<dyn Wake>) -> std::io::Result<Pool> {
         Pool::with_capacity(workers, QUEUE_CAPACITY, waker)
     }
 
     /// [`Pool::start`] with a queue of `capacity` jobs (tests use a tiny one
     /// to see jobs wait in the loop).
-    fn with_capacity(workers: usize, capacity: usize, waker: Arc<Waker>) -> std::io::Result<Pool> {
+    fn with_capacity(
+        workers: usize,
+        capacity: usize,
+        waker: Arc<dyn Wake>,
+    ) -> std::io::Result<Pool> {
         let (queue, jobs) = mpsc::sync_channel(capacity);
         let jobs = Arc::new(Mutex::new(jobs));
         let completions: Completions = Arc::default();
@@ -71,7 +89,7 @@ impl Pool {
             );
             let spawned = thread::Builder::new()
                 .name(format!("offload-{i}"))
-                .spawn(move || work(&jobs, &completions, &waker));
+                .spawn(move || work(&jobs, &completions, &*waker));
             handles.push(spawned?);
         }
         Ok(Pool {
@@ -128,7 +146,7 @@ impl Drop for Pool {
 fn work(
     jobs: &Mutex<Receiver<(Ticket, Job)>>,
     completions: &Mutex<Vec<(Ticket, JobOutput)>>,
-    waker: &Waker,
+    waker: &dyn Wake,
 ) {
     loop {
         let Ok((ticket, job)) = lock(jobs).recv() else {
@@ -154,19 +172,11 @@ fn work(
     }
 }
 
-/// Locks, even if a thread panicked while holding the lock: the protected
-/// values (a receiver, a list) are never left half-changed.
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
 
-    use mio::{Events, Poll, Token};
+    use mio::{Events, Poll, Token, Waker};
 
     use super::*;
     use crate::service::slow::{Done, Work};

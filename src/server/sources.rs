@@ -42,6 +42,18 @@ pub(crate) struct ListenerService {
     pub(crate) counters: Arc<ServiceStats>,
 }
 
+impl ListenerService {
+    /// What `factory`'s listener gives its connections under `options`.
+    pub(crate) fn new(factory: Arc<dyn Factory>, options: &Options, stats: &Stats) -> Self {
+        ListenerService {
+            idle_timeout: options.idle_timeout.or_else(|| factory.idle_timeout()),
+            max_input: options.max_input.max(factory.max_input().unwrap_or(0)),
+            counters: stats.service(factory.name()),
+            factory,
+        }
+    }
+}
+
 /// A connection just accepted, for the loop to admit.
 #[derive(Debug)]
 pub(crate) struct Accepted {
@@ -100,15 +112,9 @@ impl Sources {
                     socket.set_nonblocking(true)?;
                     let mut socket = TcpListener::from_std(socket);
                     registry.register(&mut socket, token, Interest::READABLE)?;
-                    let service = ListenerService {
-                        idle_timeout: options.idle_timeout.or_else(|| factory.idle_timeout()),
-                        max_input: options.max_input.max(factory.max_input().unwrap_or(0)),
-                        counters: stats.service(factory.name()),
-                        factory,
-                    };
                     Kind::Tcp {
                         socket,
-                        service: Arc::new(service),
+                        service: Arc::new(ListenerService::new(factory, options, stats)),
                     }
                 }
                 Listener::Udp { socket } => {
@@ -178,19 +184,12 @@ impl Sources {
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if is_out_of_descriptors(&e) => {
-                    // Rule 3: the pending connection stays in the backlog and
-                    // the listener stays readable, so retrying now would spin
-                    // at 100% CPU. Rest, keep serving the connected clients.
-                    log::error!(
-                        "{name}: out of file descriptors ({e}): not accepting for {ACCEPT_PAUSE:?}; \
-                         raise `ulimit -n` or lower --max-conns"
-                    );
-                    source.resting_until = Some(now + ACCEPT_PAUSE);
-                    return false;
+                Err(e) => {
+                    source.resting_until = accept_failed(name, &e, now);
+                    if source.resting_until.is_some() {
+                        return false;
+                    }
                 }
-                // ECONNABORTED and friends: that one client gave up.
-                Err(e) => log::debug!("{name}: accept failed: {e}"),
             }
         }
         true
@@ -231,13 +230,35 @@ impl Sources {
 }
 
 /// The server is full: tell the client in its protocol, then drop it.
-fn refuse(mut stream: TcpStream, peer: SocketAddr, service: &ListenerService, stats: &Stats) {
+pub(crate) fn refuse(
+    mut stream: impl Write,
+    peer: SocketAddr,
+    service: &ListenerService,
+    stats: &Stats,
+) {
     stats::add(&stats.refused, 1);
     log::debug!(
         "{}: refusing peer={peer}: the server is full",
         service.factory.name()
     );
     let _ = stream.write(service.factory.busy_reply()); // best effort: the socket is new, its buffer empty
+}
+
+/// What a failed accept means: `Some(until)` when the process is out of
+/// descriptors and the listener must rest until then (rule 3: the pending
+/// connection stays in the backlog and the listener stays ready, so
+/// retrying at once would spin at 100% CPU); `None` when one client gave up
+/// (`ECONNABORTED` and friends). Logged either way.
+pub(crate) fn accept_failed(name: &str, e: &io::Error, now: Instant) -> Option<Instant> {
+    if !is_out_of_descriptors(e) {
+        log::debug!("{name}: accept failed: {e}");
+        return None;
+    }
+    log::error!(
+        "{name}: out of file descriptors ({e}): not accepting for {ACCEPT_PAUSE:?}; \
+         raise `ulimit -n` or lower --max-conns"
+    );
+    Some(now + ACCEPT_PAUSE)
 }
 
 /// `EMFILE` (this process) or `ENFILE` (the whole system) is out of descriptors.

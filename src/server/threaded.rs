@@ -139,7 +139,7 @@ fn start_pool(
                 .stack_size(THREAD_STACK)
                 .spawn(move || {
                     loop {
-                        let job = receiver.lock().unwrap_or_else(|p| p.into_inner()).recv();
+                        let job = crate::sync::lock(&receiver).recv();
                         let Ok((socket, peer, factory)) = job else {
                             return;
                         };

@@ -21,6 +21,45 @@ use slab::Slab;
 use super::Housekeeping;
 use super::connection::Conn;
 
+/// A connection the timers can watch: it says its own deadline when asked.
+/// Both single-threaded loops' connections are (the readiness loop's and
+/// the io_uring loop's).
+pub(crate) trait Timed {
+    /// Tells it apart from earlier users of its slab key.
+    fn generation(&self) -> u32;
+    /// When it must next be looked at (`request`: the request timeout).
+    fn deadline(&self, request: Option<Duration>) -> Option<Instant>;
+    /// When its armed entry comes due, if it has one.
+    fn timer_at(&self) -> Option<Instant>;
+    /// The timers armed (`Some`) or took (`None`) its entry.
+    fn set_timer_at(&mut self, at: Option<Instant>);
+    /// The loop decided to close it: nothing to time any more.
+    fn is_closed(&self) -> bool;
+    /// `conn=<token>/<generation> peer=<addr>`, for the log line.
+    fn tag(&self) -> impl std::fmt::Display + '_;
+}
+
+impl Timed for Conn {
+    fn generation(&self) -> u32 {
+        self.generation
+    }
+    fn deadline(&self, request: Option<Duration>) -> Option<Instant> {
+        Conn::deadline(self, request)
+    }
+    fn timer_at(&self) -> Option<Instant> {
+        Conn::timer_at(self)
+    }
+    fn set_timer_at(&mut self, at: Option<Instant>) {
+        Conn::set_timer_at(self, at);
+    }
+    fn is_closed(&self) -> bool {
+        Conn::is_closed(self)
+    }
+    fn tag(&self) -> impl std::fmt::Display + '_ {
+        Conn::tag(self)
+    }
+}
+
 /// How long one turn of housekeeping may hold the loop before it yields to
 /// the clients (Redis' active expiry keeps to a quarter of its 100 ms).
 const HOUSEKEEPING_BUDGET: Duration = Duration::from_millis(25);
@@ -87,13 +126,13 @@ impl Timers {
     /// and its entry (if any) comes later: a request under way on a
     /// keep-alive connection must not wait for the 75 s idle entry. A
     /// request answered in one read never gets one.
-    pub(crate) fn arm_for(&mut self, key: usize, conn: &mut Conn, request: Option<Duration>) {
+    pub(crate) fn arm_for(&mut self, key: usize, conn: &mut impl Timed, request: Option<Duration>) {
         let Some(at) = conn.deadline(request) else {
             return;
         };
         if conn.timer_at().is_none_or(|armed| at < armed) {
             conn.set_timer_at(Some(at));
-            let generation = conn.generation;
+            let generation = conn.generation();
             self.arm(Deadline {
                 at,
                 key,
@@ -109,7 +148,7 @@ impl Timers {
     pub(crate) fn expired(
         &mut self,
         now: Instant,
-        conns: &mut Slab<Conn>,
+        conns: &mut Slab<impl Timed>,
         request: Option<Duration>,
     ) -> Vec<usize> {
         let mut expired = Vec::new();
@@ -117,7 +156,7 @@ impl Timers {
             let Some(conn) = conns.get_mut(due.key) else {
                 continue;
             };
-            if conn.generation != due.generation || conn.is_closed() {
+            if conn.generation() != due.generation || conn.is_closed() {
                 continue; // that connection is gone; the slot holds another
             }
             if conn.timer_at() != Some(due.at) {

@@ -46,7 +46,7 @@ pub(super) struct Writer {
 
 impl Log {
     pub(super) fn lock_writer(&self) -> MutexGuard<'_, Writer> {
-        self.writer.lock().unwrap_or_else(|p| p.into_inner())
+        crate::sync::lock(&self.writer)
     }
 }
 

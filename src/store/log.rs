@@ -1,5 +1,6 @@
 //! The store's append-only log on disk: the record format, replay at start
-//! (with torn-tail repair), and the file the writer appends to.
+//! (with torn-tail repair), and the file the writer appends to. (A little
+//! over 500 lines: the format and the replay that must read it stay together.)
 //!
 //! This file knows bytes and files, not policies: *when* to write and fsync
 //! is decided in [`super::durability`] (the flusher thread and group commit). It never

@@ -459,7 +459,7 @@ impl Core {
     /// is a map change plus an append, never left half-done by a panic in
     /// between (nothing in between can panic).
     fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        crate::sync::lock(&self.state)
     }
 }
 

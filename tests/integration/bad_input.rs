@@ -83,7 +83,7 @@ per_mode!(malformed_http_gets_400_and_oversized_headers_431, |mode| {
 // The forking mode serves TCP only (it starts no threads before fork).
 per_mode!(
     udp_echoes_and_refuses_oversized_datagrams,
-    [evloop, threaded, threaded_pool, blocking],
+    [evloop, threaded, threaded_pool, blocking, uring],
     |mode| {
         let server = mode.serve(&["udp", "upper"]);
         let client = UdpSocket::bind("127.0.0.1:0").unwrap();

@@ -51,6 +51,77 @@ fn a_port_in_use_is_one_clear_line_and_exit_2() {
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
 
+/// Where the kernel refuses io_uring (here a seccomp filter fails
+/// `io_uring_setup` with EPERM, as a container's default profile does),
+/// `--mode uring` stops at start: one line saying why and what to use
+/// instead, exit code 2.
+#[test]
+fn uring_refused_by_the_kernel_is_one_line_and_exit_2() {
+    use std::os::unix::process::CommandExt;
+    let cwd = TempDir::new("binary");
+    let mut command = Command::new(BIN);
+    command
+        .current_dir(cwd.path())
+        .args(["serve", "--mode", "uring", "echo@127.0.0.1:0"]);
+    // SAFETY: between fork and exec the hook only makes two prctl calls.
+    unsafe { command.pre_exec(forbid_io_uring) };
+    let output = command.output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("--mode uring: io_uring is not allowed here")
+            && stderr.contains("seccomp")
+            && stderr.contains("use --mode evloop"),
+        "{stderr}"
+    );
+}
+
+/// Installs a seccomp filter on this process: `io_uring_setup` fails with
+/// EPERM, every other system call is allowed.
+fn forbid_io_uring() -> std::io::Result<()> {
+    let statement = |code: u32, k: u32| libc::sock_filter {
+        code: code as u16,
+        jt: 0,
+        jf: 0,
+        k,
+    };
+    let mut filter = [
+        // The system call's number is the first field of `seccomp_data`.
+        statement(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, 0),
+        libc::sock_filter {
+            jt: 0,
+            jf: 1,
+            ..statement(
+                libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K,
+                libc::SYS_io_uring_setup as u32,
+            )
+        },
+        statement(
+            libc::BPF_RET | libc::BPF_K,
+            libc::SECCOMP_RET_ERRNO | libc::EPERM as u32,
+        ),
+        statement(libc::BPF_RET | libc::BPF_K, libc::SECCOMP_RET_ALLOW),
+    ];
+    let program = libc::sock_fprog {
+        len: filter.len() as u16,
+        filter: filter.as_mut_ptr(),
+    };
+    // SAFETY: plain prctl calls; `program` outlives the second one.
+    unsafe {
+        if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
+            || libc::prctl(
+                libc::PR_SET_SECCOMP,
+                libc::SECCOMP_MODE_FILTER,
+                &raw const program,
+            ) != 0
+        {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
 #[test]
 fn unknown_services_and_bad_addresses_exit_2_without_a_backtrace() {
     for (arg, says) in [

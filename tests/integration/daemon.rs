@@ -147,7 +147,7 @@ fn pid_in(path: &Path) -> i32 {
 // client until the client leaves, so SIGTERM does not close the connections.
 per_mode!(
     sigterm_answers_every_request_already_sent_then_exits_0,
-    [evloop, threaded, blocking],
+    [evloop, threaded, blocking, uring],
     |mode| {
         let dir = TempDir::new("sigterm");
         let (pidfile, log) = (dir.path().join("p.pid"), dir.path().join("l.log"));

@@ -216,7 +216,7 @@ fn a_corrupt_record_in_the_middle_stops_the_start_naming_the_offset() {
 // but not on disk"); and each child would have its own copy of the store.
 per_mode!(
     a_pipeline_behind_a_durable_write_is_answered,
-    [evloop, threaded, threaded_pool, blocking],
+    [evloop, threaded, threaded_pool, blocking, uring],
     |mode| {
         let dir = TempDir::new("pipeline");
         let data_dir = dir.path().to_str().unwrap();

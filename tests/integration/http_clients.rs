@@ -396,6 +396,8 @@ per_mode!(chromium_renders_hello_and_metrics, |m| {
 });
 // The blocking mode serves one client at a time and queues the others in
 // the listen backlog: it has no "full", so no busy reply to test.
-per_mode!(busy, [evloop, threaded, threaded_pool, forking], |m| {
-    curl_reads_the_busy_503(m.mode, m.threads)
-});
+per_mode!(
+    busy,
+    [evloop, threaded, threaded_pool, forking, uring],
+    |m| { curl_reads_the_busy_503(m.mode, m.threads) }
+);

@@ -13,7 +13,7 @@ use crate::util::{BinServer, ModeCase, connect, per_mode};
 // is about the event loop and threads.
 per_mode!(
     keys_expire_without_being_read,
-    [evloop, threaded, threaded_pool],
+    [evloop, threaded, threaded_pool, uring],
     |mode: &ModeCase| {
         let dir = crate::util::TempDir::new("kv-expiry");
         let data = dir.path().to_str().unwrap().to_owned();

@@ -33,7 +33,7 @@ fn send(stream: &mut TcpStream, words: &[&str]) {
 
 per_mode!(
     publish_reaches_subscribers_in_resp2_and_resp3,
-    [evloop, threaded, threaded_pool],
+    [evloop, threaded, threaded_pool, uring],
     |mode: &ModeCase| {
         let server = mode.serve(&["kv"]);
         let mut resp2 = server.connect("kv");
@@ -112,7 +112,7 @@ fn drain_map_reply(stream: &mut TcpStream) {
 
 per_mode!(
     redis_py_subscribers_hear_a_publisher,
-    [evloop, threaded, threaded_pool],
+    [evloop, threaded, threaded_pool, uring],
     |mode: &ModeCase| {
         let python = python();
         let mut args = vec!["kv@127.0.0.1:0"];

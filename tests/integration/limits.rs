@@ -4,6 +4,8 @@
 //! bound its input above the drivers' backstop.
 
 use std::io::{Read, Write};
+use std::sync::atomic::Ordering::Relaxed;
+use std::thread;
 use std::time::{Duration, Instant};
 
 use readyloop::server::Options;
@@ -15,7 +17,7 @@ use crate::util::{TestServer, expect, parse_metrics, per_mode, read_to_end, samp
 // would wait instead of being served.
 per_mode!(
     idle_timeout_closes_an_idle_client_and_not_a_busy_one,
-    [evloop, threaded, threaded_pool, forking],
+    [evloop, threaded, threaded_pool, forking, uring],
     |mode| {
         let options = Options {
             idle_timeout: Some(Duration::from_millis(600)),
@@ -41,7 +43,7 @@ per_mode!(
 // Not blocking, as above.
 per_mode!(
     max_conns_refuses_the_eleventh_and_serves_the_first_ten,
-    [evloop, threaded, threaded_pool, forking],
+    [evloop, threaded, threaded_pool, forking, uring],
     |mode| {
         let options = Options {
             max_conns: 10,
@@ -73,11 +75,37 @@ per_mode!(
     }
 );
 
+// A client that starts a request and never finishes it (slowloris) is
+// closed after the request timeout; one that finished its request stays.
+// Not forking: its children count `timed_out` in their own copies.
+per_mode!(
+    request_timeout_closes_a_client_that_never_finishes_its_request,
+    [evloop, threaded, threaded_pool, blocking, uring],
+    |mode| {
+        let options = Options {
+            request_timeout: Some(Duration::from_millis(300)),
+            ..mode.options()
+        };
+        let server = TestServer::start_with(mode.mode, &["upper"], options, Limits::default());
+        let mut slow = server.connect("upper");
+        slow.write_all(b"never finished").unwrap();
+        // (Blocking mode answers this one once the slow one is gone.)
+        let mut done = server.connect("upper");
+        done.write_all(b"done\n").unwrap();
+        expect(&mut done, b"DONE\n");
+        assert_eq!(read_to_end(&mut slow), b"", "closed, unanswered");
+        assert_eq!(server.stats.timed_out.load(Relaxed), 1);
+        thread::sleep(Duration::from_millis(400)); // past the timeout, between requests
+        done.write_all(b"again\n").unwrap();
+        expect(&mut done, b"AGAIN\n");
+    }
+);
+
 // Not forking: a forked child counts its client's traffic in its own copy
 // of the counters, which `/metrics` (served by another child) never sees.
 per_mode!(
     metrics_parse_as_prometheus_text_and_count_the_traffic_sent,
-    [evloop, threaded, threaded_pool, blocking],
+    [evloop, threaded, threaded_pool, blocking, uring],
     |mode| {
         let server = mode.serve(&["upper", "http"]);
         for i in 0..3 {

@@ -20,7 +20,7 @@ mod kv_redis_py; // redis-py with its defaults (RESP3) and protocol=2, every mod
 mod kv_util; // a redis-server child, a RESP reply reader
 mod limits; // idle timeout, max conns, /metrics
 mod load; // big messages, many clients, back-pressure
-mod offload; // the event loop's pool: no head-of-line blocking, stale completions, many jobs
+mod offload; // the single-threaded loops' pool: no head-of-line blocking, stale completions, many jobs
 mod redis; // kv with redis-cli and redis-benchmark
 mod seed_python; // the seeds' Python clients, run by python3 against the binary
 mod seeds; // the seeds' clients under --framing read, and the one line limit

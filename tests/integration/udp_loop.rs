@@ -239,6 +239,6 @@ fn drop_forged_datagrams(mode_args: &[&str]) {
 // The forking mode serves TCP only.
 per_mode!(
     self_addressed_datagrams_are_dropped,
-    [evloop, threaded, threaded_pool, blocking],
+    [evloop, threaded, threaded_pool, blocking, uring],
     |mode| drop_forged_datagrams(mode.flags)
 );

@@ -90,6 +90,30 @@ impl ModeCase {
         }
     }
 
+    pub fn uring() -> ModeCase {
+        ModeCase {
+            name: "uring",
+            mode: Mode::Uring,
+            threads: None,
+            flags: &["--mode", "uring"],
+        }
+    }
+
+    /// True if this mode can run here; says so on stderr when it cannot (the
+    /// kernel may refuse io_uring: too old, seccomp, `io_uring_disabled`).
+    pub fn runs(&self) -> bool {
+        if self.mode != Mode::Uring {
+            return true;
+        }
+        match server::uring_available() {
+            Ok(()) => true,
+            Err(reason) => {
+                eprintln!("SKIPPED: {} in uring mode: {reason}", self.name);
+                false
+            }
+        }
+    }
+
     /// The default options, in this mode.
     pub fn options(&self) -> Options {
         Options {
@@ -114,7 +138,7 @@ impl ModeCase {
 ///
 /// ```ignore
 /// per_mode!(echo_answers, |mode| { let server = mode.serve(&["echo"]); ... });
-/// // echo_answers::evloop, echo_answers::threaded, ... echo_answers::forking
+/// // echo_answers::evloop, echo_answers::threaded, ... echo_answers::uring
 /// per_mode!(udp_echoes, [evloop, threaded], |mode| { ... });
 /// // only the modes named (the caller says why next to it)
 /// ```
@@ -126,7 +150,7 @@ macro_rules! per_mode {
     ($case:ident, $body:expr $(,)?) => {
         $crate::util::per_mode!(
             $case,
-            [evloop, threaded, threaded_pool, blocking, forking],
+            [evloop, threaded, threaded_pool, blocking, forking, uring],
             $body
         );
     };
@@ -137,7 +161,10 @@ macro_rules! per_mode {
                 #[test]
                 fn $mode() {
                     let case: fn(&$crate::util::ModeCase) = $body;
-                    case(&$crate::util::ModeCase::$mode());
+                    let mode = $crate::util::ModeCase::$mode();
+                    if mode.runs() {
+                        case(&mode);
+                    }
                 }
             )+
         }

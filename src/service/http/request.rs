@@ -235,13 +235,18 @@ fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
 /// The [`Target`] of a request target: origin form (`/metrics?x=1`) or
 /// absolute form (`http://host/metrics`, RFC 9112 3.2.2), query ignored.
 fn route(target: &str) -> Target {
-    let path = match target.split_once("://") {
-        Some((scheme, rest)) if !scheme.contains('/') => {
-            rest.find('/').map_or("/", |at| &rest[at..])
-        }
-        _ => target,
+    // Origin form, nearly every request: no scheme to look for.
+    let path = match target.starts_with('/') {
+        true => target,
+        false => match target.split_once("://") {
+            Some((scheme, rest)) if !scheme.contains('/') => {
+                rest.find('/').map_or("/", |at| &rest[at..])
+            }
+            _ => target,
+        },
     };
-    let path = path.split_once('?').map_or(path, |(path, _query)| path);
+    let end = path.bytes().position(|b| b == b'?').unwrap_or(path.len());
+    let path = &path[..end];
     match path {
         "/" => Target::Hello,
         "/metrics" => Target::Metrics,

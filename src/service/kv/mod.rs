@@ -186,14 +186,14 @@ impl Kv {
         let mut after = After::Answered;
         let (_, changed) = match command.kind {
             Kind::Conn(which @ (Conn::Subscribe | Conn::PSubscribe)) => {
-                let kind = subscription_kind(which);
+                let kind = which.subscription_kind();
                 self.session
                     .pubsub
                     .subscribe(kind, request, doorbells, &mut out);
                 ((), None)
             }
             Kind::Conn(which @ (Conn::Unsubscribe | Conn::PUnsubscribe)) => {
-                let kind = subscription_kind(which);
+                let kind = which.subscription_kind();
                 self.session.pubsub.unsubscribe(kind, request, &mut out);
                 ((), None)
             }
@@ -342,14 +342,6 @@ fn keyspace_command(
         // MULTI, EXEC, WATCH... are never queued; QUIT and RESET are not
         // run inside EXEC either.
         _ => out.error("ERR command not allowed inside a transaction"),
-    }
-}
-
-/// Which kind of subscription a (P)(UN)SUBSCRIBE is about.
-fn subscription_kind(which: Conn) -> crate::broker::Kind {
-    match which {
-        Conn::PSubscribe | Conn::PUnsubscribe => crate::broker::Kind::Pattern,
-        _ => crate::broker::Kind::Channel,
     }
 }
 

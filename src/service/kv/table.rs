@@ -50,6 +50,16 @@ pub(crate) enum Conn {
     PubSub,
 }
 
+impl Conn {
+    /// Which kind of subscription a (P)(UN)SUBSCRIBE is about.
+    pub(crate) fn subscription_kind(self) -> crate::broker::Kind {
+        match self {
+            Conn::PSubscribe | Conn::PUnsubscribe => crate::broker::Kind::Pattern,
+            _ => crate::broker::Kind::Channel,
+        }
+    }
+}
+
 /// One command.
 #[derive(Debug)]
 pub(crate) struct Command {

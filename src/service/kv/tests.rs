@@ -1,4 +1,5 @@
-//! `kv` dialogues, every one in every split of its input.
+//! `kv` dialogues, every one in every split of its input. (Over 500 lines:
+//! one table of cases per command family, read as a list.)
 
 use super::*;
 use crate::service::Limits;

@@ -1,0 +1,452 @@
+//! The kernel's side of the io_uring loop: the ring and what its
+//! completions mean ([`Op`]), the provided-buffer ring that multishot
+//! receives fill, the eventfd that wakes the loop, and whether this kernel
+//! allows any of it ([`available`]).
+//!
+//! A readiness loop reads into *its* buffer when it chooses to. A completion
+//! loop must hand the kernel a buffer *before* data arrives; one buffer per
+//! connection would cost every idle connection 16 KiB (DESIGN rule 12). A
+//! provided-buffer ring ("pbuf ring", Linux 5.19) is the answer: one pool of
+//! [`BUFFERS`] buffers shared by every connection. A receive completion
+//! names the buffer the kernel picked; the loop hands those bytes to the
+//! connection's dialogue (which copies what it leaves unconsumed) and gives
+//! the buffer straight back with [`BufRing::recycle`]. So buffers are held
+//! only between a completion and its handling, never by an idle connection.
+//!
+//! ```text
+//!   loop: recycle(bid) ──► [ entries: addr,len,bid ... ] tail ──► kernel
+//!   kernel: picks an entry, fills it, CQE { res: len, flags: bid } ──► loop
+//! ```
+//!
+//! When every buffer is taken, the kernel ends the multishot receives it
+//! cannot fill with `ENOBUFS`; the loop arms them again once it has given
+//! buffers back. Nothing here knows of connections or services.
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::time::{Duration, Instant};
+
+use io_uring::types::{BufRingEntry, CancelBuilder, SubmitArgs, Timespec};
+use io_uring::{IoUring, Probe, cqueue, opcode, squeue};
+
+use super::offload::Wake;
+
+/// Submission queue entries: how many operations one turn may hand over
+/// before the queue is flushed early.
+const SQ_ENTRIES: u32 = 1024;
+/// Completion queue entries: completions one wait may bring back (the
+/// kernel keeps the overflow and hands it over on the next call).
+const CQ_ENTRIES: u32 = 8192;
+/// At exit, how long to wait for cancelled operations to come back.
+const DRAIN_LIMIT: Duration = Duration::from_secs(1);
+
+/// What a completion is for, packed into its `user_data`: a kind in the top
+/// byte, a listener index or a slab key below.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Op {
+    Accept(usize),
+    Recv(usize),
+    Send(usize),
+    /// The eventfd read: jobs finished, or shutdown was asked.
+    Wake,
+    /// A cancellation's own completion (the cancelled operation has its own).
+    Cancel,
+}
+
+impl Op {
+    pub(crate) fn encode(self) -> u64 {
+        let (kind, index) = match self {
+            Op::Accept(i) => (1, i),
+            Op::Recv(key) => (2, key),
+            Op::Send(key) => (3, key),
+            Op::Wake => (4, 0),
+            Op::Cancel => (5, 0),
+        };
+        (kind << 56) | index as u64
+    }
+
+    fn decode(data: u64) -> Op {
+        let index = (data & ((1 << 56) - 1)) as usize;
+        match data >> 56 {
+            1 => Op::Accept(index),
+            2 => Op::Recv(index),
+            3 => Op::Send(index),
+            4 => Op::Wake,
+            _ => Op::Cancel,
+        }
+    }
+}
+
+/// The ring and a count of the operations in it that have not completed
+/// for the last time (a multishot one counts until its completion without
+/// `F_MORE`).
+pub(crate) struct Ring {
+    uring: IoUring,
+    in_flight: usize,
+}
+
+impl Ring {
+    /// Queues one operation for the next `io_uring_enter`.
+    pub(crate) fn push(&mut self, entry: squeue::Entry, op: Op) {
+        let entry = entry.user_data(op.encode());
+        // SAFETY: every buffer an entry points at outlives its completion: a
+        // connection's `sending` and the wake-up buffer are dropped only when
+        // nothing of theirs is in flight (`Conn::is_done`, `drain`).
+        while unsafe { self.uring.submission().push(&entry) }.is_err() {
+            // Full: hand the queue to the kernel now, then queue the rest.
+            if let Err(e) = self.uring.submit() {
+                log::error!("io_uring submit failed: {e}");
+            }
+        }
+        self.in_flight += 1;
+    }
+
+    /// A ring for this thread alone: `SINGLE_ISSUER` and `DEFER_TASKRUN` let
+    /// the kernel post completions only when we wait for them, in one batch.
+    /// Kernels without those flags get a plain ring.
+    pub(crate) fn new() -> io::Result<Ring> {
+        let uring = IoUring::builder()
+            .setup_cqsize(CQ_ENTRIES)
+            .setup_single_issuer()
+            .setup_defer_taskrun()
+            .build(SQ_ENTRIES)
+            .or_else(|_| {
+                IoUring::builder()
+                    .setup_cqsize(CQ_ENTRIES)
+                    .build(SQ_ENTRIES)
+            })
+            .map_err(|e| io::Error::new(e.kind(), refusal(&e)))?;
+        Ok(Ring {
+            uring,
+            in_flight: 0,
+        })
+    }
+
+    /// The one system call of a turn: submit everything queued, sleep until
+    /// at least one completion, or until `deadline`.
+    pub(crate) fn wait(&mut self, deadline: Option<Instant>) -> io::Result<()> {
+        let result = match deadline {
+            None => self.uring.submit_and_wait(1),
+            Some(at) => {
+                let timeout = Timespec::from(at.saturating_duration_since(Instant::now()));
+                let args = SubmitArgs::new().timespec(&timeout);
+                self.uring.submitter().submit_with_args(1, &args)
+            }
+        };
+        match result {
+            // ETIME: the deadline came first. EINTR: a signal (rule 8).
+            // EBUSY: completions overflowed; reaping them makes room.
+            Err(e)
+                if !matches!(
+                    e.raw_os_error(),
+                    Some(libc::ETIME | libc::EINTR | libc::EBUSY)
+                ) =>
+            {
+                Err(e)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Moves every completion waiting into `into`: what it is for, its
+    /// result, its flags (see `io_uring::cqueue` for reading them).
+    pub(crate) fn completions(&mut self, into: &mut Vec<(Op, i32, u32)>) {
+        for completion in self.uring.completion() {
+            if !cqueue::more(completion.flags()) {
+                self.in_flight -= 1; // its last completion
+            }
+            let op = Op::decode(completion.user_data());
+            into.push((op, completion.result(), completion.flags()));
+        }
+    }
+
+    /// At exit: cancels whatever is still in the ring and waits (a little)
+    /// for it to come back, so that no completion can write into memory we
+    /// free. False if something is still in flight after [`DRAIN_LIMIT`].
+    pub(crate) fn drain(&mut self) -> bool {
+        if self.in_flight == 0 {
+            return true;
+        }
+        let cancel = opcode::AsyncCancel2::new(CancelBuilder::any()).build();
+        self.push(cancel, Op::Cancel);
+        let give_up = Instant::now() + DRAIN_LIMIT;
+        let mut done = Vec::new();
+        while self.in_flight > 0 && Instant::now() < give_up {
+            let _ = self.wait(Some(Instant::now() + Duration::from_millis(100)));
+            self.completions(&mut done);
+            done.clear();
+        }
+        self.in_flight == 0
+    }
+}
+
+/// Says whether this kernel lets us use io_uring, and if not, why, in one
+/// sentence that tells the user what to do. Asked once per process.
+///
+/// The probe ring is made and dropped on a thread of its own: tearing a
+/// ring down leaves task work for the thread that made it, which interrupts
+/// that thread's next blocking call (a socket read with a timeout then
+/// fails with `EINTR`). A thread that ends at once does not mind.
+pub fn available() -> Result<(), String> {
+    static ANSWER: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+    ANSWER
+        .get_or_init(|| {
+            std::thread::spawn(probe)
+                .join()
+                .unwrap_or_else(|_| Err("the io_uring probe panicked".into()))
+        })
+        .clone()
+}
+
+/// [`available`]'s question, asked of a new ring.
+fn probe() -> Result<(), String> {
+    let ring = IoUring::new(4).map_err(|e| refusal(&e))?;
+    let mut probe = Probe::new();
+    ring.submitter()
+        .register_probe(&mut probe)
+        .map_err(|e| refusal(&e))?;
+    let needed = [
+        (opcode::AcceptMulti::CODE, "accept"),
+        (opcode::RecvMulti::CODE, "recv"),
+        (opcode::Send::CODE, "send"),
+        (opcode::Read::CODE, "read"),
+        (opcode::AsyncCancel::CODE, "async cancel"),
+    ];
+    match needed.iter().find(|(code, _)| !probe.is_supported(*code)) {
+        Some((_, name)) => Err(format!(
+            "this kernel's io_uring has no {name} operation (Linux 6.0 or later is needed): use --mode evloop"
+        )),
+        None => Ok(()),
+    }
+}
+
+/// Why io_uring could not be set up, and what to do about it.
+fn refusal(e: &io::Error) -> String {
+    match e.raw_os_error() {
+        Some(libc::ENOSYS) => {
+            "this kernel has no io_uring (Linux 6.0 or later is needed): use --mode evloop".into()
+        }
+        Some(libc::EPERM | libc::EACCES) => {
+            let disabled = std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled");
+            let why = match disabled.as_deref().map(str::trim) {
+                Ok("2") => "the sysctl kernel.io_uring_disabled is 2",
+                Ok("1") => {
+                    "kernel.io_uring_disabled is 1 and this user is not in kernel.io_uring_group"
+                }
+                _ => "a seccomp filter forbids it (a container's default profile does)",
+            };
+            format!("io_uring is not allowed here ({e}): {why}; use --mode evloop")
+        }
+        _ => format!("cannot set up io_uring: {e}"),
+    }
+}
+
+/// Buffers in the ring (a power of two, as the kernel requires). Only
+/// connections with bytes *in flight* hold one, so this bounds how many
+/// receives complete per turn, not how many clients are served.
+pub(crate) const BUFFERS: u16 = 512;
+
+/// Bytes per buffer: a receive completion carries at most this much (more
+/// waiting data simply completes again, in another buffer).
+pub(crate) const BUFFER_SIZE: usize = 4096;
+
+/// The most a connection can have received beyond its output limit: a
+/// turn's receives are all delivered before the loop can cancel a receive,
+/// and one turn brings at most the whole buffer ring (the readiness loop
+/// stops within one read instead).
+pub const RECV_POOL_BYTES: usize = BUFFERS as usize * BUFFER_SIZE;
+
+/// The buffer group id the receives name.
+pub(crate) const GROUP: u16 = 0;
+
+/// The ring of buffer descriptors (page-aligned, mapped for the kernel)
+/// and the buffers themselves, registered with one io_uring.
+pub(crate) struct BufRing {
+    /// `BUFFERS` entries, `mmap`ed: the kernel wants page alignment.
+    entries: *mut BufRingEntry,
+    /// The buffers' bytes, `BUFFERS * BUFFER_SIZE`, never moved while registered.
+    memory: Box<[u8]>,
+    /// Our copy of the tail: entries before it are the kernel's to use.
+    tail: u16,
+}
+
+impl BufRing {
+    /// Maps the ring, registers it as group [`GROUP`] of `ring`, and hands
+    /// every buffer to the kernel.
+    pub(crate) fn register(ring: &Ring) -> io::Result<BufRing> {
+        let bytes = usize::from(BUFFERS) * std::mem::size_of::<BufRingEntry>();
+        // SAFETY: an anonymous private mapping; checked for failure below.
+        let entries = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                bytes,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if entries == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let mut bufs = BufRing {
+            entries: entries.cast(),
+            memory: vec![0; usize::from(BUFFERS) * BUFFER_SIZE].into_boxed_slice(),
+            tail: 0,
+        };
+        // SAFETY: the entries and the memory live as long as `bufs`, which
+        // the loop drops only after the ring (see `Drop` for the order).
+        unsafe {
+            ring.uring.submitter().register_buf_ring_with_flags(
+                bufs.entries as u64,
+                BUFFERS,
+                GROUP,
+                0,
+            )?;
+        }
+        for bid in 0..BUFFERS {
+            bufs.recycle(bid);
+        }
+        Ok(bufs)
+    }
+
+    /// The first `len` bytes the kernel put in buffer `bid`.
+    pub(crate) fn filled(&self, bid: u16, len: usize) -> &[u8] {
+        let start = usize::from(bid) * BUFFER_SIZE;
+        &self.memory[start..start + len.min(BUFFER_SIZE)]
+    }
+
+    /// Gives buffer `bid` back to the kernel: it goes at the tail, and the
+    /// tail is published with release ordering so the kernel sees the entry
+    /// before it sees the tail move.
+    pub(crate) fn recycle(&mut self, bid: u16) {
+        let mask = BUFFERS - 1;
+        let addr = self.memory[usize::from(bid) * BUFFER_SIZE..].as_ptr() as u64;
+        // SAFETY: `tail & mask` indexes one of the `BUFFERS` mapped entries;
+        // the kernel reads only entries between its head and our tail.
+        unsafe {
+            let entry = &mut *self.entries.add(usize::from(self.tail & mask));
+            entry.set_addr(addr);
+            entry.set_len(BUFFER_SIZE as u32);
+            entry.set_bid(bid);
+            self.tail = self.tail.wrapping_add(1);
+            let tail = BufRingEntry::tail(self.entries) as *const AtomicU16;
+            (*tail).store(self.tail, Ordering::Release);
+        }
+    }
+}
+
+impl Drop for BufRing {
+    fn drop(&mut self) {
+        let bytes = usize::from(BUFFERS) * std::mem::size_of::<BufRingEntry>();
+        // SAFETY: mapped in `register` with this size; the ring that used it
+        // was dropped (or unregistered it) before us.
+        unsafe { libc::munmap(self.entries.cast(), bytes) };
+    }
+}
+
+impl std::fmt::Debug for BufRing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "BufRing({BUFFERS} x {BUFFER_SIZE} B)")
+    }
+}
+
+/// An eventfd: worker threads and the shutdown handle write to it, the
+/// loop keeps a read of it in the ring, which completes when one did. The
+/// io_uring counterpart of `mio::Waker` (which is an eventfd in an epoll).
+#[derive(Debug)]
+pub(crate) struct EventFd(OwnedFd);
+
+impl EventFd {
+    /// A blocking eventfd: its read sits in the ring, not in a thread.
+    pub(crate) fn new() -> io::Result<EventFd> {
+        // SAFETY: eventfd returns a new descriptor or -1.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` is ours alone.
+        Ok(EventFd(unsafe { OwnedFd::from_raw_fd(fd) }))
+    }
+
+    pub(crate) fn fd(&self) -> i32 {
+        self.0.as_raw_fd()
+    }
+}
+
+impl Wake for EventFd {
+    /// Adds one to the counter; the loop's pending read completes.
+    fn wake(&self) -> io::Result<()> {
+        let one: u64 = 1;
+        // SAFETY: writes 8 bytes from a live u64.
+        let n = unsafe { libc::write(self.fd(), (&raw const one).cast(), 8) };
+        if n == 8 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::os::unix::net::UnixStream;
+
+    use io_uring::types::Fd;
+
+    use super::*;
+
+    #[test]
+    fn an_op_comes_back_from_its_user_data() {
+        for op in [
+            Op::Accept(3),
+            Op::Recv(0),
+            Op::Send((1 << 56) - 1),
+            Op::Wake,
+            Op::Cancel,
+        ] {
+            assert_eq!(Op::decode(op.encode()), op);
+        }
+    }
+
+    /// One multishot receive, three times as many messages as buffers: each
+    /// completion names the buffer holding exactly its bytes, and only
+    /// buffers given back let the receive go on (the tail wraps round).
+    #[test]
+    fn a_multishot_receive_goes_on_as_long_as_buffers_come_back() {
+        if let Err(reason) = available() {
+            eprintln!("SKIPPED: the provided-buffer ring: {reason}");
+            return;
+        }
+        let mut ring = Ring::new().unwrap();
+        let mut bufs = BufRing::register(&ring).unwrap();
+        let (mut client, server) = UnixStream::pair().unwrap();
+        let recv = opcode::RecvMulti::new(Fd(server.as_raw_fd()), GROUP).build();
+        ring.push(recv, Op::Recv(7));
+        let mut done = Vec::new();
+        for i in 0..3 * usize::from(BUFFERS) {
+            let message = format!("message {i}\n");
+            client.write_all(message.as_bytes()).unwrap();
+            for _ in 0..50 {
+                if !done.is_empty() {
+                    break;
+                }
+                ring.wait(Some(Instant::now() + Duration::from_millis(100)))
+                    .unwrap();
+                ring.completions(&mut done);
+            }
+            assert_eq!(done.len(), 1, "message {i}: {done:?}");
+            let (op, result, flags) = done.pop().unwrap();
+            assert_eq!(op, Op::Recv(7));
+            assert!(result > 0, "{}", io::Error::from_raw_os_error(-result));
+            assert!(cqueue::more(flags), "the multishot receive ended");
+            let bid = cqueue::buffer_select(flags).expect("a buffer id");
+            assert_eq!(bufs.filled(bid, result as usize), message.as_bytes());
+            bufs.recycle(bid);
+        }
+        assert_eq!(ring.in_flight, 1, "the receive is still armed");
+        assert!(ring.drain(), "the receive was cancelled and came back");
+    }
+}
