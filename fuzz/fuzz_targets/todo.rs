@@ -27,6 +27,7 @@ fn todo() -> Box<dyn Service> {
         store: Store::in_memory(),
         broker: Default::default(),
         stats: Arc::new(Stats::default()),
+        broker: Default::default(),
         limits: Limits {
             max_line: MAX_LINE,
             ..Limits::default()

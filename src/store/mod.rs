@@ -45,7 +45,8 @@
 //! command runs in (lazy expiry, writing records); [`durability`] the log
 //! writer, group commit and the flusher thread; [`compact`] the log
 //! rewrite; [`log`] the record format and replay; [`error`] the
-//! [`StoreError`] that opening can fail with.
+//! [`StoreError`] that opening can fail with; `testing` replay on bytes
+//! for `fuzz/` (hidden, not an API).
 //!
 //! This module must not know services, sockets or the application around
 //! it: services call it, the drivers run its [`Work`], and `main` prints
@@ -64,6 +65,8 @@ mod db;
 mod durability;
 mod error;
 mod log;
+#[doc(hidden)] // for fuzz/, not an API
+pub mod testing;
 mod tx;
 mod zset;
 

@@ -13,6 +13,7 @@
 //! | [`conn`] | HELLO, CLIENT, SELECT, INFO, CONFIG, COMMAND, TIME |
 //! | `multi` | EXEC and WATCH |
 //! | this file | the connection: one request per call, queueing for MULTI, durability |
+//! | `testing` | the parser fed reads as this file feeds it, for `fuzz/` (hidden, not an API) |
 //!
 //! # A request's path
 //!
@@ -66,6 +67,8 @@ mod resp;
 mod sets;
 mod strings;
 mod table;
+#[doc(hidden)] // for fuzz/, not an API
+pub mod testing;
 mod zsets;
 
 pub use self::resp::DEFAULT_MAX_BULK;
@@ -393,7 +396,7 @@ impl Service for Kv {
                     cx.out.extend_from_slice(b"-ERR Protocol error: ");
                     cx.out.extend_from_slice(reason.as_bytes());
                     cx.out.extend_from_slice(b"\r\n");
-                    return (input.len(), Next::Last);
+                    return (input.len(), Next::Close);
                 }
                 Parsed::Request { consumed: len } => {
                     // A detached copy of the parser's state: `run` needs

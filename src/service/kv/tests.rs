@@ -163,6 +163,20 @@ fn malformed_frames_are_a_protocol_error_and_a_close() {
     }
 }
 
+/// Found by `fuzz/` (resp): a protocol error was counted as an answered
+/// request (`Next::Last`); it answers none (`Next::Close`).
+#[test]
+fn a_protocol_error_closes_counting_only_the_requests_before_it() {
+    for input in [&b"*1\r\n$4\r\nPING\r\n*x\r\n"[..], b"PING\r\nSET k \"v\r\n"] {
+        for chunks in crate::service::testing::splits(input) {
+            let outcome = run(kv(), &chunks);
+            let out = String::from_utf8_lossy(&outcome.out);
+            assert!(out.starts_with("+PONG\r\n-ERR Protocol error: "), "{out}");
+            assert_eq!((outcome.answered, outcome.closed), (1, true), "{chunks:?}");
+        }
+    }
+}
+
 #[test]
 fn an_incomplete_request_is_kept_and_each_whole_one_answered_and_counted() {
     let input = reqs(&[&[b"SET", b"a", b"1"], &[b"GET", b"a"], &[b"PING"]]);
