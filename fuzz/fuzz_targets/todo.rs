@@ -27,7 +27,6 @@ fn todo() -> Box<dyn Service> {
         store: Store::in_memory(),
         broker: Default::default(),
         stats: Arc::new(Stats::default()),
-        broker: Default::default(),
         limits: Limits {
             max_line: MAX_LINE,
             ..Limits::default()

@@ -34,7 +34,6 @@ fn upload() -> Box<dyn Service> {
         store: Store::in_memory(),
         broker: Default::default(),
         stats: Arc::new(Stats::default()),
-        broker: Default::default(),
         limits: Limits {
             upload_dir: PathBuf::from(UPLOAD_DIR),
             max_upload: MAX_UPLOAD,
