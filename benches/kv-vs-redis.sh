@@ -58,7 +58,7 @@ fi
 [ -x "$READYLOOP" ] || die "$READYLOOP is not an executable"
 
 # CPU time of every thread of PID so far, in nanoseconds.
-cpu_ns() { cat "/proc/$1/task/"*/schedstat 2>/dev/null | awk '{ s += $1 } END { print s + 0 }'; }
+cpu_ns() { cat "/proc/$1/task/"*/schedstat 2>/dev/null | awk '{ s += $1 } END { printf "%.0f\n", s }'; }
 
 # Waits until a Redis client gets PONG on PORT from PID.
 wait_pong() {
