@@ -21,9 +21,10 @@
 # test's requests. redis-benchmark runs on the same machine and shares its
 # cores.
 #
-# Writes OUT_DIR/runs.csv (every run) and OUT_DIR/summary.md (the medians).
+# Writes OUT_DIR/runs.csv (every run), OUT_DIR/summary.md (the medians) and,
+# if redis-benchmark printed any, its error lines to OUT_DIR/errors.txt.
 # Set READYLOOP to a built binary to skip the build (compare.sh does).
-# Every server is stopped on exit, error or Ctrl-C. About 3 minutes.
+# Every server is stopped on exit, error or Ctrl-C. About 2 minutes.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -193,4 +194,5 @@ EOF
         echo "redis-benchmark reported $(wc -l <"$OUT/errors.txt") error lines: see errors.txt."
     fi
 } >"$OUT/summary.md"
+[ -s "$OUT/errors.txt" ] || rm "$OUT/errors.txt"
 cat "$OUT/summary.md"
