@@ -12,9 +12,11 @@
 #   tokio-echo/  the echo series against a tokio current-thread server
 #   nginx-http/  the http series against nginx (1 worker)
 #   wrk.md     wrk -t1 -c50 -d10s against readyloop evloop http and nginx
+#   kv/        kv against redis-server, redis-benchmark's default suite
+#              (benches/kv-vs-redis.sh, which also runs alone)
 # Each directory holds results.json, report.md and chart.svg; summary.md has
 # every table and the comparisons, and is printed at the end. Every server
-# the script starts is stopped on exit, error or Ctrl-C. About 10 minutes.
+# the script starts is stopped on exit, error or Ctrl-C. About 13 minutes.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -30,61 +32,16 @@ IDLE_CONNS=${IDLE_CONNS:-10000}
 WRK_SECONDS=${WRK_SECONDS:-10}
 MODES=evloop,uring,threaded,blocking,forking
 
-die() { echo "compare.sh: $*" >&2; exit 1; }
-need() {
-    command -v "$1" >/dev/null 2>&1 || die "$1 is missing: $2"
-}
+# shellcheck source=benches/lib.sh
+. "$ROOT/benches/lib.sh"
 need cargo "install Rust from https://rustup.rs"
 need wrk "apt-get install wrk nginx-light"
 need jq "apt-get install jq"
 need timeout "apt-get install coreutils"
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 [ -x "$NGINX" ] || die "nginx is missing: apt-get install wrk nginx-light"
-[ "$(uname -s)" = Linux ] || die "Linux only: CPU and memory are read from /proc"
-
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/readyloop-compare.XXXXXX")
-PIDS=()
-# Every live descendant of this script: the servers it started, `bench` and
-# the servers bench spawned (and a forking server's children). Taken in one
-# snapshot before anything is killed, so orphans are not missed.
-descendants() {
-    ps -e -o pid=,ppid= | awk -v root=$$ '
-        { parent[$1] = $2 }
-        END {
-            for (p in parent) {
-                for (q = parent[p]; q > 1; q = parent[q]) {
-                    if (q == root) { print p; break }
-                    if (!(q in parent)) break
-                }
-            }
-        }'
-}
-cleanup() {
-    local pid all
-    all=$(descendants; printf '%s\n' "${PIDS[@]}")
-    for pid in $all; do
-        kill -TERM "$pid" 2>/dev/null || true
-    done
-    for pid in $all; do
-        for _ in $(seq 50); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -KILL "$pid" 2>/dev/null || true
-    done
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-# Bash runs a trap only once the foreground command ends; a command in the
-# background with `wait` lets Ctrl-C or SIGTERM stop the script at once.
-run() {
-    "$@" &
-    wait $!
-}
-
-START=$(date +%s)
-log() { printf '\n== %s (%ds)\n' "$*" $(($(date +%s) - START)) >&2; }
+need redis-server "apt-get install redis-server"
+need redis-benchmark "apt-get install redis-tools"
 
 log "build"
 run cargo build --release --quiet --manifest-path "$ROOT/Cargo.toml"
@@ -105,38 +62,6 @@ bench() {
     shift
     run timeout -k 10 "$limit" "$RL" bench --duration "$DURATION" --warmup "$WARMUP" "$@" \
         >/dev/null || die "bench $* failed or timed out after $limit"
-}
-
-# Waits for "listening on 127.0.0.1:PORT" in FILE and prints the port.
-wait_port() {
-    local file=$1 pid=$2 port
-    for _ in $(seq 100); do
-        port=$(grep -o 'listening on 127\.0\.0\.1:[0-9]*' "$file" 2>/dev/null |
-            head -1 | cut -d: -f2 || true)
-        [ -n "$port" ] && { echo "$port"; return; }
-        kill -0 "$pid" 2>/dev/null || die "server pid $pid exited: $(tail -5 "$file")"
-        sleep 0.1
-    done
-    die "no 'listening on' line in $file after 10 s: $(tail -5 "$file")"
-}
-
-# A free port on 127.0.0.1 (nginx needs one in its config).
-free_port() {
-    local port
-    for _ in $(seq 100); do
-        port=$((20000 + RANDOM % 30000))
-        ss -Htln "sport = :$port" | grep -q . || { echo "$port"; return; }
-    done
-    die "no free port found"
-}
-
-# utime + stime of PID, in clock ticks.
-ticks() { awk '{ sub(/.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"; }
-
-stop() {
-    kill -TERM "$1" 2>/dev/null || true
-    for _ in $(seq 100); do kill -0 "$1" 2>/dev/null || return 0; sleep 0.1; done
-    kill -KILL "$1" 2>/dev/null || true
 }
 
 log "(a) echo, every mode, 1/50/1000 connections"
@@ -210,6 +135,9 @@ wrk_row "$NGINX_PORT" "$WORKER" >"$TMP/wrk-nginx"
 stop "$RL_PID"
 stop "$NGINX_PID"
 
+log "(g) kv against redis-server, redis-benchmark's default suite"
+run env READYLOOP="$RL" bash "$ROOT/benches/kv-vs-redis.sh" "$OUT/kv" >/dev/null
+
 log "summary"
 point() { # FILE MODE CONNS FIELD
     jq -r --arg m "$2" --argjson c "$3" \
@@ -269,6 +197,9 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a > 0 && b > 0) printf "%.2f", a 
     echo "## wrk"
     echo
     cat "$OUT/wrk.md"
+    echo
+    echo "## kv vs redis-server"
+    tail -n +2 "$OUT/kv/summary.md"
     echo
     echo "Total script time: $(($(date +%s) - START)) s."
 } >"$OUT/summary.md"

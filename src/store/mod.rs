@@ -297,9 +297,24 @@ impl Store {
     pub fn tx<R>(&self, now: SystemTime, f: impl FnOnce(&mut Tx<'_>) -> R) -> (R, Option<Seq>) {
         let core = &self.handle.core;
         let mut state = core.lock();
+        let had_pending = !state.pending.is_empty();
         let mut tx = Tx::new(core, &mut state, millis(now));
         let result = f(&mut tx);
         let changed = tx.changed();
+        let wake = !had_pending && !state.pending.is_empty();
+        drop(state);
+        // After unlocking: a flusher woken while the lock is still held
+        // would only block on it again (two more futex calls and a context
+        // switch per wake-up). Under `always` the waiters write; the
+        // flusher is only a backstop.
+        if wake
+            && core
+                .log
+                .as_ref()
+                .is_some_and(|log| log.policy != Fsync::Always)
+        {
+            core.wake.notify_one();
+        }
         (result, changed)
     }
 

@@ -10,7 +10,7 @@
 
 use super::db::{Applied, Db, Entry};
 use super::log::{self, Record, code};
-use super::{Core, Fsync, Seq, State};
+use super::{Core, Seq, State};
 
 /// The keyspace, locked, at time `now`.
 pub struct Tx<'a> {
@@ -172,11 +172,11 @@ impl Write<'_, '_> {
         } = &mut *self.tx.state;
         log::finish(pending, self.start);
         let applied = db.apply(record_at(pending, self.start));
-        let Some(log) = &core.log else {
+        if core.log.is_none() {
             pending.truncate(self.start);
             *seq += u64::from(applied.changed);
             return applied;
-        };
+        }
         if !applied.changed {
             pending.truncate(self.start);
             return applied;
@@ -184,10 +184,6 @@ impl Write<'_, '_> {
         *seq += 1;
         if let Some(rewrite) = rewrite {
             rewrite.extend_from_slice(&pending[self.start..]);
-        }
-        // Under `always` the waiters write; the flusher is only a backstop.
-        if self.start == 0 && log.policy != Fsync::Always {
-            core.wake.notify_one();
         }
         applied
     }
