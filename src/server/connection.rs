@@ -57,9 +57,9 @@ struct Readiness {
     peer_closed: bool,
 }
 
-/// Where a connection is in its life.
+/// Where a connection is in its life (the uring loop's connections too).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Stage {
+pub(crate) enum Stage {
     /// Reading and answering.
     Serving,
     /// Too much output waits for the client: nothing is read or fed until

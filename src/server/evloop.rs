@@ -123,19 +123,10 @@ impl Loop {
             if self.shutdown.is_requested() && self.shutdown_deadline.is_none() {
                 self.begin_shutdown();
             }
-            if let Some(deadline) = self.shutdown_deadline {
-                if self.conns.is_empty() {
-                    log::info!("event loop stopped");
-                    return Ok(());
-                }
-                if Instant::now() >= deadline {
-                    log::warn!(
-                        "{} connections still open after the grace period: closing them",
-                        self.conns.len()
-                    );
-                    stats::add(&self.stats.unfinished, self.conns.len() as u64);
-                    return Ok(());
-                }
+            if let Some(deadline) = self.shutdown_deadline
+                && super::shutdown_over(self.conns.len(), deadline, &self.stats, "event loop")
+            {
+                return Ok(());
             }
 
             // `select`: sleep until something is ready, or the nearest deadline.

@@ -297,6 +297,27 @@ impl Shutdown {
     }
 }
 
+/// During shutdown, whether a loop may return: every connection is gone, or
+/// the grace period ran out (the ones left are counted in
+/// [`Stats::unfinished`], and the process exits with code 3).
+pub(crate) fn shutdown_over(
+    open: usize,
+    deadline: std::time::Instant,
+    stats: &Stats,
+    what: &str,
+) -> bool {
+    if open == 0 {
+        log::info!("{what} stopped");
+        return true;
+    }
+    if std::time::Instant::now() < deadline {
+        return false;
+    }
+    log::warn!("{open} connections still open after the grace period: closing them");
+    crate::stats::add(&stats.unfinished, open as u64);
+    true
+}
+
 /// Serves with one event loop per group of listeners, each on its own
 /// thread (`--loops N`). The groups are independent: they share the
 /// counters, the store and the shutdown handle, nothing else.

@@ -197,19 +197,10 @@ impl Loop {
                 self.begin_shutdown();
             }
             self.sync();
-            if let Some(deadline) = self.shutdown_deadline {
-                if self.conns.is_empty() {
-                    log::info!("io_uring loop stopped");
-                    return Ok(());
-                }
-                if Instant::now() >= deadline {
-                    log::warn!(
-                        "{} connections still open after the grace period: closing them",
-                        self.conns.len()
-                    );
-                    stats::add(&self.stats.unfinished, self.conns.len() as u64);
-                    return Ok(());
-                }
+            if let Some(deadline) = self.shutdown_deadline
+                && super::shutdown_over(self.conns.len(), deadline, &self.stats, "io_uring loop")
+            {
+                return Ok(());
             }
             self.wait()?;
             (self.now, self.wall) = (Instant::now(), SystemTime::now());

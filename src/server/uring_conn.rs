@@ -43,22 +43,7 @@ pub(crate) enum Verdict {
     Close,
 }
 
-/// Where a connection is in its life (as in `connection.rs`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Stage {
-    /// Receiving and answering.
-    Serving,
-    /// Too much output waits: nothing is fed until it drains (rule 6).
-    Flushing,
-    /// Its job is out; nothing is fed until it comes back.
-    Job,
-    /// Sending what is left, then closing (or lingering).
-    Closing,
-    /// All sent, our side shut: dropping what the client still sends.
-    Lingering,
-    /// Decided: the loop cancels its operations and drops it.
-    Closed,
-}
+pub(crate) use super::connection::Stage;
 
 /// The connection's multishot receive in the ring.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
