@@ -21,6 +21,8 @@
 //!   `server/uring.rs` is its completion-based counterpart on io_uring.
 //! - [`store`]: the key-value store shared by every connection, made
 //!   durable by an append-only log in `--data-dir` (`--fsync` policy).
+//! - [`remote`]: the store on Redis (`--store redis://`): requests, answers,
+//!   and where a reply ends.
 //! - [`stats`]: counters every mode updates, rendered for Prometheus.
 //! - [`config`] and [`cli`]: flags in, validated settings out.
 //! - [`bench`](mod@bench): the bounded loopback load generator and its reports (table,
@@ -46,6 +48,7 @@ pub mod daemon;
 pub mod error;
 pub mod fdlimit;
 pub mod logger;
+pub mod remote;
 pub mod serve;
 pub mod server;
 pub mod service;

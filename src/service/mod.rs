@@ -85,6 +85,11 @@ pub enum Job {
     Upload(upload::Work),
     /// Store work: wait until a change is on disk (`--fsync always`).
     Store(crate::store::Work),
+    /// Commands for the store on Redis (`--store redis://`). The event loop
+    /// pipelines them onto its upstream connections instead of running them
+    /// here; elsewhere [`Job::run`] sends them on the worker's own blocking
+    /// connection.
+    Remote(crate::remote::Request),
     /// Panics when run: tests of what drivers do with a job that panics.
     #[cfg(test)]
     Panic,
@@ -98,6 +103,7 @@ impl Job {
             Job::Slow(work) => JobOutput::Slow(slow::run(work)),
             Job::Upload(work) => JobOutput::Upload(upload::run(work)),
             Job::Store(work) => JobOutput::Store(crate::store::run(work)),
+            Job::Remote(request) => JobOutput::Remote(crate::remote::blocking::run(request)),
             #[cfg(test)]
             Job::Panic => panic!("a test job panicked on purpose"),
         }
@@ -113,6 +119,8 @@ pub enum JobOutput {
     Upload(upload::Done),
     /// A [`Job::Store`] is done.
     Store(crate::store::Done),
+    /// A [`Job::Remote`] is answered (or the store was unavailable).
+    Remote(crate::remote::Answer),
     /// The job panicked; the message says where. The service answers with an
     /// error reply; the worker and the server go on. Whatever the job owned
     /// was dropped while unwinding (an upload's temporary file is removed).

@@ -1,0 +1,129 @@
+//! The blocking Redis client of the modes that have a thread to block
+//! (threaded, pool, blocking, forking, and the offload pool's workers): one
+//! connection per thread, made on first use and kept, so a forking child
+//! or a worker thread owns its own and no lock is shared.
+//!
+//! A request is written whole and its replies read whole; any error (refused,
+//! reset, timed out, malformed) drops the connection and answers
+//! [`Answer::Unavailable`]. The next request connects again, no sooner than
+//! the backoff allows, so a store that is down costs each request one failed
+//! connect at most every [`RETRY_MAX`], not a connect storm.
+//!
+//! This file must not be used from the event loop's thread: it blocks.
+
+use std::cell::RefCell;
+use std::io::{self, Read, Write};
+use std::net::TcpStream;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use super::{Answer, Request, StoreUrl, reply};
+
+/// How long one connect, write or read may take before the store counts as
+/// unavailable.
+pub const IO_TIMEOUT: Duration = Duration::from_secs(5);
+/// The first wait before connecting again after a failure; doubled per
+/// failure up to [`RETRY_MAX`].
+pub const RETRY_FIRST: Duration = Duration::from_millis(100);
+/// The longest wait between two connection attempts.
+pub const RETRY_MAX: Duration = Duration::from_secs(2);
+
+static STORE: OnceLock<StoreUrl> = OnceLock::new();
+
+/// Names the store for every thread of this process; once, at start-up.
+pub fn configure(url: StoreUrl) {
+    let _ = STORE.set(url);
+}
+
+thread_local! {
+    static UPSTREAM: RefCell<Upstream> = const { RefCell::new(Upstream { stream: None, retry_at: None, backoff: RETRY_FIRST }) };
+}
+
+struct Upstream {
+    stream: Option<TcpStream>,
+    retry_at: Option<Instant>,
+    backoff: Duration,
+}
+
+/// Sends `request` on this thread's connection and waits for its replies.
+pub fn run(request: Request) -> Answer {
+    let Some(url) = STORE.get() else {
+        return Answer::Unavailable;
+    };
+    UPSTREAM.with_borrow_mut(|upstream| match upstream.exchange(url, &request) {
+        Ok(replies) => {
+            upstream.backoff = RETRY_FIRST;
+            Answer::Replies(replies)
+        }
+        Err(error) => {
+            log::warn!("store {url} unavailable: {error}");
+            upstream.stream = None;
+            upstream.retry_at = Some(Instant::now() + upstream.backoff);
+            upstream.backoff = (upstream.backoff * 2).min(RETRY_MAX);
+            Answer::Unavailable
+        }
+    })
+}
+
+impl Upstream {
+    fn exchange(&mut self, url: &StoreUrl, request: &Request) -> io::Result<Vec<u8>> {
+        let stream = match &mut self.stream {
+            Some(stream) => stream,
+            None => {
+                if self.retry_at.is_some_and(|at| Instant::now() < at) {
+                    return Err(io::Error::other("waiting before connecting again"));
+                }
+                self.stream.insert(connect(url)?)
+            }
+        };
+        stream.write_all(&request.commands)?;
+        read_replies(stream, request.replies)
+    }
+}
+
+/// Connects to the store and selects its database: used here and by the
+/// start-up check, which reports the error instead of answering with it.
+pub fn connect(url: &StoreUrl) -> io::Result<TcpStream> {
+    use std::net::ToSocketAddrs;
+    let mut last = io::Error::other(format!("{} resolves to no address", url.authority()));
+    for addr in url.authority().to_socket_addrs()? {
+        match TcpStream::connect_timeout(&addr, IO_TIMEOUT) {
+            Ok(mut stream) => {
+                stream.set_nodelay(true)?;
+                stream.set_read_timeout(Some(IO_TIMEOUT))?;
+                stream.set_write_timeout(Some(IO_TIMEOUT))?;
+                let select = Request::command(&[b"SELECT", url.db.to_string().as_bytes()]);
+                stream.write_all(&select.commands)?;
+                let reply = read_replies(&mut stream, 1)?;
+                if !reply.starts_with(b"+") {
+                    return Err(io::Error::other(format!(
+                        "SELECT {} answered {}",
+                        url.db,
+                        reply.trim_ascii_end().escape_ascii()
+                    )));
+                }
+                return Ok(stream);
+            }
+            Err(error) => last = error,
+        }
+    }
+    Err(last)
+}
+
+fn read_replies(stream: &mut TcpStream, count: usize) -> io::Result<Vec<u8>> {
+    let mut buf = Vec::with_capacity(64);
+    let mut chunk = [0u8; 16 * 1024];
+    loop {
+        match reply::len(&buf, count) {
+            Ok(Some(end)) if end == buf.len() => return Ok(buf),
+            Ok(Some(_)) => return Err(io::Error::other("the store sent more replies than asked")),
+            Ok(None) => {}
+            Err(malformed) => return Err(io::Error::other(malformed.to_string())),
+        }
+        let n = stream.read(&mut chunk)?;
+        if n == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
