@@ -148,7 +148,7 @@ pub(crate) fn default_suite_against(port: &str, pipeline: &str) {
             "-h",
             "127.0.0.1",
             "-p",
-            &port,
+            port,
             "-n",
             "2000",
             "-c",
