@@ -10,13 +10,19 @@
 //! connection for everyone, block it, or turn it into a stream that is not
 //! one reply per command is never sent. [`route`] says, per command, what
 //! happens: forwarded, answered here (the connection's own commands: QUIT,
-//! HELLO in RESP2, SELECT of the URL's database, CLIENT ID / GETNAME /
-//! SETNAME / SETINFO, RESET), or refused with `-ERR <NAME> is not proxied:
-//! <why>`. docs/PROTOCOLS.md has the table.
+//! HELLO, SELECT of the URL's database, CLIENT ID / GETNAME / SETNAME /
+//! SETINFO, RESET), or refused with `-ERR <NAME> is not proxied: <why>`.
+//! docs/PROTOCOLS.md has the table.
 //!
-//! Only RESP2 is spoken to the client: `HELLO 3` is refused with
-//! `NOPROTO`, since Redis' replies are passed on as they are (in RESP2,
-//! the protocol every upstream connection speaks).
+//! # RESP3
+//!
+//! The upstream connections speak RESP2. A client that said `HELLO 3`
+//! (redis-py's default since 8.0) gets Redis' own RESP3 replies, exactly:
+//! its command is sent between `HELLO 3` and `HELLO 2` in one request
+//! ([`Sent::InResp3`]), and only the middle reply is passed on. A request
+//! is sent whole on one upstream connection, so no other client's command
+//! runs while that connection is in RESP3. It costs two more commands per
+//! request; a client that can, asks for RESP2 (redis-py: `protocol=2`).
 //!
 //! A reply is passed on whole, however large (each bulk at most 512 MiB,
 //! as Redis' own limit): the dialogue then feeds this client nothing more
@@ -41,8 +47,23 @@ pub(crate) struct Proxy {
     db: u32,
     /// What the connection's own commands (CLIENT SETNAME, HELLO) keep.
     session: Session,
+    /// The client switched to RESP3 (`HELLO 3`).
+    resp3: bool,
     /// A request is out to Redis; `resume` writes its reply.
-    waiting: bool,
+    waiting: Option<Sent>,
+}
+
+/// How a request went to Redis, to find the client's reply in what comes
+/// back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sent {
+    /// The command alone, on a connection in RESP2: one reply.
+    Plain,
+    /// `HELLO 3`, the command, `HELLO 2`: three replies, the middle one
+    /// the client's, in RESP3. The upstream connection is back in RESP2
+    /// after it, and a request is sent whole on one connection, so no
+    /// other client's command runs in between.
+    InResp3,
 }
 
 /// What the proxy does with a command.
@@ -61,7 +82,8 @@ pub(crate) enum Route {
 pub(crate) enum Local {
     /// `+OK`, then close.
     Quit,
-    /// The RESP2 `HELLO` reply; `HELLO 3` is `NOPROTO`.
+    /// The `HELLO` reply, in the protocol asked (`HELLO 3` switches this
+    /// client to RESP3); `HELLO ... AUTH` is refused, as `AUTH` is.
     Hello,
     /// CLIENT ID, GETNAME, SETNAME, SETINFO.
     Client,
@@ -174,57 +196,100 @@ impl Proxy {
                 id,
                 ..Session::default()
             },
-            waiting: false,
+            resp3: false,
+            waiting: None,
         }
     }
 
     fn run(&mut self, req: &Request<'_>, cx: &mut Cx<'_>) -> Next {
         let mut out = Reply {
             out: cx.out,
-            resp3: false,
+            resp3: self.resp3,
         };
-        match route(req, self.db) {
-            Route::Forward => {
-                let words: Vec<&[u8]> = req.args_from(0).collect();
-                let mut commands =
-                    Vec::with_capacity(16 + words.iter().map(|w| w.len() + 16).sum::<usize>());
-                remote::encode(&words, &mut commands);
-                self.waiting = true;
-                return Next::Offload(Job::Remote(remote::Request {
-                    commands,
-                    replies: 1,
-                }));
-            }
+        let next = match route(req, self.db) {
+            Route::Forward => return Next::Offload(Job::Remote(self.forward(req))),
+            Route::Local(local) => self.local(local, req, &mut out),
             Route::Refuse(why) => {
-                let mut name = [0; 16];
-                let name = args::upper(req.arg(0), &mut name);
-                // The name is one of the table's: printable.
-                let name = String::from_utf8_lossy(name);
-                out.error(&format!("ERR {name} is not proxied: {}", why.reason()));
+                refuse(req.arg(0), why, &mut out);
+                Next::Answered
             }
-            Route::Local(Local::Quit) => {
+        };
+        self.resp3 = out.resp3;
+        next
+    }
+
+    /// The request for Redis: `req` re-encoded, in RESP3 if the client
+    /// speaks it ([`Sent::InResp3`]).
+    fn forward(&mut self, req: &Request<'_>) -> remote::Request {
+        let words: Vec<&[u8]> = req.args_from(0).collect();
+        let mut commands =
+            Vec::with_capacity(64 + words.iter().map(|w| w.len() + 16).sum::<usize>());
+        let sent = if self.resp3 {
+            remote::encode(&[b"HELLO", b"3"], &mut commands);
+            remote::encode(&words, &mut commands);
+            remote::encode(&[b"HELLO", b"2"], &mut commands);
+            Sent::InResp3
+        } else {
+            remote::encode(&words, &mut commands);
+            Sent::Plain
+        };
+        self.waiting = Some(sent);
+        remote::Request {
+            commands,
+            replies: if sent == Sent::InResp3 { 3 } else { 1 },
+        }
+    }
+
+    /// Answers a command about this client's connection.
+    fn local(&mut self, which: Local, req: &Request<'_>, out: &mut Reply<'_>) -> Next {
+        match which {
+            Local::Quit => {
                 out.ok();
                 return Next::Last;
             }
-            Route::Local(Local::Hello) if req.len() >= 2 && parse_i64(req.arg(1)) == Some(3) => {
-                out.error(
-                    "NOPROTO unsupported protocol version: kv in front of Redis speaks RESP2 only (redis-py: protocol=2)",
-                );
+            Local::Hello if (2..req.len()).any(|i| is(req, i, "AUTH")) => {
+                refuse(req.arg(0), Why::SharedConnection, out)
             }
-            Route::Local(Local::Hello) => {
-                conn::hello(&mut self.session, false, req, &mut out);
+            Local::Hello => {
+                conn::hello(&mut self.session, out.resp3, req, out);
             }
-            Route::Local(Local::Client) => conn::client(&mut self.session, req, &mut out),
-            Route::Local(Local::Select) if req.len() != 2 => {
+            Local::Client => conn::client(&mut self.session, req, out),
+            Local::Select if req.len() != 2 => {
                 out.error("ERR wrong number of arguments for 'select' command")
             }
-            Route::Local(Local::Select) => out.ok(),
-            Route::Local(Local::Reset) => {
+            Local::Select => out.ok(),
+            Local::Reset => {
                 self.session.name = None;
+                out.resp3 = false;
                 out.simple("RESET");
             }
         }
         Next::Answered
+    }
+}
+
+/// `-ERR <NAME> is not proxied: <why>`.
+fn refuse(name: &[u8], why: Why, out: &mut Reply<'_>) {
+    let mut upper = [0; 16];
+    // The name is one of the table's: printable.
+    let name = String::from_utf8_lossy(args::upper(name, &mut upper));
+    out.error(&format!("ERR {name} is not proxied: {}", why.reason()));
+}
+
+/// The client's reply in what Redis answered a request sent `sent`.
+fn client_reply(sent: Sent, replies: &[u8]) -> &[u8] {
+    match sent {
+        Sent::Plain => replies,
+        Sent::InResp3 => {
+            // Whole replies (the client read them so): HELLO's, the
+            // command's, HELLO's.
+            let start = remote::reply::len(replies, 1).ok().flatten().unwrap_or(0);
+            let end = remote::reply::len(replies, 2)
+                .ok()
+                .flatten()
+                .unwrap_or(start);
+            &replies[start..end]
+        }
     }
 }
 
@@ -239,15 +304,17 @@ impl Service for Proxy {
 
     /// Redis answered (or could not be reached): its reply, verbatim.
     fn resume(&mut self, done: JobOutput, cx: &mut Cx<'_>) -> Next {
-        if !std::mem::take(&mut self.waiting) {
+        let Some(sent) = self.waiting.take() else {
             log::error!(
                 "peer={} kv proxy: a job nobody waited for: {done:?}",
                 cx.peer
             );
             return Next::Close;
-        }
+        };
         match done {
-            JobOutput::Remote(Answer::Replies(reply)) => cx.out.extend_from_slice(&reply),
+            JobOutput::Remote(Answer::Replies(replies)) => {
+                cx.out.extend_from_slice(client_reply(sent, &replies))
+            }
             JobOutput::Remote(Answer::Unavailable) => {
                 cx.out.extend_from_slice(b"-ERR store unavailable\r\n")
             }
@@ -376,9 +443,11 @@ mod tests {
         assert_dialogue(
             proxy,
             b"SELECT 2\r\nCLIENT SETNAME app\r\nCLIENT GETNAME\r\nCLIENT ID\r\n\
-              CLIENT SETINFO LIB-NAME redis-py\r\nRESET\r\nCLIENT GETNAME\r\nHELLO 3\r\n",
+              CLIENT SETINFO LIB-NAME redis-py\r\nRESET\r\nCLIENT GETNAME\r\n\
+              HELLO 2 AUTH u p\r\nHELLO 4\r\n",
             b"+OK\r\n+OK\r\n$3\r\napp\r\n:7\r\n+OK\r\n+RESET\r\n$-1\r\n\
-              -NOPROTO unsupported protocol version: kv in front of Redis speaks RESP2 only (redis-py: protocol=2)\r\n",
+              -ERR HELLO is not proxied: it would change the upstream connection other clients share\r\n\
+              -NOPROTO unsupported protocol version\r\n",
         );
         let (outcome, job) = run_until_job(proxy(), &[b"HELLO 2\r\n"]);
         assert_eq!(job, None);
@@ -405,6 +474,58 @@ mod tests {
               connection of its own to Redis (EVAL is forwarded, and atomic)\r\n\
               -ERR store unavailable\r\n",
         );
+    }
+
+    #[test]
+    fn a_resp3_client_gets_the_reply_redis_gives_in_resp3() {
+        let mut service = proxy();
+        let mut out = Vec::new();
+        let mut cx = crate::service::testing::cx(&mut out);
+        let (_, next) = service.input(b"HELLO 3\r\n", &mut cx);
+        assert_eq!(next, Next::Answered);
+        assert!(out.starts_with(b"%7\r\n$6\r\nserver\r\n"), "{out:?}");
+        out.clear();
+        // Answered here in RESP3 too.
+        let mut cx = crate::service::testing::cx(&mut out);
+        let _ = service.input(b"CLIENT GETNAME\r\n", &mut cx);
+        assert_eq!(out, b"_\r\n");
+        out.clear();
+        let mut cx = crate::service::testing::cx(&mut out);
+        let (_, next) = service.input(b"HGETALL h\r\n", &mut cx);
+        let Next::Offload(Job::Remote(request)) = next else {
+            panic!("{next:?}")
+        };
+        assert_eq!(
+            request.commands,
+            b"*2\r\n$5\r\nHELLO\r\n$1\r\n3\r\n*2\r\n$7\r\nHGETALL\r\n$1\r\nh\r\n\
+              *2\r\n$5\r\nHELLO\r\n$1\r\n2\r\n"
+        );
+        assert_eq!(request.replies, 3);
+        // HELLO 3's map, the command's reply, HELLO 2's array: the middle one.
+        let replies = b"%1\r\n$5\r\nproto\r\n:3\r\n%1\r\n$1\r\na\r\n$1\r\n1\r\n\
+                        *2\r\n$5\r\nproto\r\n:2\r\n";
+        let next = service.resume(
+            JobOutput::Remote(Answer::Replies(replies.to_vec())),
+            &mut cx,
+        );
+        assert_eq!(next, Next::Answered);
+        assert_eq!(out, b"%1\r\n$1\r\na\r\n$1\r\n1\r\n");
+        // RESET goes back to RESP2: one command, one reply.
+        let _ = service.input(b"RESET\r\n", &mut crate::service::testing::cx(&mut out));
+        assert_eq!(
+            forwarded_by(&mut service, b"GET k\r\n"),
+            b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n"
+        );
+    }
+
+    /// What `service` (in whatever state) sends Redis for `input`.
+    fn forwarded_by(service: &mut Proxy, input: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let (_, next) = service.input(input, &mut crate::service::testing::cx(&mut out));
+        match next {
+            Next::Offload(Job::Remote(request)) => request.commands,
+            other => panic!("{input:?} was not forwarded: {other:?}"),
+        }
     }
 
     #[test]
