@@ -23,13 +23,19 @@ use crate::util::{BinServer, ModeCase, connect, per_mode};
 /// blocking clients wait up to 2 s between tries, per thread.
 const RECOVERY: Duration = Duration::from_secs(20);
 
-/// `readyloop serve` in `mode` with todo and kv over `redis`.
+/// `readyloop serve FLAGS` with todo and kv over `redis`, and echo (which
+/// needs no store).
 fn serve(flags: &[&str], redis: SocketAddr) -> BinServer {
     let url = format!("redis://{redis}/0");
     let mut args = vec!["--store", url.as_str()];
     args.extend_from_slice(flags);
-    args.extend_from_slice(&["todo@127.0.0.1:0", "kv@127.0.0.1:0"]);
-    BinServer::start(&args, &["todo", "kv"])
+    let services = ["todo", "kv", "echo"];
+    let listeners: Vec<String> = services
+        .iter()
+        .map(|s| format!("{s}@127.0.0.1:0"))
+        .collect();
+    args.extend(listeners.iter().map(String::as_str));
+    BinServer::start(&args, &services)
 }
 
 /// One todo command on a connection of its own: the reply, without CRLF.
