@@ -66,6 +66,9 @@ enum Sent {
     InResp3,
 }
 
+/// The reply when Redis could not be reached (or its answer is unusable).
+const UNAVAILABLE: &[u8] = b"-ERR store unavailable\r\n";
+
 /// What the proxy does with a command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Route {
@@ -276,19 +279,17 @@ fn refuse(name: &[u8], why: Why, out: &mut Reply<'_>) {
     out.error(&format!("ERR {name} is not proxied: {}", why.reason()));
 }
 
-/// The client's reply in what Redis answered a request sent `sent`.
-fn client_reply(sent: Sent, replies: &[u8]) -> &[u8] {
+/// The client's reply in what Redis answered a request sent `sent`
+/// (whole replies, as many as asked: the driver read them so); `None` if
+/// it is not there, which a driver bug would be.
+fn client_reply(sent: Sent, replies: &[u8]) -> Option<&[u8]> {
     match sent {
-        Sent::Plain => replies,
+        Sent::Plain => Some(replies),
         Sent::InResp3 => {
-            // Whole replies (the client read them so): HELLO's, the
-            // command's, HELLO's.
-            let start = remote::reply::len(replies, 1).ok().flatten().unwrap_or(0);
-            let end = remote::reply::len(replies, 2)
-                .ok()
-                .flatten()
-                .unwrap_or(start);
-            &replies[start..end]
+            // HELLO 3's, the command's, HELLO 2's.
+            let start = remote::reply::len(replies, 1).ok()??;
+            let end = remote::reply::len(replies, 2).ok()??;
+            Some(&replies[start..end])
         }
     }
 }
@@ -312,12 +313,14 @@ impl Service for Proxy {
             return Next::Close;
         };
         match done {
-            JobOutput::Remote(Answer::Replies(replies)) => {
-                cx.out.extend_from_slice(client_reply(sent, &replies))
-            }
-            JobOutput::Remote(Answer::Unavailable) => {
-                cx.out.extend_from_slice(b"-ERR store unavailable\r\n")
-            }
+            JobOutput::Remote(Answer::Replies(replies)) => match client_reply(sent, &replies) {
+                Some(reply) => cx.out.extend_from_slice(reply),
+                None => {
+                    log::error!("peer={} kv proxy: replies cut short: {sent:?}", cx.peer);
+                    cx.out.extend_from_slice(UNAVAILABLE);
+                }
+            },
+            JobOutput::Remote(Answer::Unavailable) => cx.out.extend_from_slice(UNAVAILABLE),
             other => {
                 log::error!("peer={} kv proxy: unexpected job output {other:?}", cx.peer);
                 return Next::Close;
