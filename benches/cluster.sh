@@ -1,0 +1,526 @@
+#!/usr/bin/env bash
+# readyloop on several hosts behind HAProxy, on one machine: network
+# namespaces stand in for the hosts.
+#
+#   benches/cluster.sh [--quick] [--bin PATH] [--modes M1,M2,M3]
+#   benches/cluster.sh --cleanup     (what a killed earlier run left)
+#
+# The hosts, each a namespace named rl-<pid>-NAME with an eth0 on
+# 10.77.X.0/24 (X from the pid, so two runs' logs never show the same
+# addresses), all plugged into one bridge that lives in a namespace of its
+# own (rl-<pid>-br): the root namespace's network is never touched.
+#
+#   redis   10.77.X.1    redis-server :6379
+#   lb      10.77.X.2    HAProxy, TCP mode, health checks: todo :9001,
+#                        kv :6379, stats :8404
+#   app1..  10.77.X.11.. readyloop serve --store redis://10.77.X.1:6379
+#                        todo@:9001 kv@:6379 (one --mode each, --modes)
+#   client  10.77.X.100  every client below
+#
+# It checks, and prints a short report (`cluster: ok ...`, `cluster: FAIL
+# ...`, figures as `cluster: figure ...`):
+#   1. a todo POST through the balancer reads back through each host and
+#      through the balancer;
+#   2. redis-benchmark (kv) and `readyloop bench` (todo, kv) through the
+#      balancer, with their figures;
+#   3. app2 killed with SIGKILL under load: HAProxy marks it DOWN and routes
+#      around it, the writers' errors are counted, and every write that was
+#      acknowledged (POST answered `submit success`, SET answered `+OK`)
+#      reads back through the balancer afterwards.
+#
+# Exit status: 0 every check passed; 1 a check failed or a step broke; 2 bad
+# usage; 77 network namespaces were refused (not root): nothing was run,
+# and a banner says so. Every process, namespace (and with it every veth and
+# the bridge) and the temporary directory are removed on exit, on error and
+# on Ctrl-C. --quick takes well under a minute; the default run about two.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BIN=$ROOT/target/release/readyloop
+QUICK=0
+MODES=evloop,evloop,evloop
+
+usage() {
+    sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//' >&2
+    exit 2
+}
+say() { echo "cluster: $*"; }
+die() { say "error: $*" >&2; exit 1; }
+
+# Namespaces of this script: rl-<pid>-NAME.
+NS_PATTERN='^rl-[0-9]+-(br|redis|lb|client|app[0-9]+)$'
+
+# Every process in namespace $1 is one of ours: TERM, then KILL after a
+# second, and wait until they are gone so the namespace can go too.
+kill_namespace_pids() {
+    local ns=$1 pids pid
+    pids=$(ip netns pids "$ns" 2>/dev/null || true)
+    [ -n "$pids" ] || return 0
+    for pid in $pids; do kill -TERM "$pid" 2>/dev/null || true; done
+    for _ in $(seq 20); do
+        pids=$(ip netns pids "$ns" 2>/dev/null || true)
+        [ -n "$pids" ] || return 0
+        sleep 0.05
+    done
+    for pid in $pids; do kill -KILL "$pid" 2>/dev/null || true; done
+    for _ in $(seq 40); do
+        [ -n "$(ip netns pids "$ns" 2>/dev/null || true)" ] || return 0
+        sleep 0.05
+    done
+    say "warning: processes still in $ns: $(ip netns pids "$ns" | tr '\n' ' ')" >&2
+}
+
+remove_namespace() {
+    kill_namespace_pids "$1"
+    ip netns del "$1" 2>/dev/null || true
+}
+
+# --cleanup: namespaces of the pattern whose run is over (their pid is no
+# longer a cluster.sh).
+cleanup_stale() {
+    local ns owner removed=0
+    for ns in $(ip netns list | awk '{print $1}' | grep -E "$NS_PATTERN" || true); do
+        owner=${ns#rl-}
+        owner=${owner%%-*}
+        if tr '\0' ' ' <"/proc/$owner/cmdline" 2>/dev/null | grep -q 'cluster\.sh'; then
+            say "keeping $ns: run $owner is still going"
+            continue
+        fi
+        remove_namespace "$ns"
+        say "removed $ns"
+        removed=$((removed + 1))
+    done
+    say "$removed stale namespace(s) removed"
+}
+
+while [ $# -gt 0 ]; do
+    case $1 in
+        --quick) QUICK=1 ;;
+        --bin) [ $# -ge 2 ] || usage; BIN=$2; shift ;;
+        --modes) [ $# -ge 2 ] || usage; MODES=$2; shift ;;
+        --cleanup) cleanup_stale; exit 0 ;;
+        -h | --help) usage ;;
+        *) say "unknown argument $1" >&2; usage ;;
+    esac
+    shift
+done
+IFS=, read -r -a HOST_MODES <<<"$MODES"
+[ "${#HOST_MODES[@]}" -ge 2 ] || die "--modes needs two or more hosts (app2 is killed)"
+
+for tool in ip haproxy redis-server redis-cli redis-benchmark curl timeout; do
+    command -v "$tool" >/dev/null 2>&1 ||
+        die "$tool is missing: apt-get install iproute2 haproxy redis-server redis-tools curl coreutils"
+done
+[ -x "$BIN" ] || die "$BIN is not an executable (cargo build --release, or --bin PATH)"
+
+# Durations: quick, full.
+if [ "$QUICK" = 1 ]; then
+    BENCH_TIME=1s; RB_REQUESTS=20000; LOAD_SECONDS=6
+else
+    BENCH_TIME=5s; RB_REQUESTS=200000; LOAD_SECONDS=20
+fi
+
+PREFIX=rl-$$
+NET=10.77.$(($$ % 250 + 1))
+REDIS_IP=$NET.1
+LB_IP=$NET.2
+CLIENT_IP=$NET.100
+TODO_PORT=9001
+KV_PORT=6379
+STATS_PORT=8404
+NS_BR=$PREFIX-br
+
+MADE_NS=()
+TMP=""
+cleanup() {
+    local status=$? ns log
+    trap - EXIT INT TERM
+    if [ "$status" != 0 ] && [ -n "$TMP" ]; then
+        for log in "$TMP"/*.log; do
+            [ -s "$log" ] || continue
+            say "--- the end of ${log##*/}:" >&2
+            tail -n 5 "$log" | sed 's/^/    /' >&2
+        done
+    fi
+    # Hosts first, the bridge last; each deletion takes its veths with it.
+    for ((i = ${#MADE_NS[@]} - 1; i >= 0; i--)); do
+        remove_namespace "${MADE_NS[i]}"
+    done
+    MADE_NS=()
+    for ns in $(ip netns list | awk '{print $1}' | grep "^$PREFIX-" || true); do
+        say "warning: $ns survived cleanup" >&2
+    done
+    [ -z "$TMP" ] || rm -rf "$TMP"
+    TMP=""
+    exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# The first namespace tells whether this machine lets us: refused for
+# want of privilege is a loud skip (77); any other refusal is a failure.
+if ! refusal=$(ip netns add "$NS_BR" 2>&1); then
+    if [ "$(id -u)" != 0 ] || grep -qiE 'permission denied|operation not permitted' <<<"$refusal"; then
+        {
+            echo "######################################################################"
+            echo "cluster: SKIPPED: network namespaces are refused here (uid $(id -u)):"
+            echo "cluster:   $refusal"
+            echo "cluster: the multi-host checks did NOT run; run as root to run them."
+            echo "######################################################################"
+        } >&2
+        exit 77
+    fi
+    die "ip netns add $NS_BR failed: $refusal"
+fi
+MADE_NS+=("$NS_BR")
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/readyloop-cluster.XXXXXX")
+ip -n "$NS_BR" link set lo up
+ip -n "$NS_BR" link add br0 type bridge
+ip -n "$NS_BR" link set br0 up
+
+# add_host NAME ADDRESS: a namespace with loopback up and an eth0 at
+# ADDRESS/24, the other end of its veth on the bridge.
+add_host() {
+    local ns=$PREFIX-$1
+    ip netns add "$ns"
+    MADE_NS+=("$ns")
+    ip -n "$ns" link set lo up
+    ip -n "$NS_BR" link add "p-$1" type veth peer name eth0 netns "$ns"
+    ip -n "$NS_BR" link set "p-$1" master br0 up
+    ip -n "$ns" addr add "$2/24" dev eth0
+    ip -n "$ns" link set eth0 up
+}
+
+APP_IPS=()
+add_host redis "$REDIS_IP"
+add_host lb "$LB_IP"
+add_host client "$CLIENT_IP"
+for i in "${!HOST_MODES[@]}"; do
+    APP_IPS+=("$NET.$((11 + i))")
+    add_host "app$((i + 1))" "${APP_IPS[i]}"
+done
+say "namespaces ${MADE_NS[*]} on $NET.0/24 (bridge in $NS_BR), files in $TMP"
+
+# in_ns NAME CMD...: CMD run in host NAME's namespace.
+in_ns() {
+    local ns=$PREFIX-$1
+    shift
+    ip netns exec "$ns" "$@"
+}
+# The client side's helpers run in the client namespace, in their own bash.
+client_bash() {
+    in_ns client env TMP="$TMP" bash -c "$(declare -f tcp_ask writer readback); $1" _ "${@:2}"
+}
+
+# tcp_ask HOST PORT LINE: LINE and a \n on a fresh connection; prints the
+# first reply line without its \r (empty on error).
+tcp_ask() {
+    local reply=""
+    trap '' PIPE
+    exec 3<>"/dev/tcp/$1/$2" || return 1
+    if printf '%s\n' "$3" >&3; then read -r -t 2 reply <&3 || true; fi
+    exec 3<&- 3>&-
+    printf '%s\n' "${reply%$'\r'}"
+}
+
+# writer todo|kv HOST PORT ID: writes key <todo|kv>ID_<n> = v<n> (todo
+# POST, kv SET), a new connection every 20 requests, until $TMP/stop
+# appears. A write answered `submit success` (`+OK`) goes to
+# $TMP/acked.<todo|kv>.ID as "key value"; any other outcome (refused,
+# reset, timed out, an error reply) to $TMP/errors.<todo|kv>.ID, and the
+# next write opens a new connection. Run in the client namespace.
+writer() {
+    local n=0 reply request key acked=$TMP/acked.$1.$4 errors=$TMP/errors.$1.$4 want=+OK
+    [ "$1" = kv ] || want="submit success"
+    trap '' PIPE
+    while [ ! -e "$TMP/stop" ]; do
+        if ! exec 3<>"/dev/tcp/$2/$3"; then
+            echo "$1$4_$n connect refused" >>"$errors"
+            sleep 0.05
+            continue
+        fi 2>/dev/null
+        for _ in $(seq 20); do
+            n=$((n + 1))
+            key=$1$4_$n
+            reply=""
+            # Each request built whole and written in one write(): printf
+            # writes a format line by line, and small writes meet Nagle.
+            if [ "$1" = todo ]; then
+                printf -v request 'POST/%s=v%s/x\n' "$key" "$n"
+            else
+                # shellcheck disable=SC2016 # RESP's `$`, not an expansion
+                printf -v request '*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$%d\r\nv%s\r\n' \
+                    "${#key}" "$key" "$((${#n} + 1))" "$n"
+            fi
+            if printf '%s' "$request" >&3 2>/dev/null; then
+                read -r -t 2 reply <&3 || true
+            fi
+            if [ "${reply%$'\r'}" = "$want" ]; then
+                echo "$key v$n" >>"$acked"
+            else
+                echo "$key ${reply@Q}" >>"$errors"
+                break
+            fi
+        done
+        exec 3<&- 3>&-
+    done
+}
+
+# readback todo|kv HOST PORT FILE: every "key value" line of FILE read
+# back on one connection, GETs pipelined 100 at a time; prints each key
+# whose value is not there, as "key what-came-instead".
+readback() {
+    local lines=() start i key value got request batch
+    mapfile -t lines <"$4"
+    exec 3<>"/dev/tcp/$2/$3" || { echo "connect to $2:$3 failed"; return; }
+    for ((start = 0; start < ${#lines[@]}; start += 100)); do
+        batch=""
+        for ((i = start; i < start + 100 && i < ${#lines[@]}; i++)); do
+            key=${lines[i]%% *}
+            if [ "$1" = todo ]; then
+                printf -v request 'GET/%s/x\n' "$key"
+            else
+                # shellcheck disable=SC2016 # RESP's `$`, not an expansion
+                printf -v request '*2\r\n$3\r\nGET\r\n$%d\r\n%s\r\n' "${#key}" "$key"
+            fi
+            batch+=$request
+        done
+        printf '%s' "$batch" >&3
+        for ((i = start; i < start + 100 && i < ${#lines[@]}; i++)); do
+            key=${lines[i]%% *} value=${lines[i]#* } got=""
+            read -r -t 5 got <&3 || true
+            # kv: a bulk reply, `$<length>` then the value.
+            if [ "$1" = kv ] && [ "${got%$'\r'}" = "\$${#value}" ]; then
+                read -r -t 5 got <&3 || true
+            fi
+            [ "${got%$'\r'}" = "$value" ] || echo "$key ${got@Q}"
+        done
+    done
+    exec 3<&- 3>&-
+}
+
+# wait_port HOST PORT WHAT: until a connection from the client is accepted.
+wait_port() {
+    for _ in $(seq 100); do
+        in_ns client timeout 1 bash -c "exec 3<>/dev/tcp/$1/$2" 2>/dev/null && return 0
+        sleep 0.1
+    done
+    die "$3 at $1:$2 never accepted a connection"
+}
+
+in_ns redis redis-server --bind "$REDIS_IP" --port "$KV_PORT" --save '' --appendonly no \
+    --protected-mode no --dir "$TMP" --logfile "$TMP/redis.log" &
+wait_port "$REDIS_IP" "$KV_PORT" redis-server
+
+APP_PIDS=()
+for i in "${!HOST_MODES[@]}"; do
+    mkdir -p "$TMP/app$((i + 1))"
+    in_ns "app$((i + 1))" "$BIN" serve --mode "${HOST_MODES[i]}" --quiet \
+        --store "redis://$REDIS_IP:$KV_PORT" --data-dir "$TMP/app$((i + 1))/data" \
+        --upload-dir "$TMP/app$((i + 1))/uploads" --log-file "$TMP/app$((i + 1)).log" \
+        "todo@0.0.0.0:$TODO_PORT" "kv@0.0.0.0:$KV_PORT" &
+    APP_PIDS+=("$!")
+done
+for ip in "${APP_IPS[@]}"; do
+    wait_port "$ip" "$TODO_PORT" "readyloop todo"
+    wait_port "$ip" "$KV_PORT" "readyloop kv"
+done
+
+# HAProxy: one frontend per service, round robin over the hosts, a health
+# check every 200 ms that asks the service something (two failures: DOWN,
+# two successes: UP again); a connection that fails is retried on another
+# host (option redispatch).
+backend_servers() {
+    local i
+    for i in "${!APP_IPS[@]}"; do
+        echo "    server app$((i + 1)) ${APP_IPS[i]}:$1 check inter 200ms fall 2 rise 2"
+    done
+}
+cat >"$TMP/haproxy.cfg" <<EOF
+global
+    maxconn 4096
+defaults
+    mode tcp
+    timeout connect 500ms
+    timeout client 30s
+    timeout server 30s
+    retries 3
+    option redispatch
+frontend todo
+    bind $LB_IP:$TODO_PORT
+    default_backend todo_hosts
+backend todo_hosts
+    balance roundrobin
+    option tcp-check
+    tcp-check send "GET/task_01/x\\n"
+    tcp-check expect rstring .
+$(backend_servers "$TODO_PORT")
+frontend kv
+    bind $LB_IP:$KV_PORT
+    default_backend kv_hosts
+backend kv_hosts
+    balance roundrobin
+    option tcp-check
+    tcp-check send "PING\\r\\n"
+    tcp-check expect string +PONG
+$(backend_servers "$KV_PORT")
+listen stats
+    mode http
+    bind $LB_IP:$STATS_PORT
+    stats enable
+    stats uri /stats
+EOF
+haproxy -c -q -f "$TMP/haproxy.cfg" || die "haproxy rejects $TMP/haproxy.cfg"
+in_ns lb haproxy -db -f "$TMP/haproxy.cfg" >"$TMP/haproxy.log" 2>&1 &
+wait_port "$LB_IP" "$TODO_PORT" haproxy
+wait_port "$LB_IP" "$STATS_PORT" "haproxy stats"
+
+# server_status BACKEND SERVER: HAProxy's view (UP, DOWN, ...).
+server_status() {
+    in_ns client curl -s --max-time 2 "http://$LB_IP:$STATS_PORT/stats;csv" |
+        awk -F, -v b="$1" -v s="$2" '$1 == b && $2 == s { print $18 }'
+}
+wait_all_up() {
+    local i
+    for _ in $(seq 50); do
+        for i in "${!APP_IPS[@]}"; do
+            [ "$(server_status "$1" "app$((i + 1))")" = UP ] || continue 2
+        done
+        return 0
+    done
+    die "HAProxy never saw every $1 server UP"
+}
+wait_all_up todo_hosts
+wait_all_up kv_hosts
+say "up: redis-server, ${#APP_IPS[@]} readyloop hosts (${MODES}), haproxy"
+
+FAILURES=0
+ok() { say "ok   $*"; }
+fail() {
+    say "FAIL $*"
+    FAILURES=$((FAILURES + 1))
+}
+
+# 1. One POST through the balancer, read through every host and the balancer.
+probe_key=probe_$$
+probe_value=written-through-the-balancer-$$
+reply=$(client_bash 'tcp_ask "$@"' "$LB_IP" "$TODO_PORT" "POST/$probe_key=$probe_value/x")
+if [ "$reply" = "submit success" ]; then
+    wrong=0
+    for ip in "${APP_IPS[@]}" "$LB_IP"; do
+        got=$(client_bash 'tcp_ask "$@"' "$ip" "$TODO_PORT" "GET/$probe_key/x")
+        if [ "$got" != "$probe_value" ]; then
+            fail "todo GET $probe_key on $ip gave ${got@Q}, not ${probe_value@Q}"
+            wrong=$((wrong + 1))
+        fi
+    done
+    [ "$wrong" != 0 ] || ok "todo POST through the balancer reads back on ${APP_IPS[*]} and the balancer"
+else
+    fail "todo POST through the balancer answered ${reply@Q}"
+fi
+
+# 2. Figures through the balancer: redis-benchmark at kv (and straight at
+# redis-server, for scale), `readyloop bench` at todo and kv.
+redis_benchmark() { # WHAT HOST PIPELINE
+    local out
+    if ! out=$(in_ns client timeout 120 redis-benchmark -h "$2" -p "$KV_PORT" -c 50 \
+        -n "$RB_REQUESTS" -P "$3" -t set,get --csv 2>&1); then
+        fail "redis-benchmark $1 -P $3: $(tail -n 3 <<<"$out")"
+        return
+    fi
+    # "test","rps","avg_latency_ms","min_latency_ms","p50_latency_ms",...,"p99_latency_ms",...
+    tr -d '"' <<<"$out" | awk -F, -v what="$1" -v p="$3" '$1 == "SET" || $1 == "GET" {
+        printf "cluster: figure redis-benchmark %s -c 50 -P %s: %s %.0f req/s, p50 %s ms, p99 %s ms\n",
+            what, p, $1, $2, $5, $7 }'
+}
+for pipeline in 1 16; do
+    redis_benchmark "through haproxy to kv" "$LB_IP" "$pipeline"
+    redis_benchmark "straight at redis-server" "$REDIS_IP" "$pipeline"
+done
+readyloop_bench() { # WORKLOAD PORT
+    local out row
+    if ! out=$(in_ns client timeout 120 "$BIN" bench --addr "$LB_IP:$2" --workload "$1" \
+        --conns 50 --duration "$BENCH_TIME" --warmup 500ms 2>&1); then
+        fail "readyloop bench --workload $1 through haproxy: $(tail -n 3 <<<"$out")"
+        return
+    fi
+    # | target | conns | served | req/s | p50 | p99 | p99.9 | max | errors | CPU |
+    row=$(awk -F' *[|] *' '$2 == "target" { printf "%s req/s, p50 %s, p99 %s, %s errors", $5, $6, $7, $10 }' <<<"$out")
+    say "figure readyloop bench --workload $1 --conns 50 through haproxy: $row"
+}
+readyloop_bench todo "$TODO_PORT"
+readyloop_bench kv "$KV_PORT"
+
+# 3. app2 killed under load. Writers (3 todo, 3 kv) and `readyloop bench`
+# at todo run through the balancer; a third of the way in, every process in
+# app2's namespace gets SIGKILL.
+LOAD_PIDS=()
+for id in 1 2 3; do
+    client_bash 'writer "$@"' todo "$LB_IP" "$TODO_PORT" "$id" &
+    LOAD_PIDS+=("$!")
+    client_bash 'writer "$@"' kv "$LB_IP" "$KV_PORT" "$id" &
+    LOAD_PIDS+=("$!")
+done
+in_ns client "$BIN" bench --addr "$LB_IP:$TODO_PORT" --workload todo --conns 50 \
+    --duration "${LOAD_SECONDS}s" --warmup 200ms >"$TMP/load-bench.txt" 2>&1 &
+BENCH_PID=$!
+sleep "$((LOAD_SECONDS / 3))"
+killed_at=$(date +%s%N)
+# shellcheck disable=SC2046 # one pid a word
+kill -KILL $(ip netns pids "$PREFIX-app2")
+down_ms=""
+for _ in $(seq 100); do
+    if [ "$(server_status todo_hosts app2)" = DOWN ] && [ "$(server_status kv_hosts app2)" = DOWN ]; then
+        down_ms=$((($(date +%s%N) - killed_at) / 1000000))
+        break
+    fi
+    sleep 0.05
+done
+if [ -n "$down_ms" ]; then
+    ok "app2 killed (SIGKILL) under load: HAProxy marked it DOWN in todo and kv after $down_ms ms"
+else
+    fail "app2 killed: HAProxy still does not show it DOWN after 5 s (todo $(server_status todo_hosts app2), kv $(server_status kv_hosts app2))"
+fi
+sleep "$((LOAD_SECONDS - LOAD_SECONDS / 3))"
+touch "$TMP/stop"
+wait "${LOAD_PIDS[@]}"
+wait "$BENCH_PID" || fail "readyloop bench under the kill: $(tail -n 3 "$TMP/load-bench.txt")"
+row=$(awk -F' *[|] *' '$2 == "target" { printf "%s req/s, p99 %s, max %s, %s errors", $5, $7, $9, $10 }' "$TMP/load-bench.txt")
+say "figure readyloop bench --workload todo --conns 50 while app2 died: $row"
+
+# Routed around: fresh connections through the balancer are all answered.
+answered=0
+for _ in $(seq 20); do
+    got=$(client_bash 'tcp_ask "$@"' "$LB_IP" "$TODO_PORT" "GET/$probe_key/x")
+    [ "$got" != "$probe_value" ] || answered=$((answered + 1))
+done
+if [ "$answered" = 20 ]; then
+    ok "after the kill, 20 of 20 new connections through the balancer are answered"
+else
+    fail "after the kill, only $answered of 20 new connections through the balancer are answered"
+fi
+
+# No acknowledged write lost: each read back through the balancer.
+for service in todo kv; do
+    port=$TODO_PORT
+    [ "$service" = todo ] || port=$KV_PORT
+    cat "$TMP/acked.$service".* >"$TMP/acked.$service" 2>/dev/null || true
+    cat "$TMP/errors.$service".* >"$TMP/errors.$service" 2>/dev/null || true
+    acked=$(wc -l <"$TMP/acked.$service")
+    errors=$(wc -l <"$TMP/errors.$service")
+    client_bash 'readback "$@"' "$service" "$LB_IP" "$port" "$TMP/acked.$service" >"$TMP/lost.$service"
+    lost=$(wc -l <"$TMP/lost.$service")
+    say "figure $service writers: $acked writes acknowledged, $errors failed (not acknowledged) around the kill"
+    if [ "$acked" -gt 0 ] && [ "$lost" = 0 ]; then
+        ok "$service: all $acked acknowledged writes read back through the balancer"
+    else
+        fail "$service: $lost of $acked acknowledged writes did not read back: $(head -n 3 "$TMP/lost.$service" | tr '\n' ' ')"
+    fi
+done
+
+if [ "$FAILURES" -ne 0 ]; then
+    say "$FAILURES check(s) FAILED"
+    exit 1
+fi
+say "PASS"
