@@ -78,7 +78,7 @@ remove_namespace() {
 # --cleanup: namespaces of the pattern whose run is over (their pid is no
 # longer a cluster.sh).
 cleanup_stale() {
-    local ns owner removed=0
+    local ns owner dir removed=0
     for ns in $(ip netns list | awk '{print $1}' | grep -E "$NS_PATTERN" || true); do
         owner=${ns#rl-}
         owner=${owner%%-*}
@@ -89,6 +89,14 @@ cleanup_stale() {
         remove_namespace "$ns"
         say "removed $ns"
         removed=$((removed + 1))
+    done
+    for dir in "${TMPDIR:-/tmp}"/readyloop-cluster-*.*; do
+        [ -d "$dir" ] || continue
+        owner=${dir##*/readyloop-cluster-}
+        owner=${owner%%.*}
+        tr '\0' ' ' <"/proc/$owner/cmdline" 2>/dev/null | grep -q 'cluster\.sh' && continue
+        rm -rf "$dir"
+        say "removed $dir"
     done
     say "$removed stale namespace(s) removed"
 }
@@ -136,7 +144,7 @@ cleanup() {
     local status=$? ns log
     trap - EXIT INT TERM
     if [ "$status" != 0 ] && [ -n "$TMP" ]; then
-        for log in "$TMP"/*.log; do
+        for log in "$TMP"/*.log "$TMP"/*.out; do
             [ -s "$log" ] || continue
             say "--- the end of ${log##*/}:" >&2
             tail -n 5 "$log" | sed 's/^/    /' >&2
@@ -174,7 +182,7 @@ if ! refusal=$(ip netns add "$NS_BR" 2>&1); then
     die "ip netns add $NS_BR failed: $refusal"
 fi
 MADE_NS+=("$NS_BR")
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/readyloop-cluster.XXXXXX")
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/readyloop-cluster-$$.XXXXXX")
 ip -n "$NS_BR" link set lo up
 ip -n "$NS_BR" link add br0 type bridge
 ip -n "$NS_BR" link set br0 up
@@ -208,7 +216,16 @@ in_ns() {
     shift
     ip netns exec "$ns" "$@"
 }
-# The client side's helpers run in the client namespace, in their own bash.
+# start_in NAME OUT CMD...: CMD in the background in host NAME's
+# namespace, its output to OUT. Not a job of this shell: the namespace's
+# cleanup stops it, and its death under SIGKILL is reported here, not by
+# bash.
+start_in() {
+    ip netns exec "$PREFIX-$1" "${@:3}" >"$2" 2>&1 &
+    disown
+}
+# client_bash CODE ARGS...: bash CODE (with the client helpers below
+# defined, and ARGS as "$@") in the client namespace.
 client_bash() {
     in_ns client env TMP="$TMP" bash -c "$(declare -f tcp_ask writer readback); $1" _ "${@:2}"
 }
@@ -309,18 +326,16 @@ wait_port() {
     die "$3 at $1:$2 never accepted a connection"
 }
 
-in_ns redis redis-server --bind "$REDIS_IP" --port "$KV_PORT" --save '' --appendonly no \
-    --protected-mode no --dir "$TMP" --logfile "$TMP/redis.log" &
+start_in redis "$TMP/redis.out" redis-server --bind "$REDIS_IP" --port "$KV_PORT" --save '' \
+    --appendonly no --protected-mode no --dir "$TMP" --logfile "$TMP/redis.log"
 wait_port "$REDIS_IP" "$KV_PORT" redis-server
 
-APP_PIDS=()
 for i in "${!HOST_MODES[@]}"; do
     mkdir -p "$TMP/app$((i + 1))"
-    in_ns "app$((i + 1))" "$BIN" serve --mode "${HOST_MODES[i]}" --quiet \
+    start_in "app$((i + 1))" "$TMP/app$((i + 1)).out" "$BIN" serve --mode "${HOST_MODES[i]}" --quiet \
         --store "redis://$REDIS_IP:$KV_PORT" --data-dir "$TMP/app$((i + 1))/data" \
         --upload-dir "$TMP/app$((i + 1))/uploads" --log-file "$TMP/app$((i + 1)).log" \
-        "todo@0.0.0.0:$TODO_PORT" "kv@0.0.0.0:$KV_PORT" &
-    APP_PIDS+=("$!")
+        "todo@0.0.0.0:$TODO_PORT" "kv@0.0.0.0:$KV_PORT"
 done
 for ip in "${APP_IPS[@]}"; do
     wait_port "$ip" "$TODO_PORT" "readyloop todo"
@@ -372,7 +387,7 @@ listen stats
     stats uri /stats
 EOF
 haproxy -c -q -f "$TMP/haproxy.cfg" || die "haproxy rejects $TMP/haproxy.cfg"
-in_ns lb haproxy -db -f "$TMP/haproxy.cfg" >"$TMP/haproxy.log" 2>&1 &
+start_in lb "$TMP/haproxy.log" haproxy -db -f "$TMP/haproxy.cfg"
 wait_port "$LB_IP" "$TODO_PORT" haproxy
 wait_port "$LB_IP" "$STATS_PORT" "haproxy stats"
 
@@ -455,16 +470,16 @@ readyloop_bench kv "$KV_PORT"
 # 3. app2 killed under load. Writers (3 todo, 3 kv) and `readyloop bench`
 # at todo run through the balancer; a third of the way in, every process in
 # app2's namespace gets SIGKILL.
-LOAD_PIDS=()
 for id in 1 2 3; do
-    client_bash 'writer "$@"' todo "$LB_IP" "$TODO_PORT" "$id" &
-    LOAD_PIDS+=("$!")
-    client_bash 'writer "$@"' kv "$LB_IP" "$KV_PORT" "$id" &
-    LOAD_PIDS+=("$!")
+    for service in todo kv; do
+        port=$TODO_PORT
+        [ "$service" = todo ] || port=$KV_PORT
+        start_in client "$TMP/writer.$service.$id.out" env TMP="$TMP" \
+            bash -c "$(declare -f writer); writer \"\$@\"" _ "$service" "$LB_IP" "$port" "$id"
+    done
 done
-in_ns client "$BIN" bench --addr "$LB_IP:$TODO_PORT" --workload todo --conns 50 \
-    --duration "${LOAD_SECONDS}s" --warmup 200ms >"$TMP/load-bench.txt" 2>&1 &
-BENCH_PID=$!
+start_in client "$TMP/load-bench.txt" "$BIN" bench --addr "$LB_IP:$TODO_PORT" --workload todo \
+    --conns 50 --duration "${LOAD_SECONDS}s" --warmup 200ms
 sleep "$((LOAD_SECONDS / 3))"
 killed_at=$(date +%s%N)
 # shellcheck disable=SC2046 # one pid a word
@@ -484,10 +499,18 @@ else
 fi
 sleep "$((LOAD_SECONDS - LOAD_SECONDS / 3))"
 touch "$TMP/stop"
-wait "${LOAD_PIDS[@]}"
-wait "$BENCH_PID" || fail "readyloop bench under the kill: $(tail -n 3 "$TMP/load-bench.txt")"
+# The load is over when the client namespace is empty again.
+for _ in $(seq 200); do
+    [ -n "$(ip netns pids "$PREFIX-client")" ] || break
+    sleep 0.05
+done
+[ -z "$(ip netns pids "$PREFIX-client")" ] || die "the writers or bench did not stop"
 row=$(awk -F' *[|] *' '$2 == "target" { printf "%s req/s, p99 %s, max %s, %s errors", $5, $7, $9, $10 }' "$TMP/load-bench.txt")
-say "figure readyloop bench --workload todo --conns 50 while app2 died: $row"
+if [ -n "$row" ]; then
+    say "figure readyloop bench --workload todo --conns 50 while app2 died: $row"
+else
+    fail "readyloop bench under the kill: $(tail -n 3 "$TMP/load-bench.txt")"
+fi
 
 # Routed around: fresh connections through the balancer are all answered.
 answered=0
