@@ -142,7 +142,10 @@ MADE_NS=()
 TMP=""
 cleanup() {
     local status=$? ns log
-    trap - EXIT INT TERM
+    # Once: a second Ctrl-C does not cut the cleanup short, and a second
+    # call finds nothing left to do.
+    trap - EXIT
+    trap '' INT TERM
     if [ "$status" != 0 ] && [ -n "$TMP" ]; then
         for log in "$TMP"/*.log "$TMP"/*.out; do
             [ -s "$log" ] || continue
@@ -511,6 +514,13 @@ if [ -n "$row" ]; then
 else
     fail "readyloop bench under the kill: $(tail -n 3 "$TMP/load-bench.txt")"
 fi
+
+# HAProxy's own count: connections it could not make, and how many it
+# retried and sent to another host.
+in_ns client curl -s --max-time 2 "http://$LB_IP:$STATS_PORT/stats;csv" |
+    awk -F, '$2 == "BACKEND" && $1 ~ /_hosts$/ {
+        printf "cluster: figure haproxy %s: %d connections, %d failed to connect, %d retried, %d redispatched\n",
+            $1, $8, $14, $16, $17 }'
 
 # Routed around: fresh connections through the balancer are all answered.
 answered=0
