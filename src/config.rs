@@ -7,9 +7,11 @@ use std::time::Duration;
 
 use crate::cli::{Console, Framing, ServeArgs};
 use crate::error::StartupError;
+
+mod store;
 use crate::server::{Mode, Options};
 use crate::service::{self, Limits};
-use crate::store::Fsync;
+pub use store::StoreConfig;
 
 /// One `SERVICE@ADDR` from the command line, checked.
 #[derive(Debug, Clone)]
@@ -38,10 +40,8 @@ pub struct Config {
     pub options: Options,
     /// The services' limits.
     pub limits: Limits,
-    /// The store's directory (`--data-dir`).
-    pub data_dir: PathBuf,
-    /// When the store's log is fsynced (`--fsync`).
-    pub fsync: Fsync,
+    /// Where todo and kv keep their data (`--store`, `--data-dir`).
+    pub store: StoreConfig,
     /// Where log lines go (absolute); `None` is stderr.
     pub log_file: Option<PathBuf>,
     /// The pid file (absolute), if any.
@@ -81,12 +81,7 @@ impl Config {
         if max_line > MAX_MAX_LINE {
             return Err(bad("--max-line", "must be at most 512M"));
         }
-        if args.data_dir.as_os_str().is_empty() {
-            return Err(bad(
-                "--data-dir",
-                "must name a directory, e.g. --data-dir ./readyloop-data",
-            ));
-        }
+        let store = StoreConfig::from_args(args)?;
         if args.max_conns == 0 {
             return Err(bad("--max-conns", "must be at least 1"));
         }
@@ -163,8 +158,7 @@ impl Config {
                 max_body,
                 kv_max_bulk,
             },
-            data_dir: absolute("--data-dir", &args.data_dir)?,
-            fsync: args.fsync.into(),
+            store,
             log_file,
             pidfile,
             daemon: args.daemon,

@@ -21,13 +21,13 @@ impl RedisServer {
     /// Starts `redis-server` on a free loopback port, with no persistence.
     /// Fails the test, naming the package, when it is not installed.
     pub fn start() -> RedisServer {
+        RedisServer::start_on(free_port())
+    }
+
+    /// Starts `redis-server` on `port` (a restart on the port a killed one
+    /// had), with no persistence.
+    pub fn start_on(port: u16) -> RedisServer {
         let dir = TempDir::new("redis-server");
-        // A free port: bind, read it back, release it for the server.
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
         let child = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no", "--databases", "1"])
@@ -58,6 +58,15 @@ impl RedisServer {
         }
         server
     }
+}
+
+/// A loopback port nobody listens on now: bound, read back, released.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 impl Drop for RedisServer {
