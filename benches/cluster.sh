@@ -336,7 +336,7 @@ wait_port "$REDIS_IP" "$KV_PORT" redis-server
 for i in "${!HOST_MODES[@]}"; do
     mkdir -p "$TMP/app$((i + 1))"
     start_in "app$((i + 1))" "$TMP/app$((i + 1)).out" "$BIN" serve --mode "${HOST_MODES[i]}" --quiet \
-        --store "redis://$REDIS_IP:$KV_PORT" --data-dir "$TMP/app$((i + 1))/data" \
+        --store "redis://$REDIS_IP:$KV_PORT" \
         --upload-dir "$TMP/app$((i + 1))/uploads" --log-file "$TMP/app$((i + 1)).log" \
         "todo@0.0.0.0:$TODO_PORT" "kv@0.0.0.0:$KV_PORT"
 done
