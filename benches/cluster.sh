@@ -320,18 +320,21 @@ readback() {
     exec 3<&- 3>&-
 }
 
-# wait_port HOST PORT WHAT: until a connection from the client is accepted.
+# wait_port HOST NAME PORT WHAT: until a connection from the client to
+# HOST:PORT is accepted; fails at once if host NAME's namespace has no
+# process left (WHAT exited: its log is shown on exit).
 wait_port() {
     for _ in $(seq 100); do
-        in_ns client timeout 1 bash -c "exec 3<>/dev/tcp/$1/$2" 2>/dev/null && return 0
+        in_ns client timeout 1 bash -c "exec 3<>/dev/tcp/$1/$3" 2>/dev/null && return 0
+        [ -n "$(ip netns pids "$PREFIX-$2")" ] || die "$4 on $2 exited before it listened on $1:$3"
         sleep 0.1
     done
-    die "$3 at $1:$2 never accepted a connection"
+    die "$4 at $1:$3 never accepted a connection"
 }
 
 start_in redis "$TMP/redis.out" redis-server --bind "$REDIS_IP" --port "$KV_PORT" --save '' \
     --appendonly no --protected-mode no --dir "$TMP" --logfile "$TMP/redis.log"
-wait_port "$REDIS_IP" "$KV_PORT" redis-server
+wait_port "$REDIS_IP" redis "$KV_PORT" redis-server
 
 for i in "${!HOST_MODES[@]}"; do
     mkdir -p "$TMP/app$((i + 1))"
@@ -340,9 +343,9 @@ for i in "${!HOST_MODES[@]}"; do
         --upload-dir "$TMP/app$((i + 1))/uploads" --log-file "$TMP/app$((i + 1)).log" \
         "todo@0.0.0.0:$TODO_PORT" "kv@0.0.0.0:$KV_PORT"
 done
-for ip in "${APP_IPS[@]}"; do
-    wait_port "$ip" "$TODO_PORT" "readyloop todo"
-    wait_port "$ip" "$KV_PORT" "readyloop kv"
+for i in "${!APP_IPS[@]}"; do
+    wait_port "${APP_IPS[i]}" "app$((i + 1))" "$TODO_PORT" "readyloop todo"
+    wait_port "${APP_IPS[i]}" "app$((i + 1))" "$KV_PORT" "readyloop kv"
 done
 
 # HAProxy: one frontend per service, round robin over the hosts, a health
@@ -391,8 +394,8 @@ listen stats
 EOF
 haproxy -c -q -f "$TMP/haproxy.cfg" || die "haproxy rejects $TMP/haproxy.cfg"
 start_in lb "$TMP/haproxy.log" haproxy -db -f "$TMP/haproxy.cfg"
-wait_port "$LB_IP" "$TODO_PORT" haproxy
-wait_port "$LB_IP" "$STATS_PORT" "haproxy stats"
+wait_port "$LB_IP" lb "$TODO_PORT" haproxy
+wait_port "$LB_IP" lb "$STATS_PORT" "haproxy stats"
 
 # server_status BACKEND SERVER: HAProxy's view (UP, DOWN, ...).
 server_status() {
