@@ -27,6 +27,8 @@
 #      around it, the writers' errors are counted, and every write that was
 #      acknowledged (POST answered `submit success`, SET answered `+OK`)
 #      reads back through the balancer afterwards.
+# The clients that check (plain bash over /dev/tcp) are in
+# cluster-clients.sh.
 #
 # Exit status: 0 every check passed; 1 a check failed or a step broke; 2 bad
 # usage; 77 network namespaces were refused (not root): nothing was run,
@@ -227,97 +229,12 @@ start_in() {
     ip netns exec "$PREFIX-$1" "${@:3}" >"$2" 2>&1 &
     disown
 }
-# client_bash CODE ARGS...: bash CODE (with the client helpers below
-# defined, and ARGS as "$@") in the client namespace.
+# client_bash CODE ARGS...: bash CODE, with the client helpers of
+# cluster-clients.sh defined and ARGS as "$@", in the client namespace.
 client_bash() {
-    in_ns client env TMP="$TMP" bash -c "$(declare -f tcp_ask writer readback); $1" _ "${@:2}"
-}
-
-# tcp_ask HOST PORT LINE: LINE and a \n on a fresh connection; prints the
-# first reply line without its \r (empty on error).
-tcp_ask() {
-    local reply=""
-    trap '' PIPE
-    exec 3<>"/dev/tcp/$1/$2" || return 1
-    if printf '%s\n' "$3" >&3; then read -r -t 2 reply <&3 || true; fi
-    exec 3<&- 3>&-
-    printf '%s\n' "${reply%$'\r'}"
-}
-
-# writer todo|kv HOST PORT ID: writes key <todo|kv>ID_<n> = v<n> (todo
-# POST, kv SET), a new connection every 20 requests, until $TMP/stop
-# appears. A write answered `submit success` (`+OK`) goes to
-# $TMP/acked.<todo|kv>.ID as "key value"; any other outcome (refused,
-# reset, timed out, an error reply) to $TMP/errors.<todo|kv>.ID, and the
-# next write opens a new connection. Run in the client namespace.
-writer() {
-    local n=0 reply request key acked=$TMP/acked.$1.$4 errors=$TMP/errors.$1.$4 want=+OK
-    [ "$1" = kv ] || want="submit success"
-    trap '' PIPE
-    while [ ! -e "$TMP/stop" ]; do
-        if ! exec 3<>"/dev/tcp/$2/$3"; then
-            echo "$1$4_$n connect refused" >>"$errors"
-            sleep 0.05
-            continue
-        fi 2>/dev/null
-        for _ in $(seq 20); do
-            n=$((n + 1))
-            key=$1$4_$n
-            reply=""
-            # Each request built whole and written in one write(): printf
-            # writes a format line by line, and small writes meet Nagle.
-            if [ "$1" = todo ]; then
-                printf -v request 'POST/%s=v%s/x\n' "$key" "$n"
-            else
-                # shellcheck disable=SC2016 # RESP's `$`, not an expansion
-                printf -v request '*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$%d\r\nv%s\r\n' \
-                    "${#key}" "$key" "$((${#n} + 1))" "$n"
-            fi
-            if printf '%s' "$request" >&3 2>/dev/null; then
-                read -r -t 2 reply <&3 || true
-            fi
-            if [ "${reply%$'\r'}" = "$want" ]; then
-                echo "$key v$n" >>"$acked"
-            else
-                echo "$key ${reply@Q}" >>"$errors"
-                break
-            fi
-        done
-        exec 3<&- 3>&-
-    done
-}
-
-# readback todo|kv HOST PORT FILE: every "key value" line of FILE read
-# back on one connection, GETs pipelined 100 at a time; prints each key
-# whose value is not there, as "key what-came-instead".
-readback() {
-    local lines=() start i key value got request batch
-    mapfile -t lines <"$4"
-    exec 3<>"/dev/tcp/$2/$3" || { echo "connect to $2:$3 failed"; return; }
-    for ((start = 0; start < ${#lines[@]}; start += 100)); do
-        batch=""
-        for ((i = start; i < start + 100 && i < ${#lines[@]}; i++)); do
-            key=${lines[i]%% *}
-            if [ "$1" = todo ]; then
-                printf -v request 'GET/%s/x\n' "$key"
-            else
-                # shellcheck disable=SC2016 # RESP's `$`, not an expansion
-                printf -v request '*2\r\n$3\r\nGET\r\n$%d\r\n%s\r\n' "${#key}" "$key"
-            fi
-            batch+=$request
-        done
-        printf '%s' "$batch" >&3
-        for ((i = start; i < start + 100 && i < ${#lines[@]}; i++)); do
-            key=${lines[i]%% *} value=${lines[i]#* } got=""
-            read -r -t 5 got <&3 || true
-            # kv: a bulk reply, `$<length>` then the value.
-            if [ "$1" = kv ] && [ "${got%$'\r'}" = "\$${#value}" ]; then
-                read -r -t 5 got <&3 || true
-            fi
-            [ "${got%$'\r'}" = "$value" ] || echo "$key ${got@Q}"
-        done
-    done
-    exec 3<&- 3>&-
+    # shellcheck disable=SC2016 # expanded by that bash
+    in_ns client env TMP="$TMP" CLIENTS="$ROOT/benches/cluster-clients.sh" \
+        bash -c '. "$CLIENTS"; '"$1" _ "${@:2}"
 }
 
 # wait_port HOST NAME PORT WHAT: until a connection from the client to
@@ -480,8 +397,10 @@ for id in 1 2 3; do
     for service in todo kv; do
         port=$TODO_PORT
         [ "$service" = todo ] || port=$KV_PORT
+        # shellcheck disable=SC2016 # expanded by that bash
         start_in client "$TMP/writer.$service.$id.out" env TMP="$TMP" \
-            bash -c "$(declare -f writer); writer \"\$@\"" _ "$service" "$LB_IP" "$port" "$id"
+            bash -c '. "$0"; writer "$@"' "$ROOT/benches/cluster-clients.sh" \
+            "$service" "$LB_IP" "$port" "$id"
     done
 done
 start_in client "$TMP/load-bench.txt" "$BIN" bench --addr "$LB_IP:$TODO_PORT" --workload todo \

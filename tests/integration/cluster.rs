@@ -10,7 +10,7 @@
 //! 77 and this test says so in a banner on stderr and returns (a skip that
 //! cannot be missed); any other refusal fails.
 
-use std::io::Read as _;
+use std::io::Read;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::thread;
@@ -79,7 +79,10 @@ fn cluster_behind_haproxy_loses_no_acknowledged_write() {
         );
         return;
     }
-    assert!(status.success(), "benches/cluster.sh --quick failed: {status}");
+    assert!(
+        status.success(),
+        "benches/cluster.sh --quick failed: {status}"
+    );
     for line in REQUIRED {
         assert!(
             stdout.lines().any(|l| l.starts_with(line)),
@@ -88,7 +91,7 @@ fn cluster_behind_haproxy_loses_no_acknowledged_write() {
     }
 }
 
-fn read_in_background(mut pipe: impl std::io::Read + Send + 'static) -> thread::JoinHandle<String> {
+fn read_in_background(mut pipe: impl Read + Send + 'static) -> thread::JoinHandle<String> {
     thread::spawn(move || {
         let mut text = String::new();
         let _ = pipe.read_to_string(&mut text);
