@@ -50,18 +50,22 @@ pub fn run(request: Request) -> Answer {
     let Some(url) = STORE.get() else {
         return Answer::Unavailable;
     };
-    UPSTREAM.with_borrow_mut(|upstream| {
-        if upstream.stream.is_none() && upstream.retry_at.is_some_and(|at| Instant::now() < at) {
+    UPSTREAM.with_borrow_mut(|upstream| upstream.request(url, &request))
+}
+
+impl Upstream {
+    /// Sends `request`, unless the connection is down and its backoff
+    /// not over.
+    fn request(&mut self, url: &StoreUrl, request: &Request) -> Answer {
+        if self.stream.is_none() && self.retry_at.is_some_and(|at| Instant::now() < at) {
             // Still waiting out the backoff: answered at once, and the wait
             // is not made longer (a steady stream of requests would else
             // push the next try away for ever), nor logged again.
             return Answer::Unavailable;
         }
-        upstream.send(url, &request)
-    })
-}
+        self.send(url, request)
+    }
 
-impl Upstream {
     /// Sends on the connection (made first if there is none); a failure
     /// drops it and starts the next wait.
     fn send(&mut self, url: &StoreUrl, request: &Request) -> Answer {
@@ -161,5 +165,49 @@ fn read_replies(stream: &mut TcpStream, count: usize) -> io::Result<Vec<u8>> {
             return Err(io::ErrorKind::UnexpectedEof.into());
         }
         buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+
+    #[test]
+    fn requests_during_the_backoff_do_not_push_the_next_try_away() {
+        // A port nobody listens on, then a one-shot "Redis" on it.
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        drop(listener);
+        let url: StoreUrl = format!("redis://127.0.0.1:{port}/0").parse().unwrap();
+        let mut upstream = Upstream {
+            stream: None,
+            retry_at: None,
+            backoff: RETRY_FIRST,
+        };
+        let get = Request::command(&[b"GET", b"k"]);
+        assert_eq!(upstream.request(&url, &get), Answer::Unavailable);
+        let first_try_at = upstream.retry_at.expect("a wait after a failure");
+        assert_eq!(upstream.backoff, RETRY_FIRST * 2);
+        for _ in 0..5 {
+            assert_eq!(upstream.request(&url, &get), Answer::Unavailable);
+        }
+        assert_eq!(upstream.retry_at, Some(first_try_at), "the wait grew");
+        let listener = TcpListener::bind(("127.0.0.1", port)).unwrap();
+        let redis = std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            let mut buf = [0; 256];
+            for reply in [&b"+OK\r\n"[..], b"$1\r\nv\r\n"] {
+                let _ = stream.read(&mut buf).unwrap();
+                stream.write_all(reply).unwrap();
+            }
+        });
+        std::thread::sleep(first_try_at.saturating_duration_since(Instant::now()));
+        assert_eq!(
+            upstream.request(&url, &get),
+            Answer::Replies(b"$1\r\nv\r\n".to_vec())
+        );
+        assert_eq!(upstream.backoff, RETRY_FIRST, "reset once it answered");
+        redis.join().unwrap();
     }
 }
