@@ -26,7 +26,9 @@
 #   3. app2 killed with SIGKILL under load: HAProxy marks it DOWN and routes
 #      around it, the writers' errors are counted, and every write that was
 #      acknowledged (POST answered `submit success`, SET answered `+OK`)
-#      reads back through the balancer afterwards.
+#      reads back through the balancer afterwards;
+#   4. app2 started again: HAProxy marks it UP, and it reads a write made
+#      while it was down.
 # The clients that check (plain bash over /dev/tcp) are in
 # cluster-clients.sh.
 #
@@ -253,12 +255,18 @@ start_in redis "$TMP/redis.out" redis-server --bind "$REDIS_IP" --port "$KV_PORT
     --appendonly no --protected-mode no --dir "$TMP" --logfile "$TMP/redis.log"
 wait_port "$REDIS_IP" redis "$KV_PORT" redis-server
 
-for i in "${!HOST_MODES[@]}"; do
-    mkdir -p "$TMP/app$((i + 1))"
-    start_in "app$((i + 1))" "$TMP/app$((i + 1)).out" "$BIN" serve --mode "${HOST_MODES[i]}" --quiet \
+# start_app N: readyloop on host appN, in its --modes mode; it holds no
+# data of its own.
+start_app() {
+    local host=app$1
+    mkdir -p "$TMP/$host"
+    start_in "$host" "$TMP/$host.out" "$BIN" serve --mode "${HOST_MODES[$1 - 1]}" --quiet \
         --store "redis://$REDIS_IP:$KV_PORT" \
-        --upload-dir "$TMP/app$((i + 1))/uploads" --log-file "$TMP/app$((i + 1)).log" \
+        --upload-dir "$TMP/$host/uploads" --log-file "$TMP/$host.log" \
         "todo@0.0.0.0:$TODO_PORT" "kv@0.0.0.0:$KV_PORT"
+}
+for i in "${!HOST_MODES[@]}"; do
+    start_app "$((i + 1))"
 done
 for i in "${!APP_IPS[@]}"; do
     wait_port "${APP_IPS[i]}" "app$((i + 1))" "$TODO_PORT" "readyloop todo"
@@ -473,6 +481,29 @@ for service in todo kv; do
         fail "$service: $lost of $acked acknowledged writes did not read back: $(head -n 3 "$TMP/lost.$service" | tr '\n' ' ')"
     fi
 done
+
+# app2 started again: HAProxy takes it back (rise 2) and, holding no data
+# of its own, it serves what was written while it was gone.
+start_app 2
+wait_port "${APP_IPS[1]}" app2 "$TODO_PORT" "readyloop todo"
+back_ms=""
+restarted_at=$(date +%s%N)
+for _ in $(seq 100); do
+    if [ "$(server_status todo_hosts app2)" = UP ] && [ "$(server_status kv_hosts app2)" = UP ]; then
+        back_ms=$((($(date +%s%N) - restarted_at) / 1000000))
+        break
+    fi
+    sleep 0.05
+done
+last_write=$(tail -n 1 "$TMP/acked.todo")
+got=$(client_bash 'tcp_ask "$@"' "${APP_IPS[1]}" "$TODO_PORT" "GET/${last_write%% *}/x")
+if [ -z "$back_ms" ]; then
+    fail "app2 restarted: HAProxy does not show it UP after 5 s"
+elif [ "$got" != "${last_write#* }" ]; then
+    fail "app2 restarted: GET ${last_write%% *} gave ${got@Q}, not ${last_write#* }"
+else
+    ok "app2 restarted: UP again in HAProxy after $back_ms ms, and it reads the writes made while it was down"
+fi
 
 if [ "$FAILURES" -ne 0 ]; then
     say "$FAILURES check(s) FAILED"

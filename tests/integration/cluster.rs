@@ -32,6 +32,7 @@ const REQUIRED: &[&str] = &[
     "cluster: ok   after the kill, 20 of 20 new connections through the balancer are answered",
     "cluster: ok   todo: all ",
     "cluster: ok   kv: all ",
+    "cluster: ok   app2 restarted: UP again in HAProxy after ",
     "cluster: PASS",
 ];
 
