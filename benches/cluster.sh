@@ -6,8 +6,8 @@
 #   benches/cluster.sh --cleanup     (what a killed earlier run left)
 #
 # The hosts, each a namespace named rl-<pid>-NAME with an eth0 on
-# 10.77.X.0/24 (X from the pid, so two runs' logs never show the same
-# addresses), all plugged into one bridge that lives in a namespace of its
+# 10.77.X.0/24 (X from the pid, so two runs' logs seldom show the same
+# addresses; they could not meet anyway), all plugged into one bridge that lives in a namespace of its
 # own (rl-<pid>-br): the root namespace's network is never touched.
 #
 #   redis   10.77.X.1    redis-server :6379
@@ -119,7 +119,7 @@ done
 IFS=, read -r -a HOST_MODES <<<"$MODES"
 [ "${#HOST_MODES[@]}" -ge 2 ] || die "--modes needs two or more hosts (app2 is killed)"
 
-for tool in ip haproxy redis-server redis-cli redis-benchmark curl timeout; do
+for tool in ip haproxy redis-server redis-benchmark curl timeout; do
     command -v "$tool" >/dev/null 2>&1 ||
         die "$tool is missing: apt-get install iproute2 haproxy redis-server redis-tools curl coreutils"
 done
