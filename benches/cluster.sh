@@ -6,9 +6,10 @@
 #   benches/cluster.sh --cleanup     (what a killed earlier run left)
 #
 # The hosts, each a namespace named rl-<pid>-NAME with an eth0 on
-# 10.77.X.0/24 (X from the pid, so two runs' logs seldom show the same
-# addresses; they could not meet anyway), all plugged into one bridge that lives in a namespace of its
-# own (rl-<pid>-br): the root namespace's network is never touched.
+# 10.77.X.0/24, all plugged into one bridge that lives in a namespace of
+# its own (rl-<pid>-br): the root namespace's network is never touched, and
+# two runs' networks never meet (X comes from the pid only so that their
+# logs seldom show the same addresses).
 #
 #   redis   10.77.X.1    redis-server :6379
 #   lb      10.77.X.2    HAProxy, TCP mode, health checks: todo :9001,
