@@ -6,6 +6,7 @@ mod util;
 
 mod bad_input; // error replies, and the server keeps serving
 mod binary; // the real `readyloop` binary: ports, errors, exit codes
+mod cluster; // benches/cluster.sh: hosts in network namespaces behind HAProxy, one host killed (root, --ignored)
 mod daemon; // signals, pid file, log file, --daemon: the binary as a service
 mod dialogues; // every service's dialogue, every mode, every split
 mod durability; // the store's log: kill -9, torn tails, corruption
