@@ -96,6 +96,9 @@ impl Config {
                 "must be at least 1 (leave it out for a thread per connection)",
             ));
         }
+        if args.store_conns == 0 {
+            return Err(bad("--store-conns", "must be at least 1"));
+        }
         if args.loops == 0 {
             return Err(bad("--loops", "must be at least 1"));
         }
@@ -116,6 +119,7 @@ impl Config {
             max_output,
             threads: args.threads,
             offload_workers: args.offload,
+            store_conns: args.store_conns,
             console: mode == Mode::Evloop
                 && match args.console {
                     Console::On => true,
