@@ -160,10 +160,11 @@ impl Loop {
                             console.serve(self.poll.registry(), &self.conns);
                         }
                     }
-                    Token(t) if t >= UPSTREAM_BASE => {
-                        if let Some(upstreams) = &mut self.upstreams {
-                            upstreams.on_event(t - UPSTREAM_BASE, event, self.poll.registry(), self.now);
-                        }
+                    Token(t)
+                        if t >= UPSTREAM_BASE
+                            && let Some(up) = &mut self.upstreams =>
+                    {
+                        up.on_event(t - UPSTREAM_BASE, event, self.poll.registry(), self.now);
                     }
                     Token(t) if t >= LISTENER_BASE => self.serve_source(t - LISTENER_BASE),
                     Token(key) => {
@@ -309,17 +310,12 @@ impl Loop {
         }
     }
 
-    /// The store on Redis: reconnects and time-outs, then, until nothing is
-    /// left, writes every request this turn produced (one write carries
-    /// many clients' requests) and gives each reply to its connection
-    /// (which may send its next request).
+    /// The store on Redis: writes every request this turn produced (one
+    /// write carries many clients' requests) and gives each reply to its
+    /// connection, which may ask again; until nothing is left.
     fn tend_upstreams(&mut self) {
-        let Some(upstreams) = &mut self.upstreams else { return };
-        upstreams.tick(self.poll.registry(), self.now);
-        loop {
-            let Some(upstreams) = &mut self.upstreams else { return };
-            upstreams.flush(self.poll.registry(), self.now);
-            let answers = upstreams.take_answers();
+        while let Some(upstreams) = &mut self.upstreams {
+            let answers = upstreams.tend(self.poll.registry(), self.now);
             if answers.is_empty() {
                 return;
             }

@@ -5,13 +5,13 @@
 //!
 //! ```text
 //!   client conns ── submit(Ticket, Request) ──► Pipeline (one per upstream)
-//!        ▲                                        │ flush: one write for all
+//!        ▲                                        │ tend: one write for all
 //!        │                                        ▼
-//!        └── take_answers() ◄── cut replies ◄── the store (FIFO per connection)
+//!        └── tend() answers ◄── cut replies ◄── the store (FIFO per connection)
 //! ```
 //!
 //! Requests are appended while the loop handles a batch of events and
-//! written once after it ([`Upstreams::flush`]): at 50 clients, one `write`
+//! written once after it ([`Upstreams::tend`]): at 50 clients, one `write`
 //! carries many requests. Replies come back in order per connection, so a
 //! [`Pipeline`] hands each to the oldest ticket it owes; a ticket whose
 //! connection was closed meanwhile is dropped by the loop (rule 7).
@@ -149,7 +149,11 @@ impl Upstreams {
     /// Takes a client's request. False when every upstream is down: the
     /// loop answers `Unavailable` at once instead of queueing it.
     pub(crate) fn submit(&mut self, ticket: Ticket, request: Request, now: Instant) -> bool {
-        if self.conns.iter().all(|c| matches!(c.link, Link::Down { .. })) {
+        if self
+            .conns
+            .iter()
+            .all(|c| matches!(c.link, Link::Down { .. }))
+        {
             return false;
         }
         self.waiting.push_back((ticket, request));
@@ -187,15 +191,35 @@ impl Upstreams {
         }
     }
 
-    /// Writes what every connected upstream has pending: once per turn of
-    /// the loop, after its events, so one write carries many requests.
-    pub(crate) fn flush(&mut self, registry: &Registry, now: Instant) {
+    /// Once per turn of the loop, after its events: reconnects upstreams
+    /// whose backoff ended, drops those whose oldest request is past its
+    /// deadline, writes what every connected one has pending (so one write
+    /// carries many requests), and returns every answer cut (or failed)
+    /// since the last call, for the loop to give to its connections.
+    pub(crate) fn tend(&mut self, registry: &Registry, now: Instant) -> Vec<(Ticket, Answer)> {
+        for i in 0..self.conns.len() {
+            let upstream = &self.conns[i];
+            match upstream.link {
+                Link::Down { retry_at } if retry_at <= now => self.connect(i, registry, now),
+                Link::Down { .. } => {}
+                _ if upstream
+                    .pipeline
+                    .next_deadline()
+                    .is_some_and(|at| at <= now) =>
+                {
+                    let what = format!("no reply within {TIMEOUT:?}");
+                    self.fail(i, &what, registry, now);
+                }
+                _ => {}
+            }
+        }
         self.feed(now);
         for i in 0..self.conns.len() {
             if let Err(e) = self.write(i) {
                 self.fail(i, &format!("write failed: {e}"), registry, now);
             }
         }
+        std::mem::take(&mut self.answers)
     }
 
     /// Upstream `i` (its token less [`UPSTREAM_BASE`]) had an event.
@@ -225,23 +249,6 @@ impl Upstreams {
         }
     }
 
-    /// Reconnects upstreams whose backoff ended and drops those whose oldest
-    /// request is past its deadline.
-    pub(crate) fn tick(&mut self, registry: &Registry, now: Instant) {
-        for i in 0..self.conns.len() {
-            let upstream = &self.conns[i];
-            match upstream.link {
-                Link::Down { retry_at } if retry_at <= now => self.connect(i, registry, now),
-                Link::Down { .. } => {}
-                _ if upstream.pipeline.next_deadline().is_some_and(|at| at <= now) => {
-                    let what = format!("no reply within {TIMEOUT:?}");
-                    self.fail(i, &what, registry, now);
-                }
-                _ => {}
-            }
-        }
-    }
-
     /// The nearest reconnect or request deadline, for the poll timeout.
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
         (self.conns.iter())
@@ -250,12 +257,6 @@ impl Upstreams {
                 _ => c.pipeline.next_deadline(),
             })
             .min()
-    }
-
-    /// Every answer cut (or failed) since the last call, for the loop to
-    /// give to its connections.
-    pub(crate) fn take_answers(&mut self) -> Vec<(Ticket, Answer)> {
-        std::mem::take(&mut self.answers)
     }
 
     /// Starts a non-blocking connect for upstream `i`; its `SELECT` goes first.
@@ -274,7 +275,9 @@ impl Upstreams {
                 upstream.link = Link::Connecting(stream);
                 upstream.writable = false;
                 let deadline = now + TIMEOUT;
-                upstream.pipeline.push(Owner::Select, &self.select, 1, deadline);
+                upstream
+                    .pipeline
+                    .push(Owner::Select, &self.select, 1, deadline);
             }
             Err(e) => self.fail(i, &format!("cannot connect to {addr}: {e}"), registry, now),
         }
@@ -355,8 +358,15 @@ impl Upstreams {
         };
         upstream.backoff = (upstream.backoff * 2).min(RETRY_MAX);
         upstream.pipeline.fail(&mut self.answers);
-        if self.conns.iter().all(|c| matches!(c.link, Link::Down { .. })) {
-            let refused = self.waiting.drain(..).map(|(t, _)| (t, Answer::Unavailable));
+        if self
+            .conns
+            .iter()
+            .all(|c| matches!(c.link, Link::Down { .. }))
+        {
+            let refused = self
+                .waiting
+                .drain(..)
+                .map(|(t, _)| (t, Answer::Unavailable));
             self.answers.extend(refused);
         }
     }

@@ -57,7 +57,13 @@ pub(crate) struct Pipeline {
 impl Pipeline {
     /// Appends `commands` (getting `replies` replies, owed to `owner`) to
     /// what is to be written, behind every earlier request.
-    pub(crate) fn push(&mut self, owner: Owner, commands: &[u8], replies: usize, deadline: Instant) {
+    pub(crate) fn push(
+        &mut self,
+        owner: Owner,
+        commands: &[u8],
+        replies: usize,
+        deadline: Instant,
+    ) {
         self.unsent.extend_from_slice(commands);
         self.owed.push_back(Owed {
             owner,
@@ -165,10 +171,7 @@ mod tests {
     use crate::remote::Request;
 
     fn ticket(key: usize) -> Ticket {
-        Ticket {
-            key,
-            generation: 7,
-        }
+        Ticket { key, generation: 7 }
     }
 
     /// Three clients' requests behind a `SELECT`, and the store's replies to
@@ -281,7 +284,10 @@ mod tests {
         let fault = refused
             .received(b"-ERR DB index is out of range\r\n", &mut answers)
             .unwrap_err();
-        assert!(fault.0.contains("SELECT answered -ERR DB index"), "{fault:?}");
+        assert!(
+            fault.0.contains("SELECT answered -ERR DB index"),
+            "{fault:?}"
+        );
 
         let mut idle = Pipeline::default();
         assert!(idle.received(b"+OK\r\n", &mut answers).is_err());
