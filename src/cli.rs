@@ -7,7 +7,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::server::{self, Mode};
 use crate::service;
-use crate::store::{self, Fsync};
+use crate::store::Fsync;
 
 /// readyloop: a single-threaded event-loop TCP/UDP server, with threaded and
 /// blocking modes to compare it against.
@@ -87,14 +87,27 @@ pub struct ServeArgs {
     /// suffixes allowed), as Redis' `proto-max-bulk-len`; at most 512M.
     #[arg(long, value_name = "BYTES", default_value = "512M")]
     pub kv_max_bulk: String,
-    /// Where the store keeps its append-only log (created if missing;
-    /// one server per directory).
-    #[arg(long, value_name = "PATH", default_value = store::DEFAULT_DATA_DIR)]
-    pub data_dir: std::path::PathBuf,
-    /// When the store's log is fsynced: `always` answers a change only once
-    /// it is on disk, `everysec` fsyncs once a second, `no` leaves it to the OS.
-    #[arg(long, value_enum, value_name = "WHEN", default_value_t = FsyncArg::Everysec)]
-    pub fsync: FsyncArg,
+    /// Where todo and kv keep their data: `file:DIR` (the embedded store,
+    /// the default: a map and an append-only log in DIR, one server per
+    /// directory) or `redis://HOST:PORT[/DB]` (a Redis server every mode
+    /// and every readyloop process shares; kv becomes a proxy to it, and
+    /// durability is Redis' own `appendonly`/`appendfsync`).
+    #[arg(long, value_name = "URL")]
+    pub store: Option<String>,
+    /// With `--store redis://`: if Redis cannot be reached at start, retry
+    /// (about once a second, logging each try) instead of failing.
+    #[arg(long)]
+    pub store_wait: bool,
+    /// The file store's directory (default ./readyloop-data), the same as
+    /// `--store file:DIR`; refused together with `--store`.
+    #[arg(long, value_name = "PATH")]
+    pub data_dir: Option<std::path::PathBuf>,
+    /// When the file store's log is fsynced (default everysec): `always`
+    /// answers a change only once it is on disk, `everysec` fsyncs once a
+    /// second, `no` leaves it to the OS. Refused with `--store redis://`
+    /// (there Redis' `appendfsync` decides).
+    #[arg(long, value_enum, value_name = "WHEN")]
+    pub fsync: Option<FsyncArg>,
     /// More log lines: -v per connection, -vv every poll wake-up and event.
     #[arg(short, long, action = clap::ArgAction::Count)]
     pub verbose: u8,

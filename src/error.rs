@@ -66,6 +66,15 @@ pub enum StartupError {
     /// The store cannot open its data directory (or write its last changes).
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
+    /// The Redis store (`--store redis://`) cannot be reached at start, or
+    /// refused the start-up data.
+    #[error("store {url} unavailable: {reason}")]
+    StoreUnavailable {
+        /// The store, as `redis://HOST:PORT/DB`.
+        url: String,
+        /// What failed, and what to do.
+        reason: String,
+    },
     /// The log file cannot be opened for appending.
     #[error("cannot open log file {}: {source}: check that its directory exists and is writable, or leave out --log-file", path.display())]
     LogFile {

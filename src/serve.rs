@@ -6,7 +6,9 @@
 //!    pid file, not about a port in use.
 //! 3. Create the upload directory (removing the temporary files a killed
 //!    server left there) and open the store (lock, replay), so a bad
-//!    directory or a damaged log is reported on the terminal.
+//!    directory or a damaged log is reported on the terminal. A Redis
+//!    store (`--store redis://`) is reached instead (`--store-wait`: until
+//!    it answers) and given todo's seed tasks.
 //! 4. Raise the open-file limit; clamp `--max-conns` to it.
 //! 5. Bind every listener. Any failure so far: one line, exit code 2.
 //! 6. Detach if `--daemon` (fork: only now, and no thread may exist yet,
@@ -21,12 +23,13 @@ use std::sync::Arc;
 use log::LevelFilter;
 
 use crate::cli::ServeArgs;
-use crate::config::Config;
+use crate::config::{Config, StoreConfig};
 use crate::daemon::{self, PidFile};
 use crate::error::StartupError;
 use crate::logger::{self, LogFile};
+use crate::remote::{self, StoreUrl};
 use crate::server::{self, Listener, Options, Shutdown};
-use crate::service::{Shared, Transport};
+use crate::service::{Backend, Shared, Transport, todo};
 use crate::stats::Stats;
 use crate::store::Store;
 use crate::{fdlimit, signals};
@@ -71,12 +74,24 @@ pub fn run(args: &ServeArgs) -> Result<Stopped, StartupError> {
             prepared.push(entry.name);
         }
     }
-    let store = Store::open_unstarted(&config.data_dir, config.fsync)?;
+    let backend = match &config.store {
+        StoreConfig::File { dir, fsync } => Backend::File(Store::open_unstarted(dir, *fsync)?),
+        StoreConfig::Redis { url, wait } => {
+            reach_redis(url, *wait, &config)?;
+            remote::blocking::configure(url.clone());
+            Backend::Redis(url.clone())
+        }
+    };
+    let file_store = match &backend {
+        Backend::File(store) => Some(store.clone()),
+        Backend::Redis(_) => None,
+    };
     let mut options = clamp_to_fd_limit(config.options.clone());
-    options.housekeeping = Some(expiry(&store));
+    // Redis expires its own keys.
+    options.housekeeping = file_store.as_ref().map(expiry);
     let stats = Arc::new(Stats::default());
     let shared = Shared {
-        store: store.clone(),
+        backend,
         broker: Default::default(),
         stats: Arc::clone(&stats),
         limits: config.limits.clone(),
@@ -84,7 +99,9 @@ pub fn run(args: &ServeArgs) -> Result<Stopped, StartupError> {
     let mut groups = bind(&config, &shared)?;
 
     daemon::go_live(config.daemon, pidfile.as_mut(), log_file.as_ref())?;
-    store.start_flusher()?;
+    if let Some(store) = &file_store {
+        store.start_flusher()?;
+    }
     let shutdown = Shutdown::new();
     signals::spawn(signals::Actions {
         shutdown: shutdown.clone(),
@@ -120,7 +137,7 @@ pub fn run(args: &ServeArgs) -> Result<Stopped, StartupError> {
     };
     // Every connection is closed: write and fsync what is pending, even if
     // the server stopped on an error.
-    let closed = store.close();
+    let closed = file_store.as_ref().map(Store::close).transpose();
     served?;
     closed?;
     drop(pidfile); // removes it: the server is gone
@@ -141,6 +158,43 @@ pub fn run(args: &ServeArgs) -> Result<Stopped, StartupError> {
             Ok(Stopped::CutOff(cut_off))
         }
     }
+}
+
+/// The start-up check of a Redis store: connect (with `wait`, until it
+/// answers), then, if `todo` is served, store its seed tasks where they are
+/// missing. Blocking, on the main thread, before any listener is bound and
+/// before any fork: the connection is dropped here, so no process or thread
+/// inherits it (each makes its own, `remote::blocking`).
+fn reach_redis(url: &StoreUrl, wait: bool, config: &Config) -> Result<(), StartupError> {
+    let unavailable = |reason: String| StartupError::StoreUnavailable {
+        url: url.to_string(),
+        reason,
+    };
+    let mut stream = remote::blocking::connect_at_start(url, wait).map_err(|error| {
+        unavailable(format!("{error} (start Redis there, or pass --store-wait)"))
+    })?;
+    log::info!("store {url} reached");
+    if !config
+        .listeners
+        .iter()
+        .any(|spec| spec.service.name == "todo")
+    {
+        return Ok(());
+    }
+    let seed = todo::seed_request();
+    let replies = remote::blocking::exchange(&mut stream, &seed)
+        .map_err(|error| unavailable(format!("{error} while storing todo's seed tasks")))?;
+    // Each reply is `+OK` (stored) or a null (the key was there): an error
+    // (a read-only replica, a full memory) stops the start with its text.
+    let mut rest = &replies[..];
+    while let Ok(Some(end)) = remote::reply::len(rest, 1) {
+        if rest.starts_with(b"-") {
+            let said = rest[1..end].trim_ascii_end().escape_ascii().to_string();
+            return Err(unavailable(format!("it refused todo's seed tasks: {said}")));
+        }
+        rest = &rest[end..];
+    }
+    Ok(())
 }
 
 /// Logs the counters on one info line every `every`, from a thread of its

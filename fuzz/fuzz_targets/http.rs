@@ -20,7 +20,7 @@
 use std::sync::Arc;
 
 use libfuzzer_sys::fuzz_target;
-use readyloop::service::{self, Limits, Service, Shared};
+use readyloop::service::{self, Backend, Limits, Service, Shared};
 use readyloop::stats::Stats;
 use readyloop::store::Store;
 use readyloop_fuzz::{End, same_for_every_cutting_as};
@@ -35,7 +35,7 @@ const DATE_FIELD: &[u8] = b"\r\nDate: ";
 
 fn http() -> Box<dyn Service> {
     let shared = Shared {
-        store: Store::in_memory(),
+        backend: Backend::File(Store::in_memory()),
         stats: Arc::new(Stats::default()),
         broker: Default::default(),
         limits: Limits {

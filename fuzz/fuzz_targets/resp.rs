@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use libfuzzer_sys::fuzz_target;
 use readyloop::service::kv::DEFAULT_MAX_BULK;
 use readyloop::service::kv::testing::{Frame, Frames, frames};
-use readyloop::service::{self, Limits, Service, Shared};
+use readyloop::service::{self, Backend, Limits, Service, Shared};
 use readyloop::stats::Stats;
 use readyloop::store::Store;
 use readyloop_fuzz::{End, cuttings, same_for_every_cutting};
@@ -122,7 +122,7 @@ fn same_frames(max_bulk: usize, data: &[u8]) -> Frames {
 
 fn kv() -> Box<dyn Service> {
     let shared = Shared {
-        store: Store::in_memory(),
+        backend: Backend::File(Store::in_memory()),
         stats: Arc::new(Stats::default()),
         broker: Default::default(),
         limits: Limits {

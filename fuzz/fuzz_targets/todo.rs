@@ -11,7 +11,7 @@
 use std::sync::Arc;
 
 use libfuzzer_sys::fuzz_target;
-use readyloop::service::{self, Limits, Service, Shared};
+use readyloop::service::{self, Backend, Limits, Service, Shared};
 use readyloop::stats::Stats;
 use readyloop::store::Store;
 use readyloop_fuzz::{End, same_for_every_cutting};
@@ -24,7 +24,7 @@ const LONGEST_FIXED_REPLY: usize = 120;
 /// A fresh connection over a fresh store holding the seed's tasks.
 fn todo() -> Box<dyn Service> {
     let shared = Shared {
-        store: Store::in_memory(),
+        backend: Backend::File(Store::in_memory()),
         broker: Default::default(),
         stats: Arc::new(Stats::default()),
         limits: Limits {

@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use libfuzzer_sys::fuzz_target;
 use readyloop::service::upload::{MAX_HEADER, MAX_NAME, Work};
-use readyloop::service::{self, Job, Limits, Service, Shared};
+use readyloop::service::{self, Backend, Job, Limits, Service, Shared};
 use readyloop::stats::Stats;
 use readyloop::store::Store;
 use readyloop_fuzz::{End, same_for_every_cutting};
@@ -31,7 +31,7 @@ const LONGEST_ERROR: usize = 200;
 
 fn upload() -> Box<dyn Service> {
     let shared = Shared {
-        store: Store::in_memory(),
+        backend: Backend::File(Store::in_memory()),
         broker: Default::default(),
         stats: Arc::new(Stats::default()),
         limits: Limits {

@@ -76,8 +76,35 @@ impl Upstream {
                 self.stream.insert(connect(url)?)
             }
         };
-        stream.write_all(&request.commands)?;
-        read_replies(stream, request.replies)
+        exchange(stream, request)
+    }
+}
+
+/// Writes `request` on `stream` and reads its replies, whole.
+pub fn exchange(stream: &mut TcpStream, request: &Request) -> io::Result<Vec<u8>> {
+    stream.write_all(&request.commands)?;
+    read_replies(stream, request.replies)
+}
+
+/// The longest wait between two tries of [`connect_at_start`].
+pub const START_RETRY_MAX: Duration = Duration::from_secs(1);
+
+/// The start-up connection: [`connect`], or with `wait` (`--store-wait`)
+/// [`connect`] again with backoff (up to [`START_RETRY_MAX`]), logging
+/// each failed try, until the store answers.
+pub fn connect_at_start(url: &StoreUrl, wait: bool) -> io::Result<TcpStream> {
+    let mut backoff = RETRY_FIRST;
+    loop {
+        match connect(url) {
+            Err(error) if wait => {
+                log::warn!(
+                    "store {url} unavailable: {error}: trying again in {backoff:?} (--store-wait)"
+                );
+                std::thread::sleep(backoff);
+                backoff = (backoff * 2).min(START_RETRY_MAX);
+            }
+            done => return done,
+        }
     }
 }
 

@@ -333,11 +333,23 @@ impl Default for Limits {
     }
 }
 
+/// Where `todo` and `kv` keep their data (`--store`).
+#[derive(Debug, Clone)]
+pub enum Backend {
+    /// The embedded store, one process's map and log (`--store file:DIR`,
+    /// `--data-dir`; the default).
+    File(Store),
+    /// A Redis server (`--store redis://`): `todo` and `kv` send it
+    /// [`Job::Remote`] requests and answer from its replies; `kv` becomes
+    /// a proxy ([`kv`]'s docs say what it forwards and what it refuses).
+    Redis(crate::remote::StoreUrl),
+}
+
 /// What the services of one server share: the store, the counters, the limits.
 #[derive(Debug, Clone)]
 pub struct Shared {
-    /// The key-value store behind `todo` and `kv`.
-    pub store: Store,
+    /// Where `todo` and `kv` keep their data: the embedded store or Redis.
+    pub backend: Backend,
     /// Counters of the whole server, all modes.
     pub stats: Arc<Stats>,
     /// Who listens to which pub/sub channel, for the whole process.

@@ -1,4 +1,5 @@
-//! `todo` (seed 004, the ToDo server): line commands over the shared [`Store`].
+//! `todo` (seed 004, the ToDo server): line commands over the shared
+//! store: the embedded [`Store`], or Redis (`--store redis://`).
 //!
 //! Every reply is one line ending in `\r\n`, as in the seed. Commands are
 //! matched at the start of the line and are case-sensitive:
@@ -31,12 +32,26 @@
 //! record is on disk: the line handler returns the store's
 //! [`Job::Store`](crate::service::Job::Store) and writes the reply in
 //! `resume`, so the event loop never waits for the disk itself.
+//!
+//! # Over Redis
+//!
+//! With `--store redis://`, `GET/<key>/..` is Redis' `GET <key>` and
+//! `POST/<key>=<value>/..` is `SET <key> <value>` (any deadline dropped, as
+//! the file store's `POST` does), sent as a [`Job::Remote`] and answered in
+//! `resume`. Keys are not prefixed: todo and kv share one keyspace, as they
+//! do over the file store, so `kv GET task_01` reads a todo task. A key
+//! holding another type is `no key match` over both stores. A store that
+//! could not be reached is `error: store unavailable`, and a `POST` is
+//! acknowledged only once Redis answered `+OK`.
+//!
+//! [`Store`]: crate::store::Store
 
 use std::sync::Arc;
 
 use super::framing::{LineHandler, Lines};
-use super::{Cx, Factory, FnFactory, Job, JobOutput, Next, Shared};
-use crate::store::{Done, Store};
+use super::{Backend, Cx, Factory, FnFactory, Job, JobOutput, Next, Shared};
+use crate::remote::{self, Answer, Request};
+use crate::store::Done;
 
 /// The tasks the seed preloads; stored at start unless the key exists already.
 pub const SEED_TASKS: &[(&str, &str)] = &[
@@ -45,40 +60,43 @@ pub const SEED_TASKS: &[(&str, &str)] = &[
     ("task_03", "play basketball"),
 ];
 
-/// The todo line handler: a handle to the shared store.
+/// The todo line handler: where the data is, and what a Redis request
+/// in flight asked.
 #[derive(Debug, Clone)]
 pub struct Todo {
-    store: Store,
+    backend: Backend,
+    /// The command whose Redis reply `resume` awaits.
+    asked: Option<Asked>,
+}
+
+/// What a request to Redis was for, to read its reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Asked {
+    Get,
+    Post,
 }
 
 impl Todo {
-    /// A handler reading and writing `store`.
-    pub fn new(store: Store) -> Self {
-        Todo { store }
+    /// A handler reading and writing `backend`.
+    pub fn new(backend: Backend) -> Self {
+        Todo {
+            backend,
+            asked: None,
+        }
     }
 
     /// Runs one command, writing its reply without the line end, or
-    /// returns the job to run before a `POST` may be acknowledged.
-    fn command(&self, line: &str, out: &mut Vec<u8>) -> Option<Job> {
+    /// returns the job to run first: a `POST` to make durable, or any
+    /// command for Redis.
+    fn command(&mut self, line: &str, out: &mut Vec<u8>) -> Option<Job> {
         let (method, rest) = line.split_once('/').unwrap_or((line, ""));
         let reply: &str = match method {
             "GET" => match get_key(rest) {
-                Ok(key) => {
-                    if !self.store.get_into(key, out) {
-                        out.extend_from_slice(b"no key match");
-                    }
-                    return None;
-                }
+                Ok(key) => return self.get(key, out),
                 Err(error) => error,
             },
             "POST" => match post_pair(rest) {
-                Ok((key, value)) => {
-                    let seq = self.store.set(key, value);
-                    if let Some(work) = self.store.sync_work(seq) {
-                        return Some(Job::Store(work));
-                    }
-                    SUBMITTED
-                }
+                Ok((key, value)) => return self.post(key, value, out),
                 Err(error) => error,
             },
             _ => "data no found",
@@ -86,7 +104,43 @@ impl Todo {
         out.extend_from_slice(reply.as_bytes());
         None
     }
+
+    fn get(&mut self, key: &str, out: &mut Vec<u8>) -> Option<Job> {
+        match &self.backend {
+            Backend::File(store) => {
+                if !store.get_into(key, out) {
+                    out.extend_from_slice(NO_MATCH.as_bytes());
+                }
+                None
+            }
+            Backend::Redis(_) => {
+                self.asked = Some(Asked::Get);
+                Some(Job::Remote(Request::command(&[b"GET", key.as_bytes()])))
+            }
+        }
+    }
+
+    fn post(&mut self, key: &str, value: &str, out: &mut Vec<u8>) -> Option<Job> {
+        match &self.backend {
+            Backend::File(store) => {
+                let seq = store.set(key, value);
+                if let Some(work) = store.sync_work(seq) {
+                    return Some(Job::Store(work));
+                }
+                out.extend_from_slice(SUBMITTED.as_bytes());
+                None
+            }
+            Backend::Redis(_) => {
+                self.asked = Some(Asked::Post);
+                let set = [b"SET", key.as_bytes(), value.as_bytes()];
+                Some(Job::Remote(Request::command(&set)))
+            }
+        }
+    }
 }
+
+/// The reply to a `GET` of a key that holds no string.
+const NO_MATCH: &str = "no key match";
 
 /// The reply to a stored `POST`.
 const SUBMITTED: &str = "submit success";
@@ -143,6 +197,10 @@ impl LineHandler for Todo {
                     .extend_from_slice(b"error: stored in memory but not on disk: ");
                 cx.out.extend_from_slice(reason.as_bytes());
             }
+            JobOutput::Remote(answer) if self.asked.is_some() => {
+                let asked = self.asked.take().unwrap_or(Asked::Get);
+                redis_reply(asked, &answer, cx.out);
+            }
             other => {
                 log::error!("peer={} unexpected job output {other:?}", cx.peer);
                 return Next::Close;
@@ -160,12 +218,65 @@ impl LineHandler for Todo {
     }
 }
 
-/// The factory the registry uses. Preloads [`SEED_TASKS`] into the shared
-/// store (keys already there, e.g. replayed from the log, are kept).
+/// Writes the todo reply for Redis' `answer` to a `GET` or a `POST`, as
+/// the file store would answer: a key holding another type is no match.
+fn redis_reply(asked: Asked, answer: &Answer, out: &mut Vec<u8>) {
+    let Answer::Replies(reply) = answer else {
+        return out.extend_from_slice(b"error: store unavailable");
+    };
+    match (asked, reply.first()) {
+        (Asked::Get, Some(b'$')) => match bulk(reply) {
+            Some(value) => out.extend_from_slice(value),
+            None => out.extend_from_slice(NO_MATCH.as_bytes()),
+        },
+        (Asked::Get, Some(b'-')) if reply.starts_with(b"-WRONGTYPE") => {
+            out.extend_from_slice(NO_MATCH.as_bytes())
+        }
+        (Asked::Post, Some(b'+')) => out.extend_from_slice(SUBMITTED.as_bytes()),
+        (_, Some(b'-')) => {
+            out.extend_from_slice(b"error: the store said: ");
+            out.extend(reply[1..].trim_ascii_end().escape_ascii());
+        }
+        _ => out.extend_from_slice(b"error: unexpected reply from the store"),
+    }
+}
+
+/// The bytes of a bulk-string reply, `None` for the null bulk (`$-1`).
+fn bulk(reply: &[u8]) -> Option<&[u8]> {
+    let header_end = reply.windows(2).position(|w| w == b"\r\n")?;
+    let len: usize = std::str::from_utf8(&reply[1..header_end])
+        .ok()?
+        .parse()
+        .ok()?;
+    reply.get(header_end + 2..header_end + 2 + len)
+}
+
+/// The start-up data for Redis: [`SEED_TASKS`] as `SET key value NX`, so
+/// keys already there are kept. `serve` sends it before serving (a
+/// service does no I/O); each reply is `+OK` (stored) or a null (kept).
+pub fn seed_request() -> Request {
+    let mut commands = Vec::new();
+    for (key, value) in SEED_TASKS {
+        remote::encode(
+            &[b"SET", key.as_bytes(), value.as_bytes(), b"NX"],
+            &mut commands,
+        );
+    }
+    Request {
+        commands,
+        replies: SEED_TASKS.len(),
+    }
+}
+
+/// The factory the registry uses. Over the file store, preloads
+/// [`SEED_TASKS`] (keys already there, e.g. replayed from the log, are
+/// kept); over Redis, `serve` sends [`seed_request`] at start.
 pub fn factory(shared: &Shared) -> Arc<dyn Factory> {
     let (max_line, framing) = (shared.limits.max_line, shared.limits.framing);
-    let todo = Todo::new(shared.store.clone());
-    todo.store.insert_missing(SEED_TASKS);
+    if let Backend::File(store) = &shared.backend {
+        store.insert_missing(SEED_TASKS);
+    }
+    let todo = Todo::new(shared.backend.clone());
     FnFactory::new("todo", move || {
         Box::new(Lines::framed(todo.clone(), max_line, framing))
     })
@@ -176,13 +287,14 @@ mod tests {
     use super::*;
     use crate::service::Service;
     use crate::service::testing::{assert_dialogue, run};
+    use crate::store::Store;
 
     /// A service over a fresh store holding the seed's tasks, so every
     /// split of a dialogue starts from the same data.
     fn todo() -> Box<dyn Service> {
         let store = Store::in_memory();
         store.insert_missing(SEED_TASKS);
-        Box::new(Lines::new(Todo::new(store), 64))
+        Box::new(Lines::new(Todo::new(Backend::File(store)), 64))
     }
 
     #[test]
@@ -276,7 +388,7 @@ mod tests {
             std::env::temp_dir().join(format!("readyloop-todo-always-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let store = Store::open(&dir, Fsync::Always).unwrap();
-        let mut service = Lines::new(Todo::new(store.clone()), 64);
+        let mut service = Lines::new(Todo::new(Backend::File(store.clone())), 64);
         let mut out = Vec::new();
         let mut cx = crate::service::testing::cx(&mut out);
         let (used, next) = service.input(b"POST/k=v/x\nGET/k/x\n", &mut cx);
@@ -290,7 +402,9 @@ mod tests {
         assert_eq!(next, Next::Answered);
         assert_eq!(out, b"submit success\r\n");
         // Every split, jobs run inline by the test driver.
-        let make = || -> Box<dyn Service> { Box::new(Lines::new(Todo::new(store.clone()), 64)) };
+        let make = || -> Box<dyn Service> {
+            Box::new(Lines::new(Todo::new(Backend::File(store.clone())), 64))
+        };
         assert_dialogue(make, b"POST/a=1/x\nGET/a/x\n", b"submit success\r\n1\r\n");
         drop((service, store));
         let _ = std::fs::remove_dir_all(&dir);
@@ -298,17 +412,18 @@ mod tests {
 
     #[test]
     fn the_factory_preloads_without_overwriting() {
+        let store = Store::in_memory();
         let shared = Shared {
-            store: Store::in_memory(),
+            backend: Backend::File(store.clone()),
             broker: Default::default(),
             stats: Default::default(),
             limits: Default::default(),
         };
-        shared.store.set("task_01", "kept");
+        store.set("task_01", "kept");
         let _factory = factory(&shared);
         let mut value = Vec::new();
-        assert!(shared.store.get_into("task_01", &mut value));
+        assert!(store.get_into("task_01", &mut value));
         assert_eq!(value, b"kept");
-        assert_eq!(shared.store.len(), 3);
+        assert_eq!(store.len(), 3);
     }
 }

@@ -12,7 +12,7 @@ use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
 use readyloop::server::{self, Listener, Mode, Options, Shutdown};
-use readyloop::service::{self, Limits, Shared, Transport};
+use readyloop::service::{self, Backend, Limits, Shared, Transport};
 use readyloop::stats::Stats;
 use readyloop::store::Store;
 
@@ -225,7 +225,7 @@ impl TestServer {
     ) -> TestServer {
         let stats = Arc::new(Stats::default());
         let shared = Shared {
-            store: Store::in_memory(),
+            backend: Backend::File(Store::in_memory()),
             broker: Default::default(),
             stats: Arc::clone(&stats),
             limits,

@@ -12,6 +12,7 @@
 //! | `strings`, `keys`, `lists`, `hashes`, `sets`, `zsets` | the data commands |
 //! | [`conn`] | HELLO, CLIENT, SELECT, INFO, CONFIG, COMMAND, TIME |
 //! | `multi` | EXEC and WATCH |
+//! | `proxy` | kv in front of Redis (`--store redis://`): what is forwarded, answered, refused |
 //! | this file | the connection: one request per call, queueing for MULTI, durability |
 //! | `testing` | the parser fed reads as this file feeds it, for `fuzz/` (hidden, not an API) |
 //!
@@ -61,6 +62,7 @@ mod inline;
 mod keys;
 mod lists;
 mod multi;
+mod proxy;
 mod pubsub;
 mod reply;
 mod resp;
@@ -75,9 +77,9 @@ pub use self::resp::DEFAULT_MAX_BULK;
 
 use self::conn::Session;
 use self::reply::Reply;
-use self::resp::{Parsed, Parser, Request};
+use self::resp::{Parser, Request};
 use self::table::{Conn, Kind};
-use super::{Cx, Factory, Job, JobOutput, Next, Service, Shared};
+use super::{Backend, Cx, Factory, Job, JobOutput, Next, Service, Shared};
 use crate::store::{Done, Store, Tx};
 
 /// One `kv` connection.
@@ -382,33 +384,12 @@ impl Service for Kv {
     /// Answers the first whole request in `input`. A frame that does not
     /// end in `input` is consumed into the parser's state ([`resp`] docs).
     fn input(&mut self, input: &[u8], cx: &mut Cx<'_>) -> (usize, Next) {
-        let mut consumed = 0;
-        loop {
-            let rest = &input[consumed..];
-            if rest.is_empty() {
-                return (consumed, Next::Wait);
-            }
-            match self.parser.parse(rest) {
-                Parsed::Partial => return (input.len(), Next::Wait),
-                Parsed::Empty { consumed: len } => consumed += len,
-                Parsed::Malformed(reason) => {
-                    log::debug!("peer={} kv protocol error: {reason}", cx.peer);
-                    cx.out.extend_from_slice(b"-ERR Protocol error: ");
-                    cx.out.extend_from_slice(reason.as_bytes());
-                    cx.out.extend_from_slice(b"\r\n");
-                    return (input.len(), Next::Close);
-                }
-                Parsed::Request { consumed: len } => {
-                    // A detached copy of the parser's state: `run` needs
-                    // `&mut self`, the request borrows the parser.
-                    let parser = std::mem::replace(&mut self.parser, Parser::new(0));
-                    let next = self.run(&parser.request(rest), cx);
-                    self.parser = parser;
-                    self.parser.done();
-                    return (consumed + len, next);
-                }
-            }
-        }
+        // A detached parser: `run` needs `&mut self`, the request borrows
+        // the parser.
+        let mut parser = std::mem::replace(&mut self.parser, Parser::new(0));
+        let done = resp::one_request(&mut parser, input, cx, |request, cx| self.run(request, cx));
+        self.parser = parser;
+        done
     }
 
     /// A write's record is on disk (or could not be written).
@@ -460,9 +441,10 @@ impl Service for Kv {
     }
 }
 
-/// Makes `kv` connections; tells a client turned away in RESP.
+/// Makes `kv` connections (over the file store, or proxies to Redis);
+/// tells a client turned away in RESP.
 struct KvFactory {
-    store: Store,
+    backend: Backend,
     broker: Arc<crate::broker::Broker>,
     max_bulk: usize,
 }
@@ -478,9 +460,17 @@ impl Factory for KvFactory {
         "kv"
     }
     fn make(&self) -> Box<dyn Service> {
-        let mut kv = Kv::new(self.store.clone(), self.max_bulk);
-        kv.session.pubsub = pubsub::Subscriber::new(Arc::clone(&self.broker));
-        Box::new(kv)
+        match &self.backend {
+            Backend::File(store) => {
+                let mut kv = Kv::new(store.clone(), self.max_bulk);
+                kv.session.pubsub = pubsub::Subscriber::new(Arc::clone(&self.broker));
+                Box::new(kv)
+            }
+            Backend::Redis(url) => {
+                let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+                Box::new(proxy::Proxy::new(url.db, self.max_bulk, id))
+            }
+        }
     }
     fn busy_reply(&self) -> &'static [u8] {
         b"-ERR max number of clients reached\r\n"
@@ -490,7 +480,7 @@ impl Factory for KvFactory {
 /// The factory the registry uses.
 pub fn factory(shared: &Shared) -> Arc<dyn Factory> {
     Arc::new(KvFactory {
-        store: shared.store.clone(),
+        backend: shared.backend.clone(),
         broker: Arc::clone(&shared.broker),
         max_bulk: shared.limits.kv_max_bulk,
     })

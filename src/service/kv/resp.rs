@@ -37,11 +37,13 @@
 //! Over a limit the caller answers `-ERR Protocol error: <reason>` and
 //! closes: the rest of the stream cannot be framed.
 //!
-//! No I/O here, and nothing about commands.
+//! No I/O here, and nothing about commands: [`one_request`] hands a whole
+//! request to the service's own function.
 
 use std::ops::Range;
 
 use super::inline::split_inline;
+use crate::service::{Cx, Next};
 
 /// The most arguments in one request (Redis' multibulk limit, 1M).
 pub(crate) const MAX_ARGS: usize = 1024 * 1024;
@@ -414,6 +416,42 @@ fn header(frame: &[u8], at: usize, what: &str) -> Result<Option<(i64, usize)>, S
     };
     let number = parse_i64(&line[..cr]).ok_or_else(invalid)?;
     Ok(Some((number, at + 1 + cr + 2)))
+}
+
+/// One `input` call of a RESP service (kv, and kv as a proxy): feeds the
+/// front of `input` to `parser` and hands the first whole request to
+/// `run`, whose [`Next`] it returns with the bytes consumed. A frame not
+/// whole in `input` is consumed into the parser (`Wait`); a malformed one
+/// is answered `-ERR Protocol error: <reason>` and closes.
+pub(crate) fn one_request(
+    parser: &mut Parser,
+    input: &[u8],
+    cx: &mut Cx<'_>,
+    run: impl FnOnce(&Request<'_>, &mut Cx<'_>) -> Next,
+) -> (usize, Next) {
+    let mut consumed = 0;
+    loop {
+        let rest = &input[consumed..];
+        if rest.is_empty() {
+            return (consumed, Next::Wait);
+        }
+        match parser.parse(rest) {
+            Parsed::Partial => return (input.len(), Next::Wait),
+            Parsed::Empty { consumed: len } => consumed += len,
+            Parsed::Malformed(reason) => {
+                log::debug!("peer={} kv protocol error: {reason}", cx.peer);
+                cx.out.extend_from_slice(b"-ERR Protocol error: ");
+                cx.out.extend_from_slice(reason.as_bytes());
+                cx.out.extend_from_slice(b"\r\n");
+                return (input.len(), Next::Close);
+            }
+            Parsed::Request { consumed: len } => {
+                let next = run(&parser.request(rest), cx);
+                parser.done();
+                return (consumed + len, next);
+            }
+        }
+    }
 }
 
 /// Parses an integer as Redis' `string2ll`: optional `-`, digits, no `+`,

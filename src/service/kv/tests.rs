@@ -2,9 +2,9 @@
 //! one table of cases per command family, read as a list.)
 
 use super::*;
-use crate::service::Limits;
 use crate::service::testing::{assert_dialogue, run};
 use crate::service::todo::{self, SEED_TASKS};
+use crate::service::{Backend, Limits};
 
 fn kv() -> Box<dyn Service> {
     Box::new(Kv::new(Store::in_memory(), 100))
@@ -272,7 +272,7 @@ fn under_fsync_always_writes_reply_after_the_job() {
 #[test]
 fn todo_and_kv_see_the_same_data() {
     let shared = Shared {
-        store: Store::in_memory(),
+        backend: Backend::File(Store::in_memory()),
         broker: Default::default(),
         stats: Default::default(),
         limits: Limits::default(),
