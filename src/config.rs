@@ -210,6 +210,10 @@ impl Config {
             max_output,
             threads: args.threads,
             offload_workers: args.offload,
+            store: match &store {
+                StoreConfig::Redis { url, .. } => Some(url.clone()),
+                StoreConfig::File { .. } => None,
+            },
             store_conns: args.store_conns,
             console: mode == Mode::Evloop
                 && match args.console {

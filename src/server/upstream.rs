@@ -233,7 +233,7 @@ impl Upstreams {
                 Ok(false) => return, // a spurious event: still connecting
                 Ok(true) => {
                     self.promote(i, now);
-                    self.write(i).and_then(|()| self.read(i))
+                    self.write(i).and_then(|()| self.read(i, event))
                 }
                 Err(e) => Err(e),
             },
@@ -241,7 +241,7 @@ impl Upstreams {
                 // Written in `flush`, after the batch; read on any hint: an
                 // error or a hang-up shows itself in the read.
                 upstream.writable |= event.is_writable() || event.is_write_closed();
-                self.read(i)
+                self.read(i, event)
             }
         };
         if let Err(e) = result {
@@ -315,20 +315,29 @@ impl Upstreams {
     }
 
     /// Reads upstream `i` until `WouldBlock`, cutting replies as they come.
-    /// Bounded: what the store may send is what was asked of it.
-    fn read(&mut self, i: usize) -> io::Result<()> {
+    /// Bounded: what the store may send is what was asked of it. A short
+    /// read emptied the socket, so the read that would only say
+    /// `WouldBlock` is skipped (as `connection.rs` does), unless the event
+    /// said the store hung up: then read on to the end, or the FIN behind
+    /// the data would raise no new edge.
+    fn read(&mut self, i: usize, event: &Event) -> io::Result<()> {
         let upstream = &mut self.conns[i];
         let Link::Up(stream) = &mut upstream.link else {
             return Ok(());
         };
+        let to_the_end = event.is_read_closed() || event.is_error();
         let was_selected = upstream.pipeline.selected();
         loop {
             match stream.read(&mut self.chunk) {
                 Ok(0) => return Err(io::Error::other("the store closed the connection")),
-                Ok(n) => upstream
-                    .pipeline
-                    .received(&self.chunk[..n], &mut self.answers)
-                    .map_err(|fault| io::Error::other(fault.0))?,
+                Ok(n) => {
+                    (upstream.pipeline)
+                        .received(&self.chunk[..n], &mut self.answers)
+                        .map_err(|fault| io::Error::other(fault.0))?;
+                    if n < self.chunk.len() && !to_the_end {
+                        break;
+                    }
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),

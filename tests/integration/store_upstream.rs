@@ -1,13 +1,10 @@
-//! The event loop as the Redis client (issue 13, item 2): requests from
-//! many connections pipelined onto the loop's own upstream connections to a
-//! real `redis-server`, replies routed back to the client that asked, and
-//! what clients get when the store dies, comes back, or never answers.
-//!
-//! The service here is the test's own: a line of words becomes one Redis
-//! command, and Redis's reply goes back raw (an unavailable store:
-//! `-ERR store unavailable`). So the test sees exactly what the loop's
-//! upstream did, without a service's own protocol in between. Evloop only:
-//! the other modes send on `remote::blocking`, one connection per worker.
+//! The event loop as the Redis client (issue 13, item 2): kv over
+//! `--store redis://`, a proxy whose requests from many connections are
+//! pipelined onto the loop's own upstream connections to a real
+//! `redis-server`, and whose replies are routed back to the client that
+//! asked; and what clients get when the store dies, comes back, or never
+//! answers. Evloop only: the other modes send on `remote::blocking`, one
+//! connection per worker, and kv's tests over Redis cover them.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -15,75 +12,51 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use readyloop::remote::{Answer, Request, StoreUrl};
+use readyloop::remote::{StoreUrl, encode};
 use readyloop::server::{self, Listener, Mode, Options};
-use readyloop::service::{self, Cx, FnFactory, Job, JobOutput, Next, Service, Shared};
+use readyloop::service::{self, Backend, Shared};
 use readyloop::stats::Stats;
-use readyloop::store::Store;
 
 use crate::kv_util::RedisServer;
 use crate::util::{TestServer, connect};
 
-/// What the relay answers when the store could not be reached.
+/// What kv answers when the store could not be reached.
 const UNAVAILABLE: &[u8] = b"-ERR store unavailable\r\n";
 
-/// One line of space-separated words = one command to the store; its reply
-/// goes back to the client byte for byte.
-struct Relay;
-
-impl Service for Relay {
-    fn input(&mut self, input: &[u8], _cx: &mut Cx<'_>) -> (usize, Next) {
-        let Some(end) = input.iter().position(|&b| b == b'\n') else {
-            return (0, Next::Wait);
-        };
-        let words: Vec<&[u8]> = input[..end]
-            .split(|&b| b == b' ')
-            .filter(|w| !w.is_empty())
-            .collect();
-        (
-            end + 1,
-            Next::Offload(Job::Remote(Request::command(&words))),
-        )
-    }
-
-    fn resume(&mut self, done: JobOutput, cx: &mut Cx<'_>) -> Next {
-        match done {
-            JobOutput::Remote(Answer::Replies(replies)) => cx.out.extend_from_slice(&replies),
-            _ => cx.out.extend_from_slice(UNAVAILABLE),
-        }
-        Next::Answered
-    }
-}
-
-/// One event loop serving `relay` (onto the store at `store`) and `echo`
+/// One event loop serving `kv` (a proxy to the store at `store`) and `echo`
 /// (which needs no store), with `conns` upstream connections.
 fn serve(store: SocketAddr, conns: usize) -> TestServer {
     let url: StoreUrl = format!("redis://{store}/0").parse().unwrap();
     let stats = Arc::new(Stats::default());
     let shared = Shared {
-        store: Store::in_memory(),
+        backend: Backend::Redis(url.clone()),
         broker: Default::default(),
         stats: Arc::clone(&stats),
         limits: Default::default(),
     };
     let any_port: SocketAddr = "127.0.0.1:0".parse().unwrap();
-    let listener = |factory| Listener::Tcp {
-        socket: server::bind_tcp(any_port).unwrap(),
-        factory,
-    };
-    let listeners = vec![
-        (
-            "relay".to_owned(),
-            listener(FnFactory::new("relay", || Box::new(Relay))),
-        ),
-        ("echo".to_owned(), listener(service::echo::factory(&shared))),
-    ];
+    let listeners = [
+        ("kv", service::kv::factory(&shared)),
+        ("echo", service::echo::factory(&shared)),
+    ]
+    .map(|(name, factory)| {
+        let socket = server::bind_tcp(any_port).unwrap();
+        (name.to_owned(), Listener::Tcp { socket, factory })
+    });
     let options = Options {
         store: Some(url),
         store_conns: conns,
         ..Options::default()
     };
-    TestServer::serve_listeners(Mode::Evloop, listeners, options, stats)
+    TestServer::serve_listeners(Mode::Evloop, listeners.into(), options, stats)
+}
+
+/// One command as RESP, from space-separated words.
+fn command(line: &str) -> Vec<u8> {
+    let words: Vec<&[u8]> = line.split(' ').map(str::as_bytes).collect();
+    let mut out = Vec::new();
+    encode(&words, &mut out);
+    out
 }
 
 /// Reads exactly `expected.len()` bytes and compares them.
@@ -100,10 +73,10 @@ fn expect(client: &mut TcpStream, expected: &[u8], what: &str) {
     );
 }
 
-/// Sends one line and reads one reply line (a simple reply, an error or
-/// an integer: one line each).
+/// Sends one command and reads one reply line (a simple reply, an error,
+/// an integer or a bulk's length: one line each).
 fn ask(client: &mut TcpStream, line: &str) -> Vec<u8> {
-    client.write_all(format!("{line}\n").as_bytes()).unwrap();
+    client.write_all(&command(line)).unwrap();
     let mut reply = Vec::new();
     let mut byte = [0u8];
     while !reply.ends_with(b"\r\n") {
@@ -117,14 +90,20 @@ fn ask(client: &mut TcpStream, line: &str) -> Vec<u8> {
 fn evloop_500_pipelining_clients_get_their_own_replies_in_order() {
     let redis = RedisServer::start();
     let server = serve(redis.addr, 2);
-    let addr = server.addr("relay");
+    let addr = server.addr("kv");
     let mut clients: Vec<TcpStream> = (0..500).map(|_| connect(addr)).collect();
     // Each client pipelines five commands on its own keys in one write.
     for (i, client) in clients.iter_mut().enumerate() {
-        let requests = format!(
-            "SET key:{i} value-{i}\nINCR n:{i}\nGET key:{i}\nINCRBY n:{i} {i}\nAPPEND key:{i} !\n"
-        );
-        client.write_all(requests.as_bytes()).unwrap();
+        let requests = [
+            format!("SET key:{i} value-{i}"),
+            format!("INCR n:{i}"),
+            format!("GET key:{i}"),
+            format!("INCRBY n:{i} {i}"),
+            format!("APPEND key:{i} !"),
+        ];
+        client
+            .write_all(&requests.map(|r| command(&r)).concat())
+            .unwrap();
     }
     for (i, client) in clients.iter_mut().enumerate() {
         let value = format!("value-{i}");
@@ -146,7 +125,7 @@ fn evloop_500_pipelining_clients_get_their_own_replies_in_order() {
 fn evloop_store_killed_gives_error_replies_and_restarted_serves_again() {
     let mut redis = RedisServer::start();
     let server = serve(redis.addr, 2);
-    let mut client = connect(server.addr("relay"));
+    let mut client = connect(server.addr("kv"));
     assert_eq!(ask(&mut client, "SET a 1"), b"+OK\r\n");
 
     redis.kill();
@@ -196,7 +175,7 @@ fn evloop_an_upstream_that_never_answers_times_out_and_shutdown_waits_for_it() {
     // Accepts (the kernel does, from the backlog) and never says a word.
     let silent = TcpListener::bind("127.0.0.1:0").unwrap();
     let server = serve(silent.local_addr().unwrap(), 1);
-    let mut client = connect(server.addr("relay"));
+    let mut client = connect(server.addr("kv"));
     let started = Instant::now();
     client.write_all(b"GET never\n").unwrap();
     // Shut down while the request is in flight: it finishes first.
