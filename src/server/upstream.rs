@@ -39,6 +39,8 @@
 //! The uring loop does not use it: its Remote jobs go to the offload pool.
 
 mod pipeline;
+#[cfg(test)]
+mod tests;
 
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
