@@ -407,11 +407,18 @@ impl Loop {
         }
     }
 
-    /// Always deregister before dropping a socket (mio's rule).
+    /// Always deregister before dropping a socket (mio's rule). A request
+    /// still waiting for room on the upstreams is forgotten with it.
     fn close(&mut self, key: usize) {
         let mut conn = self.conns.remove(key);
         if let Err(e) = self.poll.registry().deregister(conn.socket()) {
             log::debug!("{}: deregister failed: {e}", conn.tag());
+        }
+        if let Some(upstreams) = &mut self.upstreams {
+            upstreams.forget(Ticket {
+                key,
+                generation: conn.generation,
+            });
         }
         stats::add(&self.stats.closed, 1);
         log::debug!("{} closed and deregistered", conn.tag());

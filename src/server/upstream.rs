@@ -163,6 +163,15 @@ impl Upstreams {
         true
     }
 
+    /// Its connection closed: a request of `ticket` still waiting for room
+    /// is dropped, so the line holds one request per open connection at
+    /// most. One already on a pipeline is answered and dropped by the loop.
+    pub(crate) fn forget(&mut self, ticket: Ticket) {
+        if !self.waiting.is_empty() {
+            self.waiting.retain(|(waiting, _)| *waiting != ticket);
+        }
+    }
+
     /// Moves waiting requests onto upstreams with room, oldest first, each
     /// to the least busy connection (one that is up before one connecting).
     fn feed(&mut self, now: Instant) {
