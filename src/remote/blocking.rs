@@ -50,31 +50,40 @@ pub fn run(request: Request) -> Answer {
     let Some(url) = STORE.get() else {
         return Answer::Unavailable;
     };
-    UPSTREAM.with_borrow_mut(|upstream| match upstream.exchange(url, &request) {
-        Ok(replies) => {
-            upstream.backoff = RETRY_FIRST;
-            Answer::Replies(replies)
+    UPSTREAM.with_borrow_mut(|upstream| {
+        if upstream.stream.is_none() && upstream.retry_at.is_some_and(|at| Instant::now() < at) {
+            // Still waiting out the backoff: answered at once, and the wait
+            // is not made longer (a steady stream of requests would else
+            // push the next try away for ever), nor logged again.
+            return Answer::Unavailable;
         }
-        Err(error) => {
-            log::warn!("store {url} unavailable: {error}");
-            upstream.stream = None;
-            upstream.retry_at = Some(Instant::now() + upstream.backoff);
-            upstream.backoff = (upstream.backoff * 2).min(RETRY_MAX);
-            Answer::Unavailable
-        }
+        upstream.send(url, &request)
     })
 }
 
 impl Upstream {
+    /// Sends on the connection (made first if there is none); a failure
+    /// drops it and starts the next wait.
+    fn send(&mut self, url: &StoreUrl, request: &Request) -> Answer {
+        match self.exchange(url, request) {
+            Ok(replies) => {
+                self.backoff = RETRY_FIRST;
+                Answer::Replies(replies)
+            }
+            Err(error) => {
+                log::warn!("store {url} unavailable: {error}");
+                self.stream = None;
+                self.retry_at = Some(Instant::now() + self.backoff);
+                self.backoff = (self.backoff * 2).min(RETRY_MAX);
+                Answer::Unavailable
+            }
+        }
+    }
+
     fn exchange(&mut self, url: &StoreUrl, request: &Request) -> io::Result<Vec<u8>> {
         let stream = match &mut self.stream {
             Some(stream) => stream,
-            None => {
-                if self.retry_at.is_some_and(|at| Instant::now() < at) {
-                    return Err(io::Error::other("waiting before connecting again"));
-                }
-                self.stream.insert(connect(url)?)
-            }
+            None => self.stream.insert(connect(url)?),
         };
         exchange(stream, request)
     }

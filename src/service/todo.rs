@@ -50,8 +50,11 @@ use std::sync::Arc;
 
 use super::framing::{LineHandler, Lines};
 use super::{Backend, Cx, Factory, FnFactory, Job, JobOutput, Next, Shared};
-use crate::remote::{self, Answer, Request};
+use crate::remote::Request;
 use crate::store::Done;
+
+mod redis;
+pub use redis::seed_request;
 
 /// The tasks the seed preloads; stored at start unless the key exists already.
 pub const SEED_TASKS: &[(&str, &str)] = &[
@@ -71,7 +74,7 @@ pub struct Todo {
 
 /// What a request to Redis was for, to read its reply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Asked {
+pub(crate) enum Asked {
     Get,
     Post,
 }
@@ -140,10 +143,10 @@ impl Todo {
 }
 
 /// The reply to a `GET` of a key that holds no string.
-const NO_MATCH: &str = "no key match";
+pub(crate) const NO_MATCH: &str = "no key match";
 
 /// The reply to a stored `POST`.
-const SUBMITTED: &str = "submit success";
+pub(crate) const SUBMITTED: &str = "submit success";
 
 /// The key of `GET/<key>/<anything>`; `rest` is what follows `GET/`.
 fn get_key(rest: &str) -> Result<&str, &'static str> {
@@ -199,7 +202,7 @@ impl LineHandler for Todo {
             }
             JobOutput::Remote(answer) if self.asked.is_some() => {
                 let asked = self.asked.take().unwrap_or(Asked::Get);
-                redis_reply(asked, &answer, cx.out);
+                redis::reply(asked, &answer, cx.out);
             }
             other => {
                 log::error!("peer={} unexpected job output {other:?}", cx.peer);
@@ -215,56 +218,6 @@ impl LineHandler for Todo {
         cx.out.extend_from_slice(b"error: ");
         cx.out.extend_from_slice(reason.as_bytes());
         cx.out.extend_from_slice(b"\r\n");
-    }
-}
-
-/// Writes the todo reply for Redis' `answer` to a `GET` or a `POST`, as
-/// the file store would answer: a key holding another type is no match.
-fn redis_reply(asked: Asked, answer: &Answer, out: &mut Vec<u8>) {
-    let Answer::Replies(reply) = answer else {
-        return out.extend_from_slice(b"error: store unavailable");
-    };
-    match (asked, reply.first()) {
-        (Asked::Get, Some(b'$')) => match bulk(reply) {
-            Some(value) => out.extend_from_slice(value),
-            None => out.extend_from_slice(NO_MATCH.as_bytes()),
-        },
-        (Asked::Get, Some(b'-')) if reply.starts_with(b"-WRONGTYPE") => {
-            out.extend_from_slice(NO_MATCH.as_bytes())
-        }
-        (Asked::Post, Some(b'+')) => out.extend_from_slice(SUBMITTED.as_bytes()),
-        (_, Some(b'-')) => {
-            out.extend_from_slice(b"error: the store said: ");
-            out.extend(reply[1..].trim_ascii_end().escape_ascii());
-        }
-        _ => out.extend_from_slice(b"error: unexpected reply from the store"),
-    }
-}
-
-/// The bytes of a bulk-string reply, `None` for the null bulk (`$-1`).
-fn bulk(reply: &[u8]) -> Option<&[u8]> {
-    let header_end = reply.windows(2).position(|w| w == b"\r\n")?;
-    let len: usize = std::str::from_utf8(&reply[1..header_end])
-        .ok()?
-        .parse()
-        .ok()?;
-    reply.get(header_end + 2..header_end + 2 + len)
-}
-
-/// The start-up data for Redis: [`SEED_TASKS`] as `SET key value NX`, so
-/// keys already there are kept. `serve` sends it before serving (a
-/// service does no I/O); each reply is `+OK` (stored) or a null (kept).
-pub fn seed_request() -> Request {
-    let mut commands = Vec::new();
-    for (key, value) in SEED_TASKS {
-        remote::encode(
-            &[b"SET", key.as_bytes(), value.as_bytes(), b"NX"],
-            &mut commands,
-        );
-    }
-    Request {
-        commands,
-        replies: SEED_TASKS.len(),
     }
 }
 

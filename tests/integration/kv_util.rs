@@ -12,77 +12,67 @@ use crate::util::{TempDir, connect};
 
 /// A `redis-server` in a child process, killed on drop.
 pub struct RedisServer {
-    child: Option<Child>,
+    child: Child,
     pub addr: SocketAddr,
-    dir: TempDir,
+    _dir: TempDir,
 }
 
 impl RedisServer {
     /// Starts `redis-server` on a free loopback port, with no persistence.
     /// Fails the test, naming the package, when it is not installed.
     pub fn start() -> RedisServer {
-        // A free port: bind, read it back, release it for the server.
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut server = RedisServer {
-            child: None,
-            addr: SocketAddr::from(([127, 0, 0, 1], port)),
-            dir: TempDir::new("redis-server"),
-        };
-        server.restart();
-        server
+        RedisServer::start_on(free_port())
     }
 
-    /// Kills the server (SIGKILL: no goodbye to its clients) and waits for it.
-    pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    /// Starts it again on the same port (killing it first if it runs),
-    /// and waits until it listens. It comes back empty: nothing is saved.
-    pub fn restart(&mut self) {
-        self.kill();
+    /// Starts `redis-server` on `port` (a restart on the port a killed one
+    /// had), with no persistence.
+    pub fn start_on(port: u16) -> RedisServer {
+        let dir = TempDir::new("redis-server");
         let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &self.addr.port().to_string(),
-                "--bind",
-                "127.0.0.1",
-            ])
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no", "--databases", "1"])
             .arg("--dir")
-            .arg(self.dir.path())
+            .arg(dir.path())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| {
                 panic!(
-                    "cannot run redis-server ({e}): this test needs the real \
+                    "cannot run redis-server ({e}): this test compares kv with the real \
                      Redis; install it with `apt-get install redis-server`"
                 )
             });
-        self.child = Some(child);
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let server = RedisServer {
+            child,
+            addr,
+            _dir: dir,
+        };
         let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(self.addr).is_err() {
+        while TcpStream::connect(addr).is_err() {
             assert!(
                 Instant::now() < deadline,
-                "redis-server did not listen on {}",
-                self.addr
+                "redis-server did not listen on {addr}"
             );
             thread::sleep(Duration::from_millis(20));
         }
+        server
     }
+}
+
+/// A loopback port nobody listens on now: bound, read back, released.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 impl Drop for RedisServer {
     fn drop(&mut self) {
-        self.kill();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 

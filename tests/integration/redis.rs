@@ -18,7 +18,7 @@ fn kv_server(dir: &TempDir) -> BinServer {
 
 /// Runs `tool ARGS` with a time limit; fails clearly if it is not installed.
 #[track_caller]
-fn tool(tool: &str, args: &[&str]) -> Output {
+pub(crate) fn tool(tool: &str, args: &[&str]) -> Output {
     let mut child = match Command::new(tool)
         .args(args)
         .stdin(Stdio::null())
@@ -44,7 +44,7 @@ fn tool(tool: &str, args: &[&str]) -> Output {
 }
 
 #[track_caller]
-fn cli(port: &str, args: &[&str]) -> String {
+pub(crate) fn cli(port: &str, args: &[&str]) -> String {
     let mut all = vec!["-h", "127.0.0.1", "-p", port];
     all.extend_from_slice(args);
     let output = tool("redis-cli", &all);
@@ -137,16 +137,22 @@ const DEFAULT_SUITE: &[&str] = &[
 fn default_suite(pipeline: &str) {
     let dir = TempDir::new("redis-benchmark-suite");
     let server = kv_server(&dir);
-    let port = server.addr("kv").port().to_string();
+    default_suite_against(&server.addr("kv").port().to_string(), pipeline);
+}
+
+/// [`default_suite`] against the server on `port` (`-c 10`).
+pub(crate) fn default_suite_against(port: &str, pipeline: &str) {
     let output = tool(
         "redis-benchmark",
         &[
             "-h",
             "127.0.0.1",
             "-p",
-            &port,
+            port,
             "-n",
             "2000",
+            "-c",
+            "10",
             "-q",
             "-P",
             pipeline,

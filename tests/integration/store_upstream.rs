@@ -123,12 +123,13 @@ fn evloop_500_pipelining_clients_get_their_own_replies_in_order() {
 
 #[test]
 fn evloop_store_killed_gives_error_replies_and_restarted_serves_again() {
-    let mut redis = RedisServer::start();
+    let redis = RedisServer::start();
     let server = serve(redis.addr, 2);
     let mut client = connect(server.addr("kv"));
     assert_eq!(ask(&mut client, "SET a 1"), b"+OK\r\n");
 
-    redis.kill();
+    let port = redis.addr.port();
+    drop(redis); // SIGKILL: no goodbye to its clients
     // The loop sees its upstreams close; until the store is back, every
     // request is answered with the error at once, never queued.
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -155,7 +156,7 @@ fn evloop_store_killed_gives_error_replies_and_restarted_serves_again() {
     echo.write_all(b"still here\n").unwrap();
     expect(&mut echo, b"still here\n", "echo while the store is down");
 
-    redis.restart();
+    let _redis = RedisServer::start_on(port);
     // Reconnects back off to at most 2 s: served again within a few seconds,
     // without restarting readyloop, on the same client connection.
     let deadline = Instant::now() + Duration::from_secs(10);

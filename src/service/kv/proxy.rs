@@ -208,7 +208,7 @@ impl Proxy {
             }
             Route::Local(Local::Hello) if req.len() >= 2 && parse_i64(req.arg(1)) == Some(3) => {
                 out.error(
-                    "NOPROTO unsupported protocol version: kv in front of Redis speaks RESP2 only",
+                    "NOPROTO unsupported protocol version: kv in front of Redis speaks RESP2 only (redis-py: protocol=2)",
                 );
             }
             Route::Local(Local::Hello) => {
@@ -378,7 +378,7 @@ mod tests {
             b"SELECT 2\r\nCLIENT SETNAME app\r\nCLIENT GETNAME\r\nCLIENT ID\r\n\
               CLIENT SETINFO LIB-NAME redis-py\r\nRESET\r\nCLIENT GETNAME\r\nHELLO 3\r\n",
             b"+OK\r\n+OK\r\n$3\r\napp\r\n:7\r\n+OK\r\n+RESET\r\n$-1\r\n\
-              -NOPROTO unsupported protocol version: kv in front of Redis speaks RESP2 only\r\n",
+              -NOPROTO unsupported protocol version: kv in front of Redis speaks RESP2 only (redis-py: protocol=2)\r\n",
         );
         let (outcome, job) = run_until_job(proxy(), &[b"HELLO 2\r\n"]);
         assert_eq!(job, None);
