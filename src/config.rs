@@ -351,6 +351,34 @@ mod tests {
         assert!(parse_listener("echo@70000").is_err());
     }
 
+    fn config_of(flags: &[&str]) -> Result<Config, String> {
+        use clap::Parser;
+        let cli = crate::cli::Cli::try_parse_from(["readyloop", "serve"].iter().chain(flags))
+            .map_err(|e| e.to_string())?;
+        let crate::cli::Command::Serve(args) = cli.command else {
+            unreachable!("serve was parsed")
+        };
+        Config::from_args(&args).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn the_event_loop_gets_the_redis_store_and_its_connection_count() {
+        let redis = ["--store", "redis://127.0.0.1:6390/2", "--store-conns", "3"];
+        let options = config_of(&redis).unwrap().options;
+        assert_eq!(
+            options.store,
+            Some("redis://127.0.0.1:6390/2".parse().unwrap())
+        );
+        assert_eq!(options.store_conns, 3);
+        let file = config_of(&["--store", "file:d"]).unwrap().options;
+        assert_eq!((file.store, file.store_conns), (None, 2));
+        let zero = config_of(&["--store-conns", "0"]).unwrap_err();
+        assert!(
+            zero.contains("--store-conns") && zero.contains("at least 1"),
+            "{zero}"
+        );
+    }
+
     #[test]
     fn sizes() {
         assert_eq!(parse_size("--x", "64k").unwrap(), 65536);
