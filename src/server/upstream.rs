@@ -27,11 +27,12 @@
 //!
 //! Bounds. Each upstream takes requests while under [`MAX_UNSENT`] bytes
 //! unwritten and [`MAX_IN_FLIGHT`] requests unanswered (one request may pass
-//! the byte cap, as one reply may pass `--max-output`). Over both caps on
-//! every upstream, requests wait in a FIFO here, and their clients read
+//! the byte cap, as one reply may pass `--max-output`). When every upstream
+//! is at a cap, requests wait in a FIFO here, and their clients read
 //! nothing meanwhile (their dialogue is in its job phase): the FIFO holds at
-//! most one request per client connection. Replies read are bounded by the
-//! requests in flight; bytes nobody asked for are a fault.
+//! most one request per open client connection (a closed one's is
+//! forgotten). Replies read are bounded by the requests in flight; bytes
+//! nobody asked for are a fault.
 //!
 //! What it must not do: block (connects are non-blocking, the address is
 //! resolved once when the loop is set up), know a service's protocol, or
