@@ -20,10 +20,11 @@
 //! RESP, or leaves its oldest request unanswered for [`TIMEOUT`] is dropped:
 //! every request on it is answered [`Answer::Unavailable`] (the service
 //! turns that into its error reply), and it connects again after a backoff
-//! (100 ms doubling to 2 s, those of `remote::blocking`). While every
-//! upstream is down, [`Upstreams::submit`] refuses at once: nothing queues
-//! for a store that is not there. A connection still connecting takes
-//! requests (they wait behind its `SELECT`, within the same timeout).
+//! (100 ms doubling to 2 s, those of `remote::blocking`). While no upstream
+//! is connected, [`Upstreams::submit`] refuses at once: nothing queues for
+//! a store that is not there. Only the first connect, at start, takes
+//! requests before it is up: they wait behind its `SELECT`, within the
+//! same timeout.
 //!
 //! Bounds. Each upstream takes requests while under [`MAX_UNSENT`] bytes
 //! unwritten and [`MAX_IN_FLIGHT`] requests unanswered (one request may pass
@@ -93,6 +94,21 @@ struct Upstream {
     writable: bool,
     /// The wait before the next connect after a failure.
     backoff: Duration,
+    /// Its last connection failed and no new one is in use yet: requests
+    /// are refused rather than queued on a connect that may never finish.
+    lost: bool,
+}
+
+impl Upstream {
+    /// Whether requests may be given to it: connected, or making its very
+    /// first connection (a loop's first clients need not race its connect).
+    fn takes_requests(&self) -> bool {
+        match self.link {
+            Link::Up(_) => true,
+            Link::Connecting(_) => !self.lost,
+            Link::Down { .. } => false,
+        }
+    }
 }
 
 /// Every upstream connection of one loop, the requests waiting for room on
@@ -143,6 +159,7 @@ impl Upstreams {
                 pipeline: Pipeline::default(),
                 writable: false,
                 backoff: RETRY_FIRST,
+                lost: false,
             });
             upstreams.connect(i, registry, now);
         }
@@ -152,11 +169,7 @@ impl Upstreams {
     /// Takes a client's request. False when every upstream is down: the
     /// loop answers `Unavailable` at once instead of queueing it.
     pub(crate) fn submit(&mut self, ticket: Ticket, request: Request, now: Instant) -> bool {
-        if self
-            .conns
-            .iter()
-            .all(|c| matches!(c.link, Link::Down { .. }))
-        {
+        if !self.conns.iter().any(Upstream::takes_requests) {
             return false;
         }
         self.waiting.push_back((ticket, request));
@@ -180,7 +193,7 @@ impl Upstreams {
             let roomy = self
                 .conns
                 .iter_mut()
-                .filter(|c| !matches!(c.link, Link::Down { .. }))
+                .filter(|c| c.takes_requests())
                 .filter(|c| {
                     c.pipeline.in_flight() < MAX_IN_FLIGHT && c.pipeline.unsent_len() < MAX_UNSENT
                 })
@@ -356,14 +369,15 @@ impl Upstreams {
             }
         }
         if !was_selected && upstream.pipeline.selected() {
-            upstream.backoff = RETRY_FIRST; // in use again: the next failure retries soon
+            // In use again: the next failure retries soon.
+            (upstream.backoff, upstream.lost) = (RETRY_FIRST, false);
         }
         Ok(())
     }
 
     /// Drops upstream `i`: its requests are answered `Unavailable`, and it
-    /// connects again after its backoff. With every upstream down, the
-    /// waiting requests are answered `Unavailable` too.
+    /// connects again after its backoff. With no upstream left to take
+    /// them, the waiting requests are answered `Unavailable` too.
     fn fail(&mut self, i: usize, why: &str, registry: &Registry, now: Instant) {
         let upstream = &mut self.conns[i];
         if let Link::Connecting(stream) | Link::Up(stream) = &mut upstream.link {
@@ -378,12 +392,9 @@ impl Upstreams {
             retry_at: now + upstream.backoff,
         };
         upstream.backoff = (upstream.backoff * 2).min(RETRY_MAX);
+        upstream.lost = true;
         upstream.pipeline.fail(&mut self.answers);
-        if self
-            .conns
-            .iter()
-            .all(|c| matches!(c.link, Link::Down { .. }))
-        {
+        if !self.conns.iter().any(Upstream::takes_requests) {
             let refused = self
                 .waiting
                 .drain(..)

@@ -172,10 +172,17 @@ fn a_lost_store_answers_every_request_unavailable_and_refuses_new_ones_until_bac
             .upstreams
             .submit(ticket(3), Request::command(&[b"PING"]), now)
     );
-    // After the backoff it connects again and serves.
+    // After the backoff it connects again (the kernel completes the
+    // handshake from the backlog) and serves.
     let deadline = Instant::now() + Duration::from_secs(5);
-    while matches!(harness.upstreams.conns[0].link, Link::Down { .. }) {
+    while !matches!(harness.upstreams.conns[0].link, Link::Up(_)) {
         assert!(Instant::now() < deadline, "no reconnect");
+        // Reconnecting is not connected: still refused, never queued.
+        assert!(
+            !harness
+                .upstreams
+                .submit(ticket(3), Request::command(&[b"PING"]), now)
+        );
         harness.turn();
     }
     assert!(
