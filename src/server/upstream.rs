@@ -35,6 +35,11 @@
 //! forgotten). Replies read are bounded by the requests in flight; bytes
 //! nobody asked for are a fault.
 //!
+//! Shutdown needs nothing of its own: a client waiting for a reply stays
+//! open in its job phase, and the loop tends its upstreams until every
+//! client is gone, so requests in flight are answered (or time out) first,
+//! within `--shutdown-timeout`.
+//!
 //! What it must not do: block (connects are non-blocking, the address is
 //! resolved once when the loop is set up), know a service's protocol, or
 //! touch client connections (it gives tickets and answers back to the loop).
