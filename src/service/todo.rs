@@ -25,9 +25,10 @@
 //! The seed's bugs are gone: `'GET' in data` matched anywhere, a wrong number
 //! of parts raised an exception that silently dropped the client, and the
 //! dict was shared between threads with no lock. [`Store`] is shared by all
-//! connections in every mode and locks internally. Reads are copied straight
-//! into the output buffer ([`Store::get_into`]): nothing is allocated per
-//! `GET`. No I/O here: persistence is the store's business. Under
+//! connections in every mode and locks internally. Reads are copied
+//! straight into the output buffer
+//! ([`Store::get_into`](crate::store::Store::get_into)): nothing is
+//! allocated per `GET`. No I/O here: persistence is the store's business. Under
 //! `--fsync always` a `POST` is answered `submit success` only once its
 //! record is on disk: the line handler returns the store's
 //! [`Job::Store`](crate::service::Job::Store) and writes the reply in

@@ -23,13 +23,19 @@ use crate::util::{BinServer, ModeCase, connect, per_mode};
 /// blocking clients wait up to 2 s between tries, per thread.
 const RECOVERY: Duration = Duration::from_secs(20);
 
-/// `readyloop serve` in `mode` with todo and kv over `redis`.
+/// `readyloop serve FLAGS` with todo and kv over `redis`, and echo (which
+/// needs no store).
 fn serve(flags: &[&str], redis: SocketAddr) -> BinServer {
     let url = format!("redis://{redis}/0");
     let mut args = vec!["--store", url.as_str()];
     args.extend_from_slice(flags);
-    args.extend_from_slice(&["todo@127.0.0.1:0", "kv@127.0.0.1:0"]);
-    BinServer::start(&args, &["todo", "kv"])
+    let services = ["todo", "kv", "echo"];
+    let listeners: Vec<String> = services
+        .iter()
+        .map(|s| format!("{s}@127.0.0.1:0"))
+        .collect();
+    args.extend(listeners.iter().map(String::as_str));
+    BinServer::start(&args, &services)
 }
 
 /// One todo command on a connection of its own: the reply, without CRLF.
@@ -275,38 +281,86 @@ fn redis_benchmark_default_suite_pipelined_through_the_proxy() {
     default_suite_against(&server.addr("kv").port().to_string(), "16");
 }
 
-/// redis-py with `protocol=2`: its RESP2 handshake (CLIENT SETINFO on
-/// connect), a connection pool, pipelines. Its default since 8.0 is RESP3
-/// (`HELLO 3`), which the proxy refuses with `NOPROTO` saying what to pass.
+/// A RESP3 client (`HELLO 3`) gets Redis' own RESP3 replies byte for
+/// byte, and RESP2 again after `HELLO 2`.
+#[test]
+fn resp3_through_the_proxy_is_redis_own_resp3() {
+    let redis = RedisServer::start();
+    let server = serve(&[], redis.addr);
+    let mut direct = Client::connect(redis.addr);
+    for setup in [
+        &["HSET", "h", "a", "1", "b", "2"][..],
+        &["SADD", "s", "x"],
+        &["ZADD", "z", "1.5", "m", "2", "n"],
+        &["SET", "f", "3.25"],
+    ] {
+        kv(&mut direct, setup);
+    }
+    let reads: &[&[&str]] = &[
+        &["HGETALL", "h"],
+        &["SMEMBERS", "s"],
+        &["ZRANGE", "z", "0", "-1", "WITHSCORES"],
+        &["ZSCORE", "z", "m"],
+        &["ZPOPMIN", "nothing"],
+        &["GET", "missing"],
+        &["LPOP", "missing", "2"],
+        &["CONFIG", "GET", "maxmemory"],
+        &["GET", "f"],
+    ];
+    let mut proxied = Client::connect(server.addr("kv"));
+    for protocol in ["3", "2"] {
+        kv(&mut direct, &["HELLO", protocol]);
+        let hello = kv(&mut proxied, &["HELLO", protocol]);
+        assert!(
+            hello.starts_with(if protocol == "3" { "%7" } else { "*14" }),
+            "{hello}"
+        );
+        for words in reads {
+            assert_eq!(
+                kv(&mut proxied, words),
+                kv(&mut direct, words),
+                "RESP{protocol} {words:?}"
+            );
+        }
+    }
+}
+
+/// redis-py with its defaults (RESP3 since redis-py 8: `HELLO 3`, then
+/// CLIENT SETINFO) and with `protocol=2`: a connection pool, pipelines,
+/// hashes, sets and scores in their Python shapes.
 #[test]
 fn redis_py_through_the_proxy() {
     let python = crate::kv_redis_py::python();
     let redis = RedisServer::start();
     let server = serve(&[], redis.addr);
     let script = "import redis, sys\n\
-        r = redis.Redis(port=int(sys.argv[1]), protocol=2)\n\
+        proto = None if sys.argv[2] == 'default' else int(sys.argv[2])\n\
+        r = redis.Redis(port=int(sys.argv[1]), protocol=proto)\n\
+        r.flushdb()\n\
         assert r.ping()\n\
-        assert r.set('k', 'v') and r.get('k') == b'v'\n\
+        assert r.set('k', 'v') and r.get('k') == b'v' and r.get('nope') is None\n\
         assert r.incr('n') == 1\n\
         assert r.hset('h', mapping={'a': 1, 'b': 2}) == 2 and r.hgetall('h') == {b'a': b'1', b'b': b'2'}\n\
+        assert r.sadd('s', 'x', 'y') == 2 and r.smembers('s') == {b'x', b'y'}\n\
+        assert r.zadd('z', {'m': 1.5}) == 1 and r.zrange('z', 0, -1, withscores=True) == [(b'm', 1.5)]\n\
         p = r.pipeline(transaction=False)\n\
         for i in range(100): p.rpush('l', i)\n\
         assert p.execute()[-1] == 100\n\
         assert r.lrange('l', 0, 2) == [b'0', b'1', b'2']\n\
         try:\n    r.pipeline().set('a', 1).execute()\n    sys.exit('MULTI was proxied')\n\
         except redis.ResponseError as e:\n    assert 'not proxied' in str(e), e\n\
-        try:\n    redis.Redis(port=int(sys.argv[1])).ping()\n    sys.exit('HELLO 3 was accepted')\n\
-        except redis.ResponseError as e:\n    assert 'NOPROTO' in str(e) and 'protocol=2' in str(e), e\n\
         print('ok')\n";
     let port = server.addr("kv").port().to_string();
-    let output = Command::new(&python)
-        .args(["-c", script, &port])
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success() && output.stdout == b"ok\n",
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    for protocol in ["default", "2"] {
+        let output = Command::new(&python)
+            .args(["-c", script, &port, protocol])
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success() && output.stdout == b"ok\n",
+            "protocol {protocol}: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
 }

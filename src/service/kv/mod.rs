@@ -1,6 +1,7 @@
 //! `kv`: a Redis-compatible server over the same shared [`Store`] as
 //! `todo`. redis-cli, redis-benchmark and client libraries (redis-py, with
-//! its RESP3 handshake) work against it unmodified.
+//! its RESP3 handshake) work against it unmodified. With `--store
+//! redis://` it is a proxy to that Redis instead (`proxy`).
 //!
 //! # Files
 //!

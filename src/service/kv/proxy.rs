@@ -10,13 +10,19 @@
 //! connection for everyone, block it, or turn it into a stream that is not
 //! one reply per command is never sent. [`route`] says, per command, what
 //! happens: forwarded, answered here (the connection's own commands: QUIT,
-//! HELLO in RESP2, SELECT of the URL's database, CLIENT ID / GETNAME /
-//! SETNAME / SETINFO, RESET), or refused with `-ERR <NAME> is not proxied:
-//! <why>`. docs/PROTOCOLS.md has the table.
+//! HELLO, SELECT of the URL's database, CLIENT ID / GETNAME / SETNAME /
+//! SETINFO, RESET), or refused with `-ERR <NAME> is not proxied: <why>`.
+//! docs/PROTOCOLS.md has the table.
 //!
-//! Only RESP2 is spoken to the client: `HELLO 3` is refused with
-//! `NOPROTO`, since Redis' replies are passed on as they are (in RESP2,
-//! the protocol every upstream connection speaks).
+//! # RESP3
+//!
+//! The upstream connections speak RESP2. A client that said `HELLO 3`
+//! (redis-py's default since 8.0) gets Redis' own RESP3 replies, exactly:
+//! its command is sent between `HELLO 3` and `HELLO 2` in one request
+//! ([`Sent::InResp3`]), and only the middle reply is passed on. A request
+//! is sent whole on one upstream connection, so no other client's command
+//! runs while that connection is in RESP3. It costs two more commands per
+//! request; a client that can, asks for RESP2 (redis-py: `protocol=2`).
 //!
 //! A reply is passed on whole, however large (each bulk at most 512 MiB,
 //! as Redis' own limit): the dialogue then feeds this client nothing more
@@ -41,9 +47,27 @@ pub(crate) struct Proxy {
     db: u32,
     /// What the connection's own commands (CLIENT SETNAME, HELLO) keep.
     session: Session,
+    /// The client switched to RESP3 (`HELLO 3`).
+    resp3: bool,
     /// A request is out to Redis; `resume` writes its reply.
-    waiting: bool,
+    waiting: Option<Sent>,
 }
+
+/// How a request went to Redis, to find the client's reply in what comes
+/// back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sent {
+    /// The command alone, on a connection in RESP2: one reply.
+    Plain,
+    /// `HELLO 3`, the command, `HELLO 2`: three replies, the middle one
+    /// the client's, in RESP3. The upstream connection is back in RESP2
+    /// after it, and a request is sent whole on one connection, so no
+    /// other client's command runs in between.
+    InResp3,
+}
+
+/// The reply when Redis could not be reached (or its answer is unusable).
+const UNAVAILABLE: &[u8] = b"-ERR store unavailable\r\n";
 
 /// What the proxy does with a command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,7 +85,8 @@ pub(crate) enum Route {
 pub(crate) enum Local {
     /// `+OK`, then close.
     Quit,
-    /// The RESP2 `HELLO` reply; `HELLO 3` is `NOPROTO`.
+    /// The `HELLO` reply, in the protocol asked (`HELLO 3` switches this
+    /// client to RESP3); `HELLO ... AUTH` is refused, as `AUTH` is.
     Hello,
     /// CLIENT ID, GETNAME, SETNAME, SETINFO.
     Client,
@@ -174,57 +199,98 @@ impl Proxy {
                 id,
                 ..Session::default()
             },
-            waiting: false,
+            resp3: false,
+            waiting: None,
         }
     }
 
     fn run(&mut self, req: &Request<'_>, cx: &mut Cx<'_>) -> Next {
         let mut out = Reply {
             out: cx.out,
-            resp3: false,
+            resp3: self.resp3,
         };
-        match route(req, self.db) {
-            Route::Forward => {
-                let words: Vec<&[u8]> = req.args_from(0).collect();
-                let mut commands =
-                    Vec::with_capacity(16 + words.iter().map(|w| w.len() + 16).sum::<usize>());
-                remote::encode(&words, &mut commands);
-                self.waiting = true;
-                return Next::Offload(Job::Remote(remote::Request {
-                    commands,
-                    replies: 1,
-                }));
-            }
+        let next = match route(req, self.db) {
+            Route::Forward => return Next::Offload(Job::Remote(self.forward(req))),
+            Route::Local(local) => self.local(local, req, &mut out),
             Route::Refuse(why) => {
-                let mut name = [0; 16];
-                let name = args::upper(req.arg(0), &mut name);
-                // The name is one of the table's: printable.
-                let name = String::from_utf8_lossy(name);
-                out.error(&format!("ERR {name} is not proxied: {}", why.reason()));
+                refuse(req.arg(0), why, &mut out);
+                Next::Answered
             }
-            Route::Local(Local::Quit) => {
+        };
+        self.resp3 = out.resp3;
+        next
+    }
+
+    /// The request for Redis: `req` re-encoded, in RESP3 if the client
+    /// speaks it ([`Sent::InResp3`]).
+    fn forward(&mut self, req: &Request<'_>) -> remote::Request {
+        let words: Vec<&[u8]> = req.args_from(0).collect();
+        let mut commands =
+            Vec::with_capacity(64 + words.iter().map(|w| w.len() + 16).sum::<usize>());
+        let sent = if self.resp3 {
+            remote::encode(&[b"HELLO", b"3"], &mut commands);
+            remote::encode(&words, &mut commands);
+            remote::encode(&[b"HELLO", b"2"], &mut commands);
+            Sent::InResp3
+        } else {
+            remote::encode(&words, &mut commands);
+            Sent::Plain
+        };
+        self.waiting = Some(sent);
+        remote::Request {
+            commands,
+            replies: if sent == Sent::InResp3 { 3 } else { 1 },
+        }
+    }
+
+    /// Answers a command about this client's connection.
+    fn local(&mut self, which: Local, req: &Request<'_>, out: &mut Reply<'_>) -> Next {
+        match which {
+            Local::Quit => {
                 out.ok();
                 return Next::Last;
             }
-            Route::Local(Local::Hello) if req.len() >= 2 && parse_i64(req.arg(1)) == Some(3) => {
-                out.error(
-                    "NOPROTO unsupported protocol version: kv in front of Redis speaks RESP2 only (redis-py: protocol=2)",
-                );
+            Local::Hello if (2..req.len()).any(|i| is(req, i, "AUTH")) => {
+                refuse(req.arg(0), Why::SharedConnection, out)
             }
-            Route::Local(Local::Hello) => {
-                conn::hello(&mut self.session, false, req, &mut out);
+            Local::Hello => {
+                conn::hello(&mut self.session, out.resp3, req, out);
             }
-            Route::Local(Local::Client) => conn::client(&mut self.session, req, &mut out),
-            Route::Local(Local::Select) if req.len() != 2 => {
+            Local::Client => conn::client(&mut self.session, req, out),
+            Local::Select if req.len() != 2 => {
                 out.error("ERR wrong number of arguments for 'select' command")
             }
-            Route::Local(Local::Select) => out.ok(),
-            Route::Local(Local::Reset) => {
+            Local::Select => out.ok(),
+            Local::Reset => {
                 self.session.name = None;
+                out.resp3 = false;
                 out.simple("RESET");
             }
         }
         Next::Answered
+    }
+}
+
+/// `-ERR <NAME> is not proxied: <why>`.
+fn refuse(name: &[u8], why: Why, out: &mut Reply<'_>) {
+    let mut upper = [0; 16];
+    // The name is one of the table's: printable.
+    let name = String::from_utf8_lossy(args::upper(name, &mut upper));
+    out.error(&format!("ERR {name} is not proxied: {}", why.reason()));
+}
+
+/// The client's reply in what Redis answered a request sent `sent`
+/// (whole replies, as many as asked: the driver read them so); `None` if
+/// it is not there, which a driver bug would be.
+fn client_reply(sent: Sent, replies: &[u8]) -> Option<&[u8]> {
+    match sent {
+        Sent::Plain => Some(replies),
+        Sent::InResp3 => {
+            // HELLO 3's, the command's, HELLO 2's.
+            let start = remote::reply::len(replies, 1).ok()??;
+            let end = remote::reply::len(replies, 2).ok()??;
+            Some(&replies[start..end])
+        }
     }
 }
 
@@ -239,18 +305,22 @@ impl Service for Proxy {
 
     /// Redis answered (or could not be reached): its reply, verbatim.
     fn resume(&mut self, done: JobOutput, cx: &mut Cx<'_>) -> Next {
-        if !std::mem::take(&mut self.waiting) {
+        let Some(sent) = self.waiting.take() else {
             log::error!(
                 "peer={} kv proxy: a job nobody waited for: {done:?}",
                 cx.peer
             );
             return Next::Close;
-        }
+        };
         match done {
-            JobOutput::Remote(Answer::Replies(reply)) => cx.out.extend_from_slice(&reply),
-            JobOutput::Remote(Answer::Unavailable) => {
-                cx.out.extend_from_slice(b"-ERR store unavailable\r\n")
-            }
+            JobOutput::Remote(Answer::Replies(replies)) => match client_reply(sent, &replies) {
+                Some(reply) => cx.out.extend_from_slice(reply),
+                None => {
+                    log::error!("peer={} kv proxy: replies cut short: {sent:?}", cx.peer);
+                    cx.out.extend_from_slice(UNAVAILABLE);
+                }
+            },
+            JobOutput::Remote(Answer::Unavailable) => cx.out.extend_from_slice(UNAVAILABLE),
             other => {
                 log::error!("peer={} kv proxy: unexpected job output {other:?}", cx.peer);
                 return Next::Close;
@@ -265,158 +335,4 @@ impl Service for Proxy {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::service::testing::{assert_dialogue, run_until_job};
-
-    fn proxy() -> Proxy {
-        Proxy::new(2, 1024, 7)
-    }
-
-    /// The job the proxy asks for on `input`, and what it wrote first.
-    fn forwarded(input: &[u8]) -> Vec<u8> {
-        let (outcome, job) = run_until_job(proxy(), &[input]);
-        assert_eq!(outcome.out, b"", "nothing answered before Redis");
-        match job {
-            Some(Job::Remote(request)) => {
-                assert_eq!(request.replies, 1);
-                request.commands
-            }
-            other => panic!("{input:?} was not forwarded: {other:?}"),
-        }
-    }
-
-    #[test]
-    fn requests_are_re_encoded_as_arrays_of_bulk_strings() {
-        let array = b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$4\r\na\r\nb\r\n";
-        assert_eq!(forwarded(array), array);
-        // Inline, quoted: the same command, binary-safe on the way up.
-        assert_eq!(
-            forwarded(b"set k \"a\\r\\nb\"\r\n"),
-            b"*3\r\n$3\r\nset\r\n$1\r\nk\r\n$4\r\na\r\nb\r\n"
-        );
-        assert_eq!(forwarded(b"PING\n"), b"*1\r\n$4\r\nPING\r\n");
-        // Names are forwarded as the client spelled them; CONFIG GET and
-        // an XREAD without BLOCK are plain commands.
-        assert_eq!(
-            forwarded(b"config get save\r\n"),
-            b"*3\r\n$6\r\nconfig\r\n$3\r\nget\r\n$4\r\nsave\r\n"
-        );
-        assert_eq!(
-            forwarded(b"XREADGROUP GROUP BLOCK c COUNT 1 STREAMS s >\r\n")[..4],
-            *b"*9\r\n"
-        );
-        // Unknown to kv, and too long a name for the table: Redis decides.
-        assert_eq!(
-            forwarded(b"FROBNICATE_A_VERY_LONG_NAME\r\n"),
-            b"*1\r\n$27\r\nFROBNICATE_A_VERY_LONG_NAME\r\n"
-        );
-    }
-
-    #[test]
-    fn kv_limits_hold_before_anything_is_sent() {
-        // A bulk over --kv-max-bulk (1024 here) is a protocol error, and
-        // nothing goes to Redis.
-        let (outcome, job) = run_until_job(proxy(), &[b"*2\r\n$3\r\nGET\r\n$2000\r\n"]);
-        assert_eq!(job, None);
-        assert!(outcome.closed);
-        assert_eq!(outcome.out, b"-ERR Protocol error: invalid bulk length\r\n");
-    }
-
-    #[test]
-    fn refused_commands_are_answered_here_and_never_sent() {
-        for (input, why) in [
-            (&b"SUBSCRIBE news\r\n"[..], Why::PubSub),
-            (b"psubscribe n*\r\n", Why::PubSub),
-            (b"SUNSUBSCRIBE\r\n", Why::PubSub),
-            (b"MULTI\r\n", Why::Transaction),
-            (b"exec\r\n", Why::Transaction),
-            (b"WATCH k\r\n", Why::Transaction),
-            (b"BLPOP l 0\r\n", Why::Blocking),
-            (b"BZPOPMIN z 1\r\n", Why::Blocking),
-            (b"BLMOVE a b LEFT RIGHT 0\r\n", Why::Blocking),
-            (b"WAIT 1 0\r\n", Why::Blocking),
-            (b"XREAD COUNT 2 BLOCK 0 STREAMS s $\r\n", Why::Blocking),
-            (
-                b"XREADGROUP GROUP g c BLOCK 5 STREAMS s >\r\n",
-                Why::Blocking,
-            ),
-            (b"MONITOR\r\n", Why::Stream),
-            (b"PSYNC ? -1\r\n", Why::Stream),
-            (b"AUTH secret\r\n", Why::SharedConnection),
-            (b"READONLY\r\n", Why::SharedConnection),
-            (b"SHUTDOWN NOSAVE\r\n", Why::Admin),
-            (b"DEBUG SLEEP 10\r\n", Why::Admin),
-            (b"CONFIG SET save x\r\n", Why::Admin),
-            (b"CLIENT REPLY OFF\r\n", Why::Client),
-            (b"CLIENT KILL ID 1\r\n", Why::Client),
-            (b"CLIENT\r\n", Why::Client),
-            (b"SELECT 0\r\n", Why::Select),
-        ] {
-            let (outcome, job) = run_until_job(proxy(), &[input]);
-            assert_eq!(job, None, "{input:?} was sent");
-            let name = input.split(|&b| b == b' ' || b == b'\r').next().unwrap();
-            let expected = [
-                b"-ERR ",
-                name.to_ascii_uppercase().as_slice(),
-                b" is not proxied: ",
-                why.reason().as_bytes(),
-                b"\r\n",
-            ]
-            .concat();
-            assert_eq!(
-                String::from_utf8_lossy(&outcome.out),
-                String::from_utf8_lossy(&expected)
-            );
-        }
-    }
-
-    #[test]
-    fn the_connection_commands_are_answered_here() {
-        assert_dialogue(
-            proxy,
-            b"SELECT 2\r\nCLIENT SETNAME app\r\nCLIENT GETNAME\r\nCLIENT ID\r\n\
-              CLIENT SETINFO LIB-NAME redis-py\r\nRESET\r\nCLIENT GETNAME\r\nHELLO 3\r\n",
-            b"+OK\r\n+OK\r\n$3\r\napp\r\n:7\r\n+OK\r\n+RESET\r\n$-1\r\n\
-              -NOPROTO unsupported protocol version: kv in front of Redis speaks RESP2 only (redis-py: protocol=2)\r\n",
-        );
-        let (outcome, job) = run_until_job(proxy(), &[b"HELLO 2\r\n"]);
-        assert_eq!(job, None);
-        assert!(
-            outcome.out.starts_with(b"*14\r\n$6\r\nserver\r\n"),
-            "{outcome:?}"
-        );
-        // QUIT answers and closes; what follows is not run.
-        let (outcome, job) = run_until_job(proxy(), &[b"QUIT\r\nGET k\r\n"]);
-        assert_eq!(
-            (outcome.out.as_slice(), outcome.closed, job),
-            (&b"+OK\r\n"[..], true, None)
-        );
-    }
-
-    #[test]
-    fn a_store_out_of_reach_is_an_error_reply_and_the_client_goes_on() {
-        // Run by the test driver with no store configured in this process:
-        // every forwarded command is answered Unavailable.
-        assert_dialogue(
-            proxy,
-            b"GET k\r\nMULTI\r\nPING\r\n",
-            b"-ERR store unavailable\r\n-ERR MULTI is not proxied: a transaction needs a \
-              connection of its own to Redis (EVAL is forwarded, and atomic)\r\n\
-              -ERR store unavailable\r\n",
-        );
-    }
-
-    #[test]
-    fn redis_replies_are_written_verbatim() {
-        let mut service = proxy();
-        let mut out = Vec::new();
-        let mut cx = crate::service::testing::cx(&mut out);
-        let (used, next) = service.input(b"LRANGE l 0 -1\r\n", &mut cx);
-        assert!(matches!(next, Next::Offload(Job::Remote(_))), "{next:?}");
-        assert_eq!(used, 15);
-        let reply = b"*2\r\n$1\r\na\r\n$-1\r\n".to_vec();
-        let next = service.resume(JobOutput::Remote(Answer::Replies(reply.clone())), &mut cx);
-        assert_eq!((next, out), (Next::Answered, reply));
-    }
-}
+mod tests;
