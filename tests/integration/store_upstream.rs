@@ -2,8 +2,8 @@
 //! `--store redis://`, a proxy whose requests from many connections are
 //! pipelined onto the loop's own upstream connections to a real
 //! `redis-server`, and whose replies are routed back to the client that
-//! asked; and what clients get when the store dies, comes back, or never
-//! answers. Evloop only: the other modes send on `remote::blocking`, one
+//! asked (never to a newer connection in a closed one's slot); and what
+//! clients get when the store dies, comes back, or never answers. Evloop only: the other modes send on `remote::blocking`, one
 //! connection per worker, and kv's tests over Redis cover them.
 
 use std::io::{Read, Write};
@@ -18,6 +18,7 @@ use readyloop::service::{self, Backend, Shared};
 use readyloop::stats::Stats;
 
 use crate::kv_util::RedisServer;
+use crate::offload::wait_for;
 use crate::util::{TestServer, connect};
 
 /// What kv answers when the store could not be reached.
@@ -193,4 +194,60 @@ fn evloop_an_upstream_that_never_answers_times_out_and_shutdown_waits_for_it() {
         "answered after {waited:?}, expected the upstream timeout of 5 s"
     );
     drop(server); // joins the loop: it ended cleanly once the client was answered
+}
+
+/// Rule 7 on the upstream: A asks, resets and is closed with its request
+/// in flight; B takes A's slab slot and asks too. The store (played by the
+/// test) then answers both, in order: A's reply must be dropped, and B get
+/// only its own.
+#[test]
+fn evloop_a_reply_for_a_closed_connection_never_reaches_the_next_in_its_slot() {
+    let fake = TcpListener::bind("127.0.0.1:0").unwrap();
+    let server = serve(fake.local_addr().unwrap(), 1);
+    let (mut store, _) = fake.accept().unwrap();
+    store
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut read_store = |expected: &[u8], what: &str| {
+        let mut got = vec![0; expected.len()];
+        store.read_exact(&mut got).unwrap();
+        assert_eq!(got, expected, "{what}");
+    };
+    read_store(&command("SELECT 0"), "the SELECT first");
+
+    let mut a = connect(server.addr("kv"));
+    a.write_all(&command("GET a")).unwrap();
+    read_store(&command("GET a"), "A's request");
+    // A reset (not a FIN, which a connection waiting for its job does not read).
+    socket2::SockRef::from(&a)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+    drop(a);
+    wait_for(&server.stats.closed, 1, "the server closes A");
+
+    // A was the only connection: B gets its slab key, with a new generation.
+    let mut b = connect(server.addr("kv"));
+    b.write_all(&command("GET b")).unwrap();
+    read_store(
+        &command("GET b"),
+        "B's request, behind A's on the same upstream",
+    );
+    store
+        .write_all(b"+OK\r\n$6\r\nfor-A!\r\n$6\r\nfor-B!\r\n")
+        .unwrap();
+    expect(&mut b, b"$6\r\nfor-B!\r\n", "B's own reply");
+    b.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let mut more = [0u8; 64];
+    match b.read(&mut more) {
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ) => {}
+        other => panic!(
+            "B got more than its own reply: {other:?} {:?}",
+            more.escape_ascii().to_string()
+        ),
+    }
 }
