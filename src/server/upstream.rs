@@ -52,6 +52,7 @@ mod tests;
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mio::event::Event;
@@ -62,6 +63,7 @@ use super::evloop::LISTENER_BASE;
 use super::offload::Ticket;
 use crate::remote::blocking::{IO_TIMEOUT, RETRY_FIRST, RETRY_MAX};
 use crate::remote::{Answer, Request, StoreUrl};
+use crate::stats::{self, Stats};
 use pipeline::{Owner, Pipeline};
 
 /// Upstream `i` has token `UPSTREAM_BASE + i`: above the listeners'
@@ -132,6 +134,7 @@ pub(crate) struct Upstreams {
     /// Replies (or `Unavailable`) cut since the loop last took them.
     answers: Vec<(Ticket, Answer)>,
     chunk: Box<[u8]>,
+    stats: Arc<Stats>,
 }
 
 impl Upstreams {
@@ -142,6 +145,7 @@ impl Upstreams {
         url: &StoreUrl,
         count: usize,
         registry: &Registry,
+        stats: Arc<Stats>,
         now: Instant,
     ) -> io::Result<Upstreams> {
         let addrs: Vec<SocketAddr> = url.authority().to_socket_addrs()?.collect();
@@ -157,6 +161,7 @@ impl Upstreams {
             waiting: VecDeque::new(),
             answers: Vec::new(),
             chunk: vec![0; READ_CHUNK].into_boxed_slice(),
+            stats,
         };
         for i in 0..count.max(1) {
             upstreams.conns.push(Upstream {
@@ -212,6 +217,7 @@ impl Upstreams {
                 self.waiting.push_front((ticket, request));
                 return; // back-pressure: they wait for replies to free room
             };
+            stats::add(&self.stats.store_requests, 1);
             upstream.pipeline.push(
                 Owner::Client(ticket),
                 &request.commands,
@@ -335,7 +341,10 @@ impl Upstreams {
         while upstream.writable && upstream.pipeline.unsent_len() > 0 {
             match stream.write(upstream.pipeline.unsent()) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => upstream.pipeline.sent(n),
+                Ok(n) => {
+                    stats::add(&self.stats.store_writes, 1);
+                    upstream.pipeline.sent(n);
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => upstream.writable = false,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),

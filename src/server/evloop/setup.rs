@@ -38,7 +38,10 @@ impl Loop {
             workers => Some(Pool::start(workers, waker)?),
         };
         let upstreams = (options.store.as_ref())
-            .map(|url| Upstreams::start(url, options.store_conns, poll.registry(), Instant::now()))
+            .map(|url| {
+                let (count, stats) = (options.store_conns, Arc::clone(&stats));
+                Upstreams::start(url, count, poll.registry(), stats, Instant::now())
+            })
             .transpose()?;
         let sources = Sources::register(listeners, poll.registry(), options, &stats, index)?;
         let console = (options.console && index == 0)

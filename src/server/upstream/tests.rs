@@ -32,7 +32,8 @@ impl Harness {
             .parse()
             .unwrap();
         let poll = Poll::new().unwrap();
-        let upstreams = Upstreams::start(&url, 1, poll.registry(), Instant::now()).unwrap();
+        let stats = Arc::default();
+        let upstreams = Upstreams::start(&url, 1, poll.registry(), stats, Instant::now()).unwrap();
         Harness {
             poll,
             events: Events::with_capacity(16),
@@ -137,6 +138,19 @@ fn over_the_cap_requests_wait_in_order_and_go_out_as_replies_free_room_unless_fo
         "answers out of order or mismatched"
     );
     assert!(harness.upstreams.waiting.is_empty());
+    // Counted: every request once, in a handful of writes.
+    let stats = &harness.upstreams.stats;
+    let requests = stats
+        .store_requests
+        .load(std::sync::atomic::Ordering::Relaxed);
+    let writes = stats
+        .store_writes
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(requests, total as u64);
+    assert!(
+        writes < requests / 10,
+        "{writes} writes for {requests} requests"
+    );
 }
 
 #[test]
