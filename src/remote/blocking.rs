@@ -7,7 +7,9 @@
 //! reset, timed out, malformed) drops the connection and answers
 //! [`Answer::Unavailable`]. The next request connects again, no sooner than
 //! the backoff allows, so a store that is down costs each request one failed
-//! connect at most every [`RETRY_MAX`], not a connect storm.
+//! connect at most every [`RETRY_MAX`], not a connect storm. A connection
+//! idle for [`IDLE_CHECK`] is checked before use, so one Redis closed in
+//! the meantime (a restart, its `timeout`) costs no failed request.
 //!
 //! This file must not be used from the event loop's thread: it blocks.
 
@@ -36,32 +38,55 @@ pub fn configure(url: StoreUrl) {
 }
 
 thread_local! {
-    static UPSTREAM: RefCell<Upstream> = const { RefCell::new(Upstream { stream: None, retry_at: None, backoff: RETRY_FIRST }) };
+    static UPSTREAM: RefCell<Upstream> = const { RefCell::new(Upstream::new()) };
 }
 
 struct Upstream {
     stream: Option<TcpStream>,
+    /// When the connection last answered, to check one idle for
+    /// [`IDLE_CHECK`] before using it.
+    last_used: Option<Instant>,
     retry_at: Option<Instant>,
     backoff: Duration,
 }
+
+/// A connection idle this long is checked before a request is written on
+/// it: one Redis closed meanwhile (restarted, or its `timeout`) is made
+/// again first, instead of failing the request. Safe because nothing of
+/// the request was sent yet; cheap because a busy connection is never
+/// idle that long.
+pub const IDLE_CHECK: Duration = Duration::from_secs(1);
 
 /// Sends `request` on this thread's connection and waits for its replies.
 pub fn run(request: Request) -> Answer {
     let Some(url) = STORE.get() else {
         return Answer::Unavailable;
     };
-    UPSTREAM.with_borrow_mut(|upstream| {
-        if upstream.stream.is_none() && upstream.retry_at.is_some_and(|at| Instant::now() < at) {
+    UPSTREAM.with_borrow_mut(|upstream| upstream.request(url, &request))
+}
+
+impl Upstream {
+    const fn new() -> Upstream {
+        Upstream {
+            stream: None,
+            last_used: None,
+            retry_at: None,
+            backoff: RETRY_FIRST,
+        }
+    }
+
+    /// Sends `request`, unless the connection is down and its backoff
+    /// not over.
+    fn request(&mut self, url: &StoreUrl, request: &Request) -> Answer {
+        if self.stream.is_none() && self.retry_at.is_some_and(|at| Instant::now() < at) {
             // Still waiting out the backoff: answered at once, and the wait
             // is not made longer (a steady stream of requests would else
             // push the next try away for ever), nor logged again.
             return Answer::Unavailable;
         }
-        upstream.send(url, &request)
-    })
-}
+        self.send(url, request)
+    }
 
-impl Upstream {
     /// Sends on the connection (made first if there is none); a failure
     /// drops it and starts the next wait.
     fn send(&mut self, url: &StoreUrl, request: &Request) -> Answer {
@@ -81,12 +106,35 @@ impl Upstream {
     }
 
     fn exchange(&mut self, url: &StoreUrl, request: &Request) -> io::Result<Vec<u8>> {
+        let idle = self.last_used.is_none_or(|at| at.elapsed() >= IDLE_CHECK);
+        if idle
+            && self
+                .stream
+                .as_ref()
+                .is_some_and(|stream| !still_open(stream))
+        {
+            log::info!("store {url}: the connection was closed while idle: connecting again");
+            self.stream = None;
+        }
         let stream = match &mut self.stream {
             Some(stream) => stream,
             None => self.stream.insert(connect(url)?),
         };
-        exchange(stream, request)
+        let replies = exchange(stream, request)?;
+        self.last_used = Some(Instant::now());
+        Ok(replies)
     }
+}
+
+/// True unless the peer closed `stream` (or sent what nobody asked for):
+/// a peek that does not wait.
+fn still_open(stream: &TcpStream) -> bool {
+    if stream.set_nonblocking(true).is_err() {
+        return false;
+    }
+    let peeked = stream.peek(&mut [0; 1]);
+    let restored = stream.set_nonblocking(false).is_ok();
+    restored && matches!(peeked, Err(e) if e.kind() == io::ErrorKind::WouldBlock)
 }
 
 /// Writes `request` on `stream` and reads its replies, whole.
@@ -161,5 +209,77 @@ fn read_replies(stream: &mut TcpStream, count: usize) -> io::Result<Vec<u8>> {
             return Err(io::ErrorKind::UnexpectedEof.into());
         }
         buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+
+    #[test]
+    fn requests_during_the_backoff_do_not_push_the_next_try_away() {
+        // A port nobody listens on, then a one-shot "Redis" on it.
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        drop(listener);
+        let url: StoreUrl = format!("redis://127.0.0.1:{port}/0").parse().unwrap();
+        let mut upstream = Upstream::new();
+        let get = Request::command(&[b"GET", b"k"]);
+        assert_eq!(upstream.request(&url, &get), Answer::Unavailable);
+        let first_try_at = upstream.retry_at.expect("a wait after a failure");
+        assert_eq!(upstream.backoff, RETRY_FIRST * 2);
+        for _ in 0..5 {
+            assert_eq!(upstream.request(&url, &get), Answer::Unavailable);
+        }
+        assert_eq!(upstream.retry_at, Some(first_try_at), "the wait grew");
+        let listener = TcpListener::bind(("127.0.0.1", port)).unwrap();
+        let redis = std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            let mut buf = [0; 256];
+            for reply in [&b"+OK\r\n"[..], b"$1\r\nv\r\n"] {
+                let _ = stream.read(&mut buf).unwrap();
+                stream.write_all(reply).unwrap();
+            }
+        });
+        std::thread::sleep(first_try_at.saturating_duration_since(Instant::now()));
+        assert_eq!(
+            upstream.request(&url, &get),
+            Answer::Replies(b"$1\r\nv\r\n".to_vec())
+        );
+        assert_eq!(upstream.backoff, RETRY_FIRST, "reset once it answered");
+        redis.join().unwrap();
+    }
+
+    #[test]
+    fn a_connection_closed_while_idle_is_made_again_before_a_request() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url: StoreUrl = format!("redis://{}/0", listener.local_addr().unwrap())
+            .parse()
+            .unwrap();
+        // A "Redis" that answers one command per connection, then closes it
+        // (as a restart or its idle `timeout` would).
+        let redis = std::thread::spawn(move || {
+            for value in [&b"$1\r\na\r\n"[..], b"$1\r\nb\r\n"] {
+                let (mut stream, _) = listener.accept().unwrap();
+                let mut buf = [0; 256];
+                for reply in [&b"+OK\r\n"[..], value] {
+                    let _ = stream.read(&mut buf).unwrap();
+                    stream.write_all(reply).unwrap();
+                }
+            }
+        });
+        let mut upstream = Upstream::new();
+        let get = Request::command(&[b"GET", b"k"]);
+        assert_eq!(
+            upstream.request(&url, &get),
+            Answer::Replies(b"$1\r\na\r\n".to_vec())
+        );
+        std::thread::sleep(IDLE_CHECK + Duration::from_millis(100));
+        assert_eq!(
+            upstream.request(&url, &get),
+            Answer::Replies(b"$1\r\nb\r\n".to_vec())
+        );
+        redis.join().unwrap();
     }
 }

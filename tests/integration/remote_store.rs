@@ -164,6 +164,31 @@ per_mode!(
     }
 );
 
+// The modes whose threads keep their Redis connection across client
+// connections (threaded and forking make a thread or process per client).
+per_mode!(
+    a_redis_restarted_while_idle_costs_no_request,
+    [evloop, threaded_pool, blocking, uring],
+    |mode| {
+        let redis = RedisServer::start();
+        let port = redis.addr.port();
+        let server = serve(mode.flags, redis.addr);
+        for _ in 0..8 {
+            assert_eq!(todo(server.addr("todo"), "POST/a=1/x"), "submit success");
+        }
+        drop(redis);
+        let redis = RedisServer::start_on(port);
+        // Longer than remote::blocking::IDLE_CHECK: the connections are
+        // checked, found closed and made again before the request is sent.
+        thread::sleep(Duration::from_millis(1200));
+        for _ in 0..8 {
+            assert_eq!(todo(server.addr("todo"), "POST/b=2/x"), "submit success");
+        }
+        let mut direct = Client::connect(redis.addr);
+        assert_eq!(kv(&mut direct, &["GET", "b"]), "$1\r\n2\r\n");
+    }
+);
+
 #[test]
 fn a_post_through_one_process_is_read_through_another() {
     let redis = RedisServer::start();
