@@ -24,7 +24,9 @@
 //! is connected, [`Upstreams::submit`] refuses at once: nothing queues for
 //! a store that is not there. Only the first connect, at start, takes
 //! requests before it is up: they wait behind its `SELECT`, within the
-//! same timeout.
+//! same timeout. A connection the store closes while it owes nothing,
+//! after serving at least 2 s (Redis' idle `timeout`), is made again at
+//! once and counts as a first connect: an idle close costs no request.
 //!
 //! Bounds. Each upstream takes requests while under [`MAX_UNSENT`] bytes
 //! unwritten and [`MAX_IN_FLIGHT`] requests unanswered (one request may pass
@@ -104,6 +106,8 @@ struct Upstream {
     /// Its last connection failed and no new one is in use yet: requests
     /// are refused rather than queued on a connect that may never finish.
     lost: bool,
+    /// When its connection came up, while it is up.
+    up_since: Option<Instant>,
 }
 
 impl Upstream {
@@ -170,6 +174,7 @@ impl Upstreams {
                 writable: false,
                 backoff: RETRY_FIRST,
                 lost: false,
+                up_since: None,
             });
             upstreams.connect(i, registry, now);
         }
@@ -329,6 +334,7 @@ impl Upstreams {
             log::info!("store {}: connected (loop upstream {i})", self.url);
             upstream.link = Link::Up(stream);
             upstream.writable = true;
+            upstream.up_since = Some(now);
         }
     }
 
@@ -396,6 +402,21 @@ impl Upstreams {
         let upstream = &mut self.conns[i];
         if let Link::Connecting(stream) | Link::Up(stream) = &mut upstream.link {
             let _ = registry.deregister(stream); // mio's rule: before dropping
+        }
+        // A connection that served a while and owed nothing was most likely
+        // closed for being idle (Redis' `timeout`, a restart): nothing was
+        // lost, so connect again at once, taking requests meanwhile. Not
+        // sooner than RETRY_MAX after the last one came up: no storm.
+        let idle = upstream.pipeline.in_flight() == 0
+            && (upstream.up_since).is_some_and(|since| now >= since + RETRY_MAX);
+        upstream.up_since = None;
+        if idle {
+            log::info!(
+                "store {}: loop upstream {i} closed while idle ({why}); connecting again",
+                self.url
+            );
+            upstream.pipeline.fail(&mut self.answers);
+            return self.connect(i, registry, now);
         }
         log::warn!(
             "store {} unavailable (loop upstream {i}): {why}; retrying in {:?}",

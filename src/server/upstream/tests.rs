@@ -213,3 +213,42 @@ fn a_lost_store_answers_every_request_unavailable_and_refuses_new_ones_until_bac
         (ticket(4), Answer::Replies(b"+PONG\r\n".to_vec()))
     );
 }
+
+#[test]
+fn a_connection_the_store_closes_while_idle_is_made_again_at_once_and_costs_no_request() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut harness = Harness::new(&listener);
+    let mut store = accept(&listener, &mut harness);
+    let select_len = harness.upstreams.select.len();
+    read_from_loop(&mut store, &mut harness, select_len);
+    store.write_all(b"+OK\r\n").unwrap();
+    for _ in 0..100 {
+        if harness.upstreams.conns[0].pipeline.selected() {
+            break;
+        }
+        harness.turn();
+    }
+    // As if it had served for a while, then Redis' idle `timeout` closed it.
+    let long_ago = Instant::now() - RETRY_MAX;
+    harness.upstreams.conns[0].up_since = Some(long_ago);
+    drop(store);
+    for _ in 0..100 {
+        if harness.upstreams.conns[0].up_since != Some(long_ago) {
+            break;
+        }
+        harness.turn();
+    }
+    // Not lost: no backoff, and a request now is taken, not refused.
+    let upstream = &harness.upstreams.conns[0];
+    assert!(!upstream.lost && !matches!(upstream.link, Link::Down { .. }));
+    let ping = Request::command(&[b"PING"]);
+    assert!(harness.upstreams.submit(ticket(1), ping, Instant::now()));
+    let mut store = accept(&listener, &mut harness);
+    read_from_loop(&mut store, &mut harness, select_len + PING.len());
+    store.write_all(b"+OK\r\n+PONG\r\n").unwrap();
+    harness.until_answers(1);
+    assert_eq!(
+        harness.answers,
+        [(ticket(1), Answer::Replies(b"+PONG\r\n".to_vec()))]
+    );
+}
