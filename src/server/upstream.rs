@@ -181,8 +181,9 @@ impl Upstreams {
         Ok(upstreams)
     }
 
-    /// Takes a client's request. False when every upstream is down: the
-    /// loop answers `Unavailable` at once instead of queueing it.
+    /// Takes a client's request. False when no upstream takes requests
+    /// (none is connected): the loop answers `Unavailable` at once instead
+    /// of queueing it.
     pub(crate) fn submit(&mut self, ticket: Ticket, request: Request, now: Instant) -> bool {
         if !self.conns.iter().any(Upstream::takes_requests) {
             return false;
@@ -279,7 +280,7 @@ impl Upstreams {
                 Err(e) => Err(e),
             },
             Link::Up(_) => {
-                // Written in `flush`, after the batch; read on any hint: an
+                // Written in `tend`, after the batch; read on any hint: an
                 // error or a hang-up shows itself in the read.
                 upstream.writable |= event.is_writable() || event.is_write_closed();
                 self.read(i, event)
