@@ -48,6 +48,10 @@ pub struct ServeArgs {
     /// 0 runs them on the loop thread, stalling every other client.
     #[arg(long, value_name = "N", default_value_t = server::DEFAULT_OFFLOAD_WORKERS)]
     pub offload: usize,
+    /// Event loop: connections each loop keeps to the store on Redis,
+    /// onto which its clients' requests are pipelined.
+    #[arg(long, value_name = "N", default_value_t = server::DEFAULT_STORE_CONNS)]
+    pub store_conns: usize,
     /// Event loop: run N independent loops, one per core, each with its own
     /// listening socket (SO_REUSEPORT); they share only the store.
     #[arg(long, value_name = "N", default_value_t = 1)]

@@ -91,6 +91,9 @@ impl Config {
                 "must be at least 1 (leave it out for a thread per connection)",
             ));
         }
+        if args.store_conns == 0 {
+            return Err(bad("--store-conns", "must be at least 1"));
+        }
         if args.loops == 0 {
             return Err(bad("--loops", "must be at least 1"));
         }
@@ -111,6 +114,11 @@ impl Config {
             max_output,
             threads: args.threads,
             offload_workers: args.offload,
+            store: match &store {
+                StoreConfig::Redis { url, .. } => Some(url.clone()),
+                StoreConfig::File { .. } => None,
+            },
+            store_conns: args.store_conns,
             console: mode == Mode::Evloop
                 && match args.console {
                     Console::On => true,
@@ -341,6 +349,34 @@ mod tests {
         let err = parse_listener("echo@localhost:x").unwrap_err().to_string();
         assert!(err.contains("echo@127.0.0.1:9000"), "{err}");
         assert!(parse_listener("echo@70000").is_err());
+    }
+
+    fn config_of(flags: &[&str]) -> Result<Config, String> {
+        use clap::Parser;
+        let cli = crate::cli::Cli::try_parse_from(["readyloop", "serve"].iter().chain(flags))
+            .map_err(|e| e.to_string())?;
+        let crate::cli::Command::Serve(args) = cli.command else {
+            unreachable!("serve was parsed")
+        };
+        Config::from_args(&args).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn the_event_loop_gets_the_redis_store_and_its_connection_count() {
+        let redis = ["--store", "redis://127.0.0.1:6390/2", "--store-conns", "3"];
+        let options = config_of(&redis).unwrap().options;
+        assert_eq!(
+            options.store,
+            Some("redis://127.0.0.1:6390/2".parse().unwrap())
+        );
+        assert_eq!(options.store_conns, 3);
+        let file = config_of(&["--store", "file:d"]).unwrap().options;
+        assert_eq!((file.store, file.store_conns), (None, 2));
+        let zero = config_of(&["--store-conns", "0"]).unwrap_err();
+        assert!(
+            zero.contains("--store-conns") && zero.contains("at least 1"),
+            "{zero}"
+        );
     }
 
     #[test]

@@ -34,6 +34,12 @@ pub struct Stats {
     pub datagrams_dropped: AtomicU64,
     /// Jobs handed to the offload pool.
     pub offloaded: AtomicU64,
+    /// Requests the event loops pipelined onto their connections to the
+    /// store on Redis (`server/upstream.rs`).
+    pub store_requests: AtomicU64,
+    /// Writes those requests took: fewer than requests when one write
+    /// carries several clients' requests.
+    pub store_writes: AtomicU64,
     /// Connections closed because a timeout ran out (idle, or a request
     /// that took too long to arrive).
     pub timed_out: AtomicU64,
@@ -96,7 +102,7 @@ impl Stats {
 
     /// The counters in the Prometheus text exposition format (version 0.0.4).
     pub fn render_prometheus(&self, out: &mut String) {
-        let counters: [(&str, &str, &AtomicU64); 13] = [
+        let counters: [(&str, &str, &AtomicU64); 15] = [
             ("accepted", "Connections accepted.", &self.accepted),
             ("closed", "Connections closed.", &self.closed),
             (
@@ -119,6 +125,16 @@ impl Stats {
                 "offloaded",
                 "Jobs handed to the offload pool.",
                 &self.offloaded,
+            ),
+            (
+                "store_requests",
+                "Requests pipelined onto the event loops' connections to Redis.",
+                &self.store_requests,
+            ),
+            (
+                "store_writes",
+                "Writes to Redis that carried them.",
+                &self.store_writes,
             ),
             (
                 "timed_out",

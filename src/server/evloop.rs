@@ -33,7 +33,9 @@
 //! What it must not do: parse a protocol (services and their dialogue do),
 //! keep per-byte state about a connection (`connection.rs` does), or block
 //! (jobs go to the offload pool, the console prints from its own thread).
-//! Listeners and datagrams are in `sources.rs`, the console in `console.rs`.
+//! Listeners and datagrams are in `sources.rs`, the console in `console.rs`,
+//! the connections to the store on Redis in `upstream.rs`: the loop is
+//! their Redis client, one more kind of socket in the same poll.
 
 use std::io;
 use std::sync::Arc;
@@ -51,7 +53,10 @@ use super::offload::{Pool, Ticket};
 use super::sources::{Accepted, Sources};
 use super::timers::{Housekeeper, Timers};
 use super::turn::{Scratch, Turn};
+use super::upstream::{UPSTREAM_BASE, Upstreams};
 use super::{Listener, Options, Shutdown};
+use crate::remote::Answer;
+use crate::service::{Job, JobOutput};
 use crate::stats::{self, Stats};
 
 // Rule 1: tokens are slab keys; the reserved ones live far outside the slab's range.
@@ -76,6 +81,8 @@ struct Loop {
     scratch: Scratch,
     /// Worker threads for slow jobs; `None` with `--offload 0` (jobs run inline).
     pool: Option<Pool>,
+    /// Connections to the store on Redis (`--store redis://`), if any.
+    upstreams: Option<Upstreams>,
     /// Sources and connections that stopped with work left (a spent budget
     /// or accept cap). Edge-triggered events will not repeat themselves, so
     /// the next `poll` does not sleep and these are served again after it.
@@ -153,6 +160,12 @@ impl Loop {
                             console.serve(self.poll.registry(), &self.conns);
                         }
                     }
+                    Token(t)
+                        if t >= UPSTREAM_BASE
+                            && let Some(up) = &mut self.upstreams =>
+                    {
+                        up.on_event(t - UPSTREAM_BASE, event, self.poll.registry(), self.now);
+                    }
                     Token(t) if t >= LISTENER_BASE => self.serve_source(t - LISTENER_BASE),
                     Token(key) => {
                         log::trace!("conn={key} event: {event:?}");
@@ -177,6 +190,7 @@ impl Loop {
             if let Some(housekeeper) = &mut self.housekeeper {
                 housekeeper.run_due(self.now, self.wall);
             }
+            self.tend_upstreams();
 
             // Close after the batch, never during it, so that a slot freed
             // here cannot be reused by an accept while events for its old
@@ -198,6 +212,7 @@ impl Loop {
             self.shutdown_deadline,
             self.timers.next(),
             self.housekeeper.as_ref().map(Housekeeper::next),
+            self.upstreams.as_ref().and_then(Upstreams::next_deadline),
         ];
         let nearest = deadlines.into_iter().flatten().min()?;
         Some(nearest.saturating_duration_since(Instant::now()))
@@ -234,20 +249,31 @@ impl Loop {
 
     /// Acts on a connection's verdict. A job goes to the pool, or, with
     /// `--offload 0`, runs right here on the loop thread, where every other
-    /// client waits for it (the lesson of the `slow` service).
+    /// client waits for it (the lesson of the `slow` service). A request
+    /// for the store on Redis goes to this loop's own upstream connections,
+    /// answered at once when the store is down.
     fn settle(&mut self, key: usize, mut verdict: Verdict) {
         while let Verdict::Run(job) = verdict {
-            let Some(pool) = &mut self.pool else {
-                let done = job.run();
-                let (turn, scratch, conns) = self.split();
-                verdict = conns[key].job_done(done, scratch, turn);
-                continue;
-            };
             // Rule 7: the job carries (key, generation), not a reference.
-            let generation = self.conns[key].generation;
-            stats::add(&self.stats.offloaded, 1);
-            pool.submit(Ticket { key, generation }, job);
-            verdict = Verdict::Wait;
+            let ticket = Ticket {
+                key,
+                generation: self.conns[key].generation,
+            };
+            verdict = match (job, &mut self.upstreams, &mut self.pool) {
+                (Job::Remote(request), Some(upstreams), _) => {
+                    if upstreams.submit(ticket, request, self.now) {
+                        Verdict::Wait
+                    } else {
+                        self.job_done(key, JobOutput::Remote(Answer::Unavailable))
+                    }
+                }
+                (job, _, None) => self.job_done(key, job.run()),
+                (job, _, Some(pool)) => {
+                    stats::add(&self.stats.offloaded, 1);
+                    pool.submit(ticket, job);
+                    Verdict::Wait
+                }
+            };
         }
         match verdict {
             Verdict::Wait | Verdict::Run(_) => self.arm_timer(key),
@@ -270,28 +296,51 @@ impl Loop {
             .arm_for(key, &mut self.conns[key], self.options.request_timeout);
     }
 
-    /// Gives each finished job's output to the connection that asked for it,
-    /// if that connection is still there.
+    /// Hands connection `key` its job's output; says what it does next.
+    fn job_done(&mut self, key: usize, done: JobOutput) -> Verdict {
+        let (turn, scratch, conns) = self.split();
+        conns[key].job_done(done, scratch, turn)
+    }
+
+    /// Gives each finished job's output to the connection that asked for it.
     fn complete_jobs(&mut self) {
         let Some(pool) = &mut self.pool else { return };
-        for (Ticket { key, generation }, done) in pool.take_completions() {
-            // Rule 7: between submit and now, the connection may have closed
-            // and its slab slot been given to a new one. The generation tells
-            // them apart; a stale output is dropped (its Drop cleans up, e.g.
-            // an upload's temporary file).
-            if self
-                .conns
-                .get(key)
-                .is_some_and(|c| c.generation == generation)
-            {
-                self.drive(key, |conn, scratch, turn| {
-                    conn.job_done(done, scratch, turn)
-                });
-            } else {
-                log::debug!(
-                    "conn={key}/{generation}: dropping a job output for a closed connection"
-                );
+        for (ticket, done) in pool.take_completions() {
+            self.resume(ticket, done);
+        }
+    }
+
+    /// The store on Redis: writes every request this turn produced (one
+    /// write carries many clients' requests) and gives each reply to its
+    /// connection, which may ask again; until nothing is left.
+    fn tend_upstreams(&mut self) {
+        while let Some(upstreams) = &mut self.upstreams {
+            let answers = upstreams.tend(self.poll.registry(), self.now);
+            if answers.is_empty() {
+                return;
             }
+            for (ticket, answer) in answers {
+                self.resume(ticket, JobOutput::Remote(answer));
+            }
+        }
+    }
+
+    /// Gives a job's output to the connection that asked for it, if that
+    /// connection is still there.
+    fn resume(&mut self, Ticket { key, generation }: Ticket, done: JobOutput) {
+        // Rule 7: between submit and now, the connection may have closed
+        // and its slab slot been given to a new one. The generation tells
+        // them apart; a stale output is dropped (its Drop cleans up, e.g.
+        // an upload's temporary file).
+        if self
+            .conns
+            .get(key)
+            .is_some_and(|c| c.generation == generation && !c.is_closed())
+        {
+            let verdict = self.job_done(key, done);
+            self.settle(key, verdict);
+        } else {
+            log::debug!("conn={key}/{generation}: dropping a job output for a closed connection");
         }
     }
 
@@ -358,11 +407,18 @@ impl Loop {
         }
     }
 
-    /// Always deregister before dropping a socket (mio's rule).
+    /// Always deregister before dropping a socket (mio's rule). A request
+    /// still waiting for room on the upstreams is forgotten with it.
     fn close(&mut self, key: usize) {
         let mut conn = self.conns.remove(key);
         if let Err(e) = self.poll.registry().deregister(conn.socket()) {
             log::debug!("{}: deregister failed: {e}", conn.tag());
+        }
+        if let Some(upstreams) = &mut self.upstreams {
+            upstreams.forget(Ticket {
+                key,
+                generation: conn.generation,
+            });
         }
         stats::add(&self.stats.closed, 1);
         log::debug!("{} closed and deregistered", conn.tag());

@@ -40,6 +40,7 @@ mod threaded;
 mod timers;
 mod turn;
 mod udp;
+mod upstream;
 pub mod uring;
 mod uring_conn;
 mod uring_ring;
@@ -173,6 +174,13 @@ pub struct Options {
     /// expiry). The first event loop runs it from its own timer; the other
     /// modes from a thread of their own.
     pub housekeeping: Option<Housekeeping>,
+    /// The store on Redis (`--store redis://`), if todo and kv keep their
+    /// data there. The event loop pipelines their requests onto its own
+    /// connections to it; the other modes use `remote::blocking`.
+    pub store: Option<crate::remote::StoreUrl>,
+    /// Event loop: connections each loop keeps to [`Options::store`]
+    /// (`--store-conns`).
+    pub store_conns: usize,
 }
 
 /// Periodic work for the services: `run` does one round at a wall-clock
@@ -213,6 +221,10 @@ impl Housekeeping {
 /// pools default to 32).
 pub const DEFAULT_OFFLOAD_WORKERS: usize = 4;
 
+/// [`Options::store_conns`]' default: two connections carry every
+/// request of a loop, pipelined (twemproxy keeps one per server).
+pub const DEFAULT_STORE_CONNS: usize = 2;
+
 /// [`Options::max_conns`]'s default, as Redis' `maxclients`; clamped at start
 /// to the open-file limit minus [`FD_RESERVE`].
 pub const DEFAULT_MAX_CONNS: usize = 10_000;
@@ -243,6 +255,8 @@ impl Default for Options {
             housekeeping: None,
             request_timeout: Some(DEFAULT_REQUEST_TIMEOUT),
             console: false,
+            store: None,
+            store_conns: DEFAULT_STORE_CONNS,
         }
     }
 }

@@ -402,7 +402,10 @@ impl Loop {
 
     /// Acts on a connection's verdict: a job goes to the pool (or runs right
     /// here with `--offload 0`), a close is marked; either way the
-    /// connection is synced with the ring before the next wait.
+    /// connection is synced with the ring before the next wait. Requests
+    /// for the store on Redis (`Job::Remote`) go to the pool too, whose
+    /// workers block on `remote::blocking`: only the readiness loop has
+    /// upstream connections of its own (`upstream.rs`).
     fn settle(&mut self, key: usize, mut verdict: Verdict) {
         while let Verdict::Run(job) = verdict {
             let Some(pool) = &mut self.pool else {

@@ -27,6 +27,7 @@ mod remote_store; // --store redis://: todo and kv in Redis, every mode; faults;
 mod seed_python; // the seeds' Python clients, run by python3 against the binary
 mod seeds; // the seeds' clients under --framing read, and the one line limit
 mod slow; // offloaded sleeps and hashes, every mode
+mod store_upstream; // the event loop pipelines many clients onto its connections to a real Redis
 mod terminal; // `readyloop client` in tmux; stdout into a closed pipe
 mod udp_loop; // forged datagrams (issue 10): no echo loop, CPU idle, clients still answered
 mod uploads; // files stored byte-exact and durably, refusals, clients that leave

@@ -43,7 +43,7 @@ fn slow_server(mode: Mode, workers: usize) -> TestServer {
 /// Waits until `counter` reaches `n`, failing the test after [`TIMEOUT`].
 /// A bound on a wait, not a measurement.
 #[track_caller]
-fn wait_for(counter: &AtomicU64, n: u64, what: &str) {
+pub fn wait_for(counter: &AtomicU64, n: u64, what: &str) {
     let start = Instant::now();
     while counter.load(Relaxed) < n {
         assert!(

@@ -223,7 +223,6 @@ impl TestServer {
         limits: Limits,
         tune: impl Fn(&std::net::TcpListener),
     ) -> TestServer {
-        init_logging();
         let stats = Arc::new(Stats::default());
         let shared = Shared {
             backend: Backend::File(Store::in_memory()),
@@ -233,7 +232,6 @@ impl TestServer {
         };
         let any_port: SocketAddr = "127.0.0.1:0".parse().unwrap();
         let mut listeners = Vec::new();
-        let mut addrs = Vec::new();
         for &name in services {
             let entry = service::by_name(name).unwrap_or_else(|| panic!("no service {name}"));
             let listener = match entry.transport {
@@ -249,7 +247,24 @@ impl TestServer {
                     }
                 }
             };
-            addrs.push((name.to_owned(), listener.local_addr().unwrap()));
+            listeners.push((name.to_owned(), listener));
+        }
+        Self::serve_listeners(mode, listeners, options, stats)
+    }
+
+    /// Serves listeners the test made itself (its own services), each
+    /// under the name given, in `mode`.
+    pub fn serve_listeners(
+        mode: Mode,
+        named: Vec<(String, Listener)>,
+        options: Options,
+        stats: Arc<Stats>,
+    ) -> TestServer {
+        init_logging();
+        let mut addrs = Vec::new();
+        let mut listeners = Vec::new();
+        for (name, listener) in named {
+            addrs.push((name, listener.local_addr().unwrap()));
             listeners.push(listener);
         }
         let shutdown = Shutdown::new();
@@ -262,6 +277,11 @@ impl TestServer {
             shutdown,
             thread: Some(thread),
         }
+    }
+
+    /// Asks the server to stop, as a signal would; dropping it waits.
+    pub fn trigger_shutdown(&self) {
+        self.shutdown.trigger();
     }
 
     /// The address `service` listens on.

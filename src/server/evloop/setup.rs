@@ -1,5 +1,5 @@
 //! Setting up one event loop: its poll and waker, the offload pool, the
-//! listeners, the console and the housekeeping. Kept out of `evloop.rs`,
+//! connections to the store, the listeners, the console and the housekeeping. Kept out of `evloop.rs`,
 //! which is the lesson of what the loop does once it runs.
 
 use std::io;
@@ -16,6 +16,7 @@ use crate::server::offload::Pool;
 use crate::server::sources::Sources;
 use crate::server::timers::{Housekeeper, Timers};
 use crate::server::turn::Scratch;
+use crate::server::upstream::Upstreams;
 use crate::server::{Listener, Options, Shutdown};
 use crate::stats::Stats;
 
@@ -36,6 +37,12 @@ impl Loop {
             0 => None,
             workers => Some(Pool::start(workers, waker)?),
         };
+        let upstreams = (options.store.as_ref())
+            .map(|url| {
+                let (count, stats) = (options.store_conns, Arc::clone(&stats));
+                Upstreams::start(url, count, poll.registry(), stats, Instant::now())
+            })
+            .transpose()?;
         let sources = Sources::register(listeners, poll.registry(), options, &stats, index)?;
         let console = (options.console && index == 0)
             .then(|| Console::start(poll.registry(), CONSOLE, &stats, &shutdown))
@@ -46,6 +53,7 @@ impl Loop {
             sources,
             scratch: Scratch::new(),
             pool,
+            upstreams,
             still_ready: Vec::new(),
             timers: Timers::default(),
             housekeeper: (options.housekeeping.clone())
