@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use crate::cli::{Console, Framing, ServeArgs};
 use crate::error::StartupError;
+use crate::remote::Redis;
 
 mod store;
 use crate::server::{Mode, Options};
@@ -114,9 +115,15 @@ impl Config {
             max_output,
             threads: args.threads,
             offload_workers: args.offload,
+            // The event loop's own upstream connections serve one Redis
+            // server; with a cluster it hands requests to its offload
+            // pool, whose workers use `remote::blocking`'s cluster client.
             store: match &store {
-                StoreConfig::Redis { url, .. } => Some(url.clone()),
-                StoreConfig::File { .. } => None,
+                StoreConfig::Redis {
+                    url: Redis::Server(url),
+                    ..
+                } => Some(url.clone()),
+                StoreConfig::Redis { .. } | StoreConfig::File { .. } => None,
             },
             store_conns: args.store_conns,
             console: mode == Mode::Evloop

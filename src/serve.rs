@@ -27,7 +27,7 @@ use crate::config::{Config, StoreConfig};
 use crate::daemon::{self, PidFile};
 use crate::error::StartupError;
 use crate::logger::{self, LogFile};
-use crate::remote::{self, StoreUrl};
+use crate::remote::{self, Answer, Redis, Request};
 use crate::server::{self, Listener, Options, Shutdown};
 use crate::service::{Backend, Shared, Transport, todo};
 use crate::stats::Stats;
@@ -161,19 +161,35 @@ pub fn run(args: &ServeArgs) -> Result<Stopped, StartupError> {
 }
 
 /// The start-up check of a Redis store: connect (with `wait`, until it
-/// answers), then, if `todo` is served, store its seed tasks where they are
-/// missing. Blocking, on the main thread, before any listener is bound and
-/// before any fork: the connection is dropped here, so no process or thread
-/// inherits it (each makes its own, `remote::blocking`).
-fn reach_redis(url: &StoreUrl, wait: bool, config: &Config) -> Result<(), StartupError> {
+/// answers; a cluster must also serve all 16384 slots), then, if `todo` is
+/// served, store its seed tasks where they are missing. Blocking, on the
+/// main thread, before any listener is bound and before any fork: the
+/// connections are dropped here, so no process or thread inherits them
+/// (each makes its own, `remote::blocking`).
+fn reach_redis(redis: &Redis, wait: bool, config: &Config) -> Result<(), StartupError> {
     let unavailable = |reason: String| StartupError::StoreUnavailable {
-        url: url.to_string(),
+        url: redis.to_string(),
         reason,
     };
-    let mut stream = remote::blocking::connect_at_start(url, wait).map_err(|error| {
-        unavailable(format!("{error} (start Redis there, or pass --store-wait)"))
-    })?;
-    log::info!("store {url} reached");
+    // Sends one start-up request, on a connection of the check's own.
+    let mut send: Box<dyn FnMut(&Request) -> Result<Vec<u8>, String>> = match redis {
+        Redis::Server(url) => {
+            let mut stream = remote::blocking::connect_at_start(url, wait).map_err(|error| {
+                unavailable(format!("{error} (start Redis there, or pass --store-wait)"))
+            })?;
+            Box::new(move |request| {
+                remote::blocking::exchange(&mut stream, request).map_err(|e| e.to_string())
+            })
+        }
+        Redis::Cluster(url) => {
+            let mut client = remote::blocking::cluster::reach(url, wait).map_err(unavailable)?;
+            Box::new(move |request| match client.run(request) {
+                Answer::Replies(replies) => Ok(replies),
+                Answer::Unavailable => Err("its node could not be reached".into()),
+            })
+        }
+    };
+    log::info!("store {redis} reached");
     if !config
         .listeners
         .iter()
@@ -181,18 +197,15 @@ fn reach_redis(url: &StoreUrl, wait: bool, config: &Config) -> Result<(), Startu
     {
         return Ok(());
     }
-    let seed = todo::seed_request();
-    let replies = remote::blocking::exchange(&mut stream, &seed)
-        .map_err(|error| unavailable(format!("{error} while storing todo's seed tasks")))?;
-    // Each reply is `+OK` (stored) or a null (the key was there): an error
-    // (a read-only replica, a full memory) stops the start with its text.
-    let mut rest = &replies[..];
-    while let Ok(Some(end)) = remote::reply::len(rest, 1) {
-        if rest.starts_with(b"-") {
-            let said = rest[1..end].trim_ascii_end().escape_ascii().to_string();
+    for seed in todo::seed_requests() {
+        let reply = send(&seed)
+            .map_err(|error| unavailable(format!("{error} while storing todo's seed tasks")))?;
+        // `+OK` (stored) or a null (the key was there): an error (a
+        // read-only replica, a full memory) stops the start with its text.
+        if reply.starts_with(b"-") {
+            let said = reply[1..].trim_ascii_end().escape_ascii().to_string();
             return Err(unavailable(format!("it refused todo's seed tasks: {said}")));
         }
-        rest = &rest[end..];
     }
     Ok(())
 }

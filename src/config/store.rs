@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use super::{absolute, bad};
 use crate::cli::ServeArgs;
 use crate::error::StartupError;
-use crate::remote::StoreUrl;
+use crate::remote::Redis;
 use crate::store::Fsync;
 
 /// Where todo and kv keep their data, checked.
@@ -19,10 +19,11 @@ pub enum StoreConfig {
         /// When its log is fsynced (`--fsync`).
         fsync: Fsync,
     },
-    /// A Redis server (`--store redis://`).
+    /// A Redis server (`--store redis://`) or cluster
+    /// (`--store redis-cluster://`).
     Redis {
         /// Where.
-        url: StoreUrl,
+        url: Redis,
         /// Retry at start until it answers (`--store-wait`).
         wait: bool,
     },
@@ -50,9 +51,9 @@ impl StoreConfig {
                      them (--store file:DIR, or --store redis://... for no directory)",
                 ));
             }
-            Some(text) if text.starts_with("redis://") => {
+            Some(text) if text.starts_with("redis://") || text.starts_with("redis-cluster://") => {
                 let url = text
-                    .parse::<StoreUrl>()
+                    .parse::<Redis>()
                     .map_err(|reason| bad("--store", &reason))?;
                 if fsync.is_some() {
                     return Err(bad(
@@ -72,8 +73,9 @@ impl StoreConfig {
                     return Err(bad(
                         "--store",
                         &format!(
-                            "'{text}' is neither file:DIR nor redis://HOST:PORT[/DB], e.g. \
-                             --store file:./readyloop-data or --store redis://127.0.0.1:6379/0"
+                            "'{text}' is neither file:DIR nor redis://HOST:PORT[/DB] nor \
+                             redis-cluster://HOST:PORT[,HOST:PORT...], e.g. --store \
+                             file:./readyloop-data or --store redis://127.0.0.1:6379/0"
                         ),
                     ));
                 }
@@ -122,10 +124,18 @@ mod tests {
 
     #[test]
     fn store_flags() {
-        let url: StoreUrl = "redis://127.0.0.1:6390/2".parse().unwrap();
+        let url: Redis = "redis://127.0.0.1:6390/2".parse().unwrap();
         assert_eq!(
             store_of(&["--store", "redis://127.0.0.1:6390/2", "--store-wait"]),
             Ok(StoreConfig::Redis { url, wait: true })
+        );
+        let cluster = "redis-cluster://127.0.0.1:7000,127.0.0.1:7001";
+        assert_eq!(
+            store_of(&["--store", cluster]),
+            Ok(StoreConfig::Redis {
+                url: cluster.parse().unwrap(),
+                wait: false
+            })
         );
         let Ok(StoreConfig::File { dir, fsync }) =
             store_of(&["--store", "file:d", "--fsync", "no"])
@@ -153,6 +163,11 @@ mod tests {
                 "pass one of them",
             ),
             (&["--store", "redis://h:0"], "not a TCP port"),
+            (&["--store", "redis-cluster://h:1/3"], "database 0 only"),
+            (
+                &["--store", "redis-cluster://h:1", "--fsync", "no"],
+                "--fsync: is the file store's",
+            ),
             (&["--store", "mysql://h"], "neither file:DIR nor redis://"),
             (&["--store", "file:"], "must name a directory"),
             (&["--store-wait"], "--store-wait: waits for a Redis store"),

@@ -11,6 +11,10 @@
 //! idle for [`IDLE_CHECK`] is checked before use, so one Redis closed in
 //! the meantime (a restart, its `timeout`) costs no failed request.
 //!
+//! With a Redis Cluster (`redis-cluster://`), each thread keeps a
+//! connection per node instead, and routes each request by its slot
+//! ([`cluster`]).
+//!
 //! This file must not be used from the event loop's thread: it blocks.
 
 use std::cell::RefCell;
@@ -19,7 +23,9 @@ use std::net::TcpStream;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use super::{Answer, Request, StoreUrl, reply};
+use super::{Answer, Redis, Request, StoreUrl, reply};
+
+pub mod cluster;
 
 /// How long one connect, write or read may take before the store counts as
 /// unavailable.
@@ -30,17 +36,21 @@ pub const RETRY_FIRST: Duration = Duration::from_millis(100);
 /// The longest wait between two connection attempts.
 pub const RETRY_MAX: Duration = Duration::from_secs(2);
 
-static STORE: OnceLock<StoreUrl> = OnceLock::new();
+static STORE: OnceLock<Redis> = OnceLock::new();
 
 /// Names the store for every thread of this process; once, at start-up.
-pub fn configure(url: StoreUrl) {
-    let _ = STORE.set(url);
+pub fn configure(redis: Redis) {
+    let _ = STORE.set(redis);
 }
 
 thread_local! {
     static UPSTREAM: RefCell<Upstream> = const { RefCell::new(Upstream::new()) };
+    static CLUSTER: RefCell<Option<cluster::Client>> = const { RefCell::new(None) };
 }
 
+/// One connection to one Redis (a server, or a node of a cluster), with
+/// its backoff.
+#[derive(Debug)]
 struct Upstream {
     stream: Option<TcpStream>,
     /// When the connection last answered, to check one idle for
@@ -59,10 +69,17 @@ pub const IDLE_CHECK: Duration = Duration::from_secs(1);
 
 /// Sends `request` on this thread's connection and waits for its replies.
 pub fn run(request: Request) -> Answer {
-    let Some(url) = STORE.get() else {
-        return Answer::Unavailable;
-    };
-    UPSTREAM.with_borrow_mut(|upstream| upstream.request(url, &request))
+    match STORE.get() {
+        None => Answer::Unavailable,
+        Some(Redis::Server(url)) => {
+            UPSTREAM.with_borrow_mut(|upstream| upstream.request(url, &request))
+        }
+        Some(Redis::Cluster(url)) => CLUSTER.with_borrow_mut(|client| {
+            client
+                .get_or_insert_with(|| cluster::Client::new(url.clone()))
+                .run(&request)
+        }),
+    }
 }
 
 impl Upstream {
@@ -73,6 +90,11 @@ impl Upstream {
             retry_at: None,
             backoff: RETRY_FIRST,
         }
+    }
+
+    /// True while a connection is open.
+    fn connected(&self) -> bool {
+        self.stream.is_some()
     }
 
     /// Sends `request`, unless the connection is down and its backoff

@@ -1,5 +1,6 @@
-//! The store on Redis (`--store redis://HOST:PORT[/DB]`): what `todo` and
-//! `kv` send to a Redis server instead of the embedded store, and what comes
+//! The store on Redis (`--store redis://HOST:PORT[/DB]`, or a Redis
+//! Cluster: `--store redis-cluster://HOST:PORT[,HOST:PORT...]`): what `todo`
+//! and `kv` send to Redis instead of the embedded store, and what comes
 //! back, in the types every mode shares.
 //!
 //! A service that keeps its data in Redis returns
@@ -15,17 +16,123 @@
 //!
 //! This module must not know sockets of the event loop or services' wire
 //! formats: it is the vocabulary between them. [`reply`] finds where a RESP
-//! reply ends, which both kinds of client need.
+//! reply ends, which both kinds of client need; [`cluster`] is Redis
+//! Cluster's routing (hash slots, `CLUSTER SLOTS`, `-MOVED`/`-ASK`). A
+//! [`Request`] names the key that routes it ([`Request::routed_by`]), so a
+//! cluster client sends it to the node serving that key's slot.
 
 pub mod blocking;
+pub mod cluster;
 pub mod reply;
 
 use std::fmt;
 use std::str::FromStr;
 
-/// Where the store lives: `redis://HOST:PORT[/DB]` (port 6379 and db 0 when
-/// left out).
+/// Which Redis the store is: one server, or a cluster.
 #[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Redis {
+    /// `redis://HOST:PORT[/DB]`.
+    Server(StoreUrl),
+    /// `redis-cluster://HOST:PORT[,HOST:PORT...]`.
+    Cluster(ClusterUrl),
+}
+
+impl Redis {
+    /// The database clients see: the URL's, or 0 in a cluster (which has
+    /// no other).
+    pub fn db(&self) -> u32 {
+        match self {
+            Redis::Server(url) => url.db,
+            Redis::Cluster(_) => 0,
+        }
+    }
+
+    /// True for a Redis Cluster: requests go to the node serving their
+    /// key's slot, through the blocking client (`blocking`), in every mode.
+    pub fn is_cluster(&self) -> bool {
+        matches!(self, Redis::Cluster(_))
+    }
+}
+
+impl fmt::Display for Redis {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Redis::Server(url) => url.fmt(f),
+            Redis::Cluster(url) => url.fmt(f),
+        }
+    }
+}
+
+impl FromStr for Redis {
+    type Err = String;
+
+    /// `redis://...` or `redis-cluster://...`.
+    fn from_str(text: &str) -> Result<Self, String> {
+        if text.starts_with(ClusterUrl::SCHEME) {
+            text.parse().map(Redis::Cluster)
+        } else {
+            text.parse().map(Redis::Server)
+        }
+    }
+}
+
+/// A Redis Cluster: `redis-cluster://HOST:PORT[,HOST:PORT...][/0]`, the
+/// seed nodes asked for the slot table (any one that answers will do).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterUrl {
+    /// The seed nodes, in the order given (database 0).
+    pub seeds: Vec<StoreUrl>,
+}
+
+impl ClusterUrl {
+    const SCHEME: &str = "redis-cluster://";
+}
+
+impl fmt::Display for ClusterUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(Self::SCHEME)?;
+        for (i, seed) in self.seeds.iter().enumerate() {
+            let comma = if i == 0 { "" } else { "," };
+            write!(f, "{comma}{}", seed.authority())?;
+        }
+        Ok(())
+    }
+}
+
+impl FromStr for ClusterUrl {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let rest = text.strip_prefix(Self::SCHEME).ok_or_else(|| {
+            format!("{text:?} is not a redis-cluster:// URL (e.g. redis-cluster://127.0.0.1:7000)")
+        })?;
+        let seeds = match rest.split_once('/') {
+            Some((seeds, "" | "0")) => seeds,
+            Some((_, db)) => {
+                return Err(format!(
+                    "{text:?}: a Redis Cluster has database 0 only, not {db:?}: drop /{db}"
+                ));
+            }
+            None => rest,
+        };
+        let seeds = seeds
+            .split(',')
+            .map(|seed| {
+                if seed.is_empty() {
+                    return Err(format!("{text:?}: an empty seed node between commas"));
+                }
+                format!("redis://{seed}")
+                    .parse::<StoreUrl>()
+                    .map_err(|reason| format!("{text:?}: seed {seed:?}: {reason}"))
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        Ok(ClusterUrl { seeds })
+    }
+}
+
+/// Where the store lives: `redis://HOST:PORT[/DB]` (port 6379 and db 0 when
+/// left out). Also one node of a cluster (db 0).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct StoreUrl {
     /// A host name or an IP address (IPv6 in brackets: `redis://[::1]:6379`).
     pub host: String,
@@ -110,16 +217,37 @@ pub struct Request {
     pub commands: Vec<u8>,
     /// How many replies `commands` get (one per command).
     pub replies: usize,
+    /// The hash slot of the key the commands are about, which a Redis
+    /// Cluster routes them by ([`Request::routed_by`]); `None` for
+    /// commands about no key, which any node answers. One server ignores
+    /// it. A routed request's commands are all on that slot, and each is
+    /// safe to send again when a node redirects it (a command redirected
+    /// was not run; kv's `HELLO` around a command is idempotent).
+    pub slot: Option<u16>,
 }
 
 impl Request {
-    /// One command from its arguments.
+    /// One command from its arguments, routed by no key.
     pub fn command(args: &[&[u8]]) -> Request {
         let mut commands = Vec::new();
         encode(args, &mut commands);
+        Request::new(commands, 1)
+    }
+
+    /// Encoded `commands` that get `replies` replies, routed by no key.
+    pub fn new(commands: Vec<u8>, replies: usize) -> Request {
         Request {
             commands,
-            replies: 1,
+            replies,
+            slot: None,
+        }
+    }
+
+    /// The same request, routed by `key` in a cluster (its hash slot).
+    pub fn routed_by(self, key: &[u8]) -> Request {
+        Request {
+            slot: Some(cluster::slot(key)),
+            ..self
         }
     }
 }
@@ -192,6 +320,49 @@ mod tests {
             let error = url(text).unwrap_err();
             assert!(error.contains(says), "{text}: {error}");
         }
+    }
+
+    #[test]
+    fn cluster_urls_name_seed_nodes_and_database_0() {
+        let redis: Redis = "redis-cluster://10.0.0.1:7000,[::1]:7001,h/0"
+            .parse()
+            .unwrap();
+        let Redis::Cluster(cluster) = &redis else {
+            panic!("{redis:?} is a cluster")
+        };
+        let seeds: Vec<String> = cluster.seeds.iter().map(StoreUrl::authority).collect();
+        assert_eq!(seeds, ["10.0.0.1:7000", "[::1]:7001", "h:6379"]);
+        assert!(cluster.seeds.iter().all(|seed| seed.db == 0));
+        assert!(redis.is_cluster());
+        assert_eq!(redis.db(), 0);
+        assert_eq!(
+            redis.to_string(),
+            "redis-cluster://10.0.0.1:7000,[::1]:7001,h:6379"
+        );
+        let server: Redis = "redis://h:1/4".parse().unwrap();
+        assert!(!server.is_cluster());
+        assert_eq!(server.db(), 4);
+        for (text, says) in [
+            ("redis-cluster://h:1/2", "database 0 only"),
+            ("redis-cluster://h:1,,h:2", "an empty seed node"),
+            ("redis-cluster://", "an empty seed node"),
+            ("redis-cluster://h:1,h:0", "seed \"h:0\""),
+            ("redis-cluster://u:p@h:1", "passwords"),
+            ("redis-clustr://h:1", "not a redis:// URL"),
+        ] {
+            let error = text.parse::<Redis>().unwrap_err();
+            assert!(error.contains(says), "{text}: {error}");
+        }
+    }
+
+    #[test]
+    fn requests_are_routed_by_their_key_slot() {
+        let get = Request::command(&[b"GET", b"{user1}.name"]);
+        assert_eq!(get.slot, None);
+        assert_eq!(
+            get.routed_by(b"{user1}.name").slot,
+            Some(cluster::slot(b"user1"))
+        );
     }
 
     #[test]

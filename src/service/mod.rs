@@ -339,10 +339,12 @@ pub enum Backend {
     /// The embedded store, one process's map and log (`--store file:DIR`,
     /// `--data-dir`; the default).
     File(Store),
-    /// A Redis server (`--store redis://`): `todo` and `kv` send it
-    /// [`Job::Remote`] requests and answer from its replies; `kv` becomes
-    /// a proxy ([`kv`]'s docs say what it forwards and what it refuses).
-    Redis(crate::remote::StoreUrl),
+    /// A Redis server or cluster (`--store redis://`,
+    /// `redis-cluster://`): `todo` and `kv` send it [`Job::Remote`]
+    /// requests, routed by their key, and answer from its replies; `kv`
+    /// becomes a proxy ([`kv`]'s docs say what it forwards and what it
+    /// refuses).
+    Redis(crate::remote::Redis),
 }
 
 /// What the services of one server share: the store, the counters, the limits.

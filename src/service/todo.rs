@@ -55,7 +55,7 @@ use crate::remote::Request;
 use crate::store::Done;
 
 mod redis;
-pub use redis::seed_request;
+pub use redis::seed_requests;
 
 /// The tasks the seed preloads; stored at start unless the key exists already.
 pub const SEED_TASKS: &[(&str, &str)] = &[
@@ -119,7 +119,8 @@ impl Todo {
             }
             Backend::Redis(_) => {
                 self.asked = Some(Asked::Get);
-                Some(Job::Remote(Request::command(&[b"GET", key.as_bytes()])))
+                let get = Request::command(&[b"GET", key.as_bytes()]);
+                Some(Job::Remote(get.routed_by(key.as_bytes())))
             }
         }
     }
@@ -137,7 +138,9 @@ impl Todo {
             Backend::Redis(_) => {
                 self.asked = Some(Asked::Post);
                 let set = [b"SET", key.as_bytes(), value.as_bytes()];
-                Some(Job::Remote(Request::command(&set)))
+                Some(Job::Remote(
+                    Request::command(&set).routed_by(key.as_bytes()),
+                ))
             }
         }
     }
@@ -224,7 +227,7 @@ impl LineHandler for Todo {
 
 /// The factory the registry uses. Over the file store, preloads
 /// [`SEED_TASKS`] (keys already there, e.g. replayed from the log, are
-/// kept); over Redis, `serve` sends [`seed_request`] at start.
+/// kept); over Redis, `serve` sends [`seed_requests`] at start.
 pub fn factory(shared: &Shared) -> Arc<dyn Factory> {
     let (max_line, framing) = (shared.limits.max_line, shared.limits.framing);
     if let Backend::File(store) = &shared.backend {

@@ -167,6 +167,34 @@ pub(crate) fn route(req: &Request<'_>, db: u32) -> Route {
     }
 }
 
+/// The key a Redis Cluster routes `req` by: its first key, `None` for a
+/// command about no key (any node answers it). A command whose keys span
+/// slots is routed by the first, and Redis answers it `-CROSSSLOT`. A
+/// guess that is wrong costs one `-MOVED`, which the client follows, never
+/// a wrong answer: a node runs only commands on the slots it serves.
+pub(crate) fn first_key<'a>(req: &Request<'a>) -> Option<&'a [u8]> {
+    let mut buf = [0; 16];
+    let at = match args::upper(req.arg(0), &mut buf) {
+        b"PING" | b"ECHO" | b"INFO" | b"DBSIZE" | b"TIME" | b"KEYS" | b"SCAN" | b"RANDOMKEY"
+        | b"FLUSHDB" | b"FLUSHALL" | b"COMMAND" | b"CONFIG" | b"CLUSTER" | b"LASTSAVE"
+        | b"SCRIPT" | b"FUNCTION" | b"LATENCY" | b"SLOWLOG" | b"ROLE" | b"LOLWUT" | b"SAVE"
+        | b"BGSAVE" | b"BGREWRITEAOF" | b"SWAPDB" | b"PUBLISH" | b"PUBSUB" | b"ACL" => {
+            return None;
+        }
+        // numkeys, then the keys.
+        b"EVAL" | b"EVALSHA" | b"EVAL_RO" | b"EVALSHA_RO" | b"FCALL" | b"FCALL_RO" => {
+            return (req.len() > 3 && parse_i64(req.arg(2)).is_some_and(|n| n > 0))
+                .then(|| req.arg(3));
+        }
+        b"ZINTER" | b"ZUNION" | b"ZDIFF" | b"ZINTERCARD" | b"SINTERCARD" | b"LMPOP" | b"ZMPOP" => 2,
+        // A subcommand or an operation first.
+        b"OBJECT" | b"MEMORY" | b"BITOP" | b"XINFO" | b"XGROUP" => 2,
+        b"XREAD" | b"XREADGROUP" => (1..req.len()).find(|&i| is(req, i, "STREAMS"))? + 1,
+        _ => 1,
+    };
+    (at < req.len()).then(|| req.arg(at))
+}
+
 /// True when an XREAD or XREADGROUP has a BLOCK option (before STREAMS;
 /// a group or consumer named BLOCK does not count).
 fn blocks(req: &Request<'_>) -> bool {
@@ -237,9 +265,10 @@ impl Proxy {
             Sent::Plain
         };
         self.waiting = Some(sent);
-        remote::Request {
-            commands,
-            replies: if sent == Sent::InResp3 { 3 } else { 1 },
+        let request = remote::Request::new(commands, if sent == Sent::InResp3 { 3 } else { 1 });
+        match first_key(req) {
+            Some(key) => request.routed_by(key),
+            None => request,
         }
     }
 

@@ -2,7 +2,7 @@
 //! own lines, and the seed tasks as one start-up request.
 
 use super::{Asked, NO_MATCH, SEED_TASKS, SUBMITTED};
-use crate::remote::{self, Answer, Request};
+use crate::remote::{Answer, Request};
 
 /// Writes the todo reply for Redis' `answer` to a `GET` or a `POST`, as
 /// the file store would answer: a key holding another type is no match.
@@ -38,25 +38,23 @@ fn bulk(reply: &[u8]) -> Option<&[u8]> {
 }
 
 /// The start-up data for Redis: [`SEED_TASKS`] as `SET key value NX`, so
-/// keys already there are kept. `serve` sends it before serving (a
-/// service does no I/O); each reply is `+OK` (stored) or a null (kept).
-pub fn seed_request() -> Request {
-    let mut commands = Vec::new();
-    for (key, value) in SEED_TASKS {
-        remote::encode(
-            &[b"SET", key.as_bytes(), value.as_bytes(), b"NX"],
-            &mut commands,
-        );
-    }
-    Request {
-        commands,
-        replies: SEED_TASKS.len(),
-    }
+/// keys already there are kept, one request per key (in a cluster each
+/// goes to its key's node). `serve` sends them before serving (a service
+/// does no I/O); each reply is `+OK` (stored) or a null (kept).
+pub fn seed_requests() -> Vec<Request> {
+    SEED_TASKS
+        .iter()
+        .map(|(key, value)| {
+            Request::command(&[b"SET", key.as_bytes(), value.as_bytes(), b"NX"])
+                .routed_by(key.as_bytes())
+        })
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::remote;
     use crate::service::framing::Lines;
     use crate::service::testing::run;
     use crate::service::todo::Todo;
@@ -76,6 +74,13 @@ mod tests {
         };
         assert!(out.is_empty(), "nothing answered before Redis");
         assert_eq!(request.replies, 1);
+        let key = line.split(|&b| b == b'/').nth(1).unwrap();
+        let key = key.split(|&b| b == b'=').next().unwrap();
+        assert_eq!(
+            request.slot,
+            Some(remote::cluster::slot(key)),
+            "routed by its key"
+        );
         let next = service.resume(JobOutput::Remote(answer), &mut cx(&mut out));
         assert_eq!(next, Next::Answered);
         (request.commands, String::from_utf8(out).unwrap())
@@ -135,11 +140,16 @@ mod tests {
     }
 
     #[test]
-    fn the_seed_request_sets_only_missing_tasks() {
-        let request = seed_request();
-        assert_eq!(request.replies, 3);
-        assert!(request.commands.starts_with(
+    fn the_seed_requests_set_only_missing_tasks_each_routed_by_its_key() {
+        let requests = seed_requests();
+        assert_eq!(requests.len(), 3);
+        assert_eq!(
+            requests[0].commands,
             b"*4\r\n$3\r\nSET\r\n$7\r\ntask_01\r\n$11\r\nsee someone\r\n$2\r\nNX\r\n"
-        ));
+        );
+        for (request, (key, _)) in requests.iter().zip(SEED_TASKS) {
+            assert_eq!(request.replies, 1);
+            assert_eq!(request.slot, Some(remote::cluster::slot(key.as_bytes())));
+        }
     }
 }

@@ -1,0 +1,221 @@
+//! The blocking client's Redis Cluster mode (`--store redis-cluster://`):
+//! per thread, a connection per node, made when a request first needs that
+//! node (each one an [`Upstream`], with its backoff and idle check), and
+//! the slot table, fetched with `CLUSTER SLOTS` before the first request.
+//!
+//! A request goes to the master of its slot ([`Request::slot`]; a request
+//! about no key to any master). `-MOVED` updates the table, sends the
+//! request again to the node named, and has the whole table fetched again
+//! before the next request (a slot that moved is seldom the only one);
+//! `-ASK` sends `ASKING` and the request to the node named, once, and
+//! keeps the table. At most [`MAX_REDIRECTS`] redirections a request,
+//! then `-ERR`. A node that cannot be reached answers that request
+//! [`Answer::Unavailable`], and the table is fetched again, from another
+//! node, before the next one (a replica may have taken over).
+//!
+//! Blocking, like its parent: never on the event loop's thread.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use super::{RETRY_FIRST, Upstream};
+use crate::remote::cluster::{self, Redirect, SlotTable};
+use crate::remote::{Answer, ClusterUrl, Request, StoreUrl, reply};
+
+/// The most redirections one request follows before it is answered
+/// `-ERR` (a table that keeps changing under it, or nodes that disagree).
+pub const MAX_REDIRECTS: usize = 5;
+
+/// One thread's client of a Redis Cluster.
+#[derive(Debug)]
+pub struct Client {
+    url: ClusterUrl,
+    table: Option<SlotTable>,
+    /// The table may be out of date (a `-MOVED`, a node lost): fetched
+    /// again before the next request, at most every [`RETRY_FIRST`].
+    stale: bool,
+    fetched_at: Option<Instant>,
+    nodes: HashMap<StoreUrl, Upstream>,
+}
+
+impl Client {
+    /// A client with no connection yet: the table is fetched at first use.
+    pub fn new(url: ClusterUrl) -> Client {
+        Client {
+            url,
+            table: None,
+            stale: true,
+            fetched_at: None,
+            nodes: HashMap::new(),
+        }
+    }
+
+    /// The table as last fetched (or updated by `-MOVED`), if any.
+    pub fn table(&self) -> Option<&SlotTable> {
+        self.table.as_ref()
+    }
+
+    /// Sends `request` to the node serving its slot, following redirections.
+    pub fn run(&mut self, request: &Request) -> Answer {
+        let Some(mut node) = self.route(request.slot) else {
+            return Answer::Unavailable;
+        };
+        let mut asking = false;
+        for _ in 0..=MAX_REDIRECTS {
+            let answer = self.send(&node, request, asking);
+            let Answer::Replies(replies) = &answer else {
+                self.stale = true;
+                return answer;
+            };
+            match cluster::redirect(replies, request.replies, &node) {
+                None => return answer,
+                Some(Redirect::Moved { slot, node: to }) => {
+                    log::debug!("store: slot {slot} moved from {node} to {to}");
+                    if let Some(table) = &mut self.table {
+                        table.moved(slot, to.clone());
+                    }
+                    self.stale = true;
+                    (node, asking) = (to, false);
+                }
+                Some(Redirect::Ask { slot, node: to }) => {
+                    log::debug!("store: slot {slot} migrating from {node} to {to}: asking it");
+                    (node, asking) = (to, true);
+                }
+            }
+        }
+        log::warn!(
+            "store {}: over {MAX_REDIRECTS} redirections for one request",
+            self.url
+        );
+        let error = b"-ERR store: too many cluster redirections\r\n";
+        Answer::Replies(error.repeat(request.replies))
+    }
+
+    /// The node for `slot`: its master, or for no slot (or one no master
+    /// serves: that node answers `-CLUSTERDOWN` itself) one that is
+    /// connected, else the first.
+    fn route(&mut self, slot: Option<u16>) -> Option<StoreUrl> {
+        let due = self.fetched_at.is_none_or(|at| at.elapsed() >= RETRY_FIRST);
+        if self.table.is_none() || (self.stale && due) {
+            self.fetch_table();
+        }
+        let table = self.table.as_ref()?;
+        if let Some(owner) = slot.and_then(|slot| table.owner(slot)) {
+            return Some(owner.clone());
+        }
+        let connected = table
+            .nodes()
+            .iter()
+            .find(|node| self.nodes.get(*node).is_some_and(Upstream::connected));
+        connected.or(table.nodes().first()).cloned()
+    }
+
+    /// Asks the known masters, then the seeds, for `CLUSTER SLOTS`; the
+    /// first usable answer is the table. A node in its backoff is passed
+    /// over at once, so one just lost costs nothing here.
+    fn fetch_table(&mut self) {
+        self.fetched_at = Some(Instant::now());
+        let known = self.table.iter().flat_map(|table| table.nodes());
+        let mut candidates: Vec<StoreUrl> = known.chain(&self.url.seeds).cloned().collect();
+        candidates.dedup();
+        let slots = Request::command(&[b"CLUSTER", b"SLOTS"]);
+        for node in candidates {
+            let Answer::Replies(reply) = self.send(&node, &slots, false) else {
+                continue;
+            };
+            match SlotTable::parse(&reply, &node) {
+                Ok(table) => {
+                    self.table = Some(table);
+                    self.stale = false;
+                    return;
+                }
+                Err(error) => log::warn!("store {}: node {node}: {error}", self.url),
+            }
+        }
+    }
+
+    /// Sends `request` to `node` (after `ASKING` if `asking`) on this
+    /// thread's connection to it.
+    fn send(&mut self, node: &StoreUrl, request: &Request, asking: bool) -> Answer {
+        let upstream = self.nodes.entry(node.clone()).or_insert_with(Upstream::new);
+        if !asking {
+            return upstream.request(node, request);
+        }
+        let mut commands = Request::command(&[b"ASKING"]).commands;
+        commands.extend_from_slice(&request.commands);
+        match upstream.request(node, &Request::new(commands, request.replies + 1)) {
+            Answer::Replies(replies) => match reply::len(&replies, 1) {
+                Ok(Some(end)) => Answer::Replies(replies[end..].to_vec()),
+                _ => Answer::Unavailable,
+            },
+            unavailable => unavailable,
+        }
+    }
+}
+
+/// The start-up check: a seed node answers `CLUSTER SLOTS` (with `wait`,
+/// each seed tried again with backoff until one does), and its table
+/// serves all 16384 slots. The client it returns has that table, for the
+/// start-up requests; it is dropped before serving, so no thread or child
+/// inherits its connections.
+pub fn reach(url: &ClusterUrl, wait: bool) -> Result<Client, String> {
+    let mut backoff = RETRY_FIRST;
+    loop {
+        let mut failures = Vec::new();
+        for seed in &url.seeds {
+            match ask_slots(seed) {
+                Ok(table) if table.uncovered().is_empty() => {
+                    let mut client = Client::new(url.clone());
+                    (client.table, client.stale) = (Some(table), false);
+                    client.fetched_at = Some(Instant::now());
+                    return Ok(client);
+                }
+                Ok(table) => failures.push(format!(
+                    "{}: the cluster does not serve every slot: {} have no master \
+                     (`redis-cli --cluster check {}` says what is wrong)",
+                    seed.authority(),
+                    ranges(&table.uncovered()),
+                    seed.authority()
+                )),
+                Err(error) => failures.push(format!("{}: {error}", seed.authority())),
+            }
+        }
+        let failure = failures.join("; ");
+        if !wait {
+            return Err(failure);
+        }
+        log::warn!("store {url}: {failure}: trying again in {backoff:?} (--store-wait)");
+        std::thread::sleep(backoff);
+        backoff = (backoff * 2).min(super::START_RETRY_MAX);
+    }
+}
+
+/// `CLUSTER SLOTS` of `seed`, on a connection of its own.
+fn ask_slots(seed: &StoreUrl) -> Result<SlotTable, String> {
+    let mut stream = super::connect(seed).map_err(|error| error.to_string())?;
+    let slots = Request::command(&[b"CLUSTER", b"SLOTS"]);
+    let reply = super::exchange(&mut stream, &slots).map_err(|error| error.to_string())?;
+    SlotTable::parse(&reply, seed).map_err(|error| {
+        if error.contains("cluster support disabled") {
+            format!("{error} (a single Redis is --store redis://HOST:PORT)")
+        } else {
+            error
+        }
+    })
+}
+
+/// `0-99, 200, 300-310` (the first few).
+fn ranges(gaps: &[(u16, u16)]) -> String {
+    let mut text: Vec<String> = gaps
+        .iter()
+        .take(5)
+        .map(|&(first, last)| match first == last {
+            true => format!("slot {first}"),
+            false => format!("slots {first}-{last}"),
+        })
+        .collect();
+    if gaps.len() > 5 {
+        text.push(format!("and {} more ranges", gaps.len() - 5));
+    }
+    text.join(", ")
+}
