@@ -23,6 +23,8 @@ mod limits; // idle timeout, max conns, /metrics
 mod load; // big messages, many clients, back-pressure
 mod offload; // the single-threaded loops' pool: no head-of-line blocking, stale completions, many jobs
 mod redis; // kv with redis-cli and redis-benchmark
+mod redis_cluster; // a real three-master Redis Cluster, killed on drop
+mod remote_cluster; // --store redis-cluster://: keys over three masters, a slot moved, a master killed
 mod remote_store; // --store redis://: todo and kv in Redis, every mode; faults; the tools through the proxy
 mod seed_python; // the seeds' Python clients, run by python3 against the binary
 mod seeds; // the seeds' clients under --framing read, and the one line limit

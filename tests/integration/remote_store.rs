@@ -266,7 +266,10 @@ fn store_wait_serves_once_redis_appears() {
 }
 
 /// Waits for `child` to exit, killing it (and failing) after `limit`.
-fn wait_with_timeout(mut child: std::process::Child, limit: Duration) -> std::process::Output {
+pub(crate) fn wait_with_timeout(
+    mut child: std::process::Child,
+    limit: Duration,
+) -> std::process::Output {
     let deadline = Instant::now() + limit;
     while child.try_wait().unwrap().is_none() {
         if Instant::now() > deadline {

@@ -31,7 +31,7 @@ fn serve(store: SocketAddr, conns: usize) -> TestServer {
     let url: StoreUrl = format!("redis://{store}/0").parse().unwrap();
     let stats = Arc::new(Stats::default());
     let shared = Shared {
-        backend: Backend::Redis(url.clone()),
+        backend: Backend::Redis(readyloop::remote::Redis::Server(url.clone())),
         broker: Default::default(),
         stats: Arc::clone(&stats),
         limits: Default::default(),

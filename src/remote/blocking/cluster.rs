@@ -70,7 +70,11 @@ impl Client {
             match cluster::redirect(replies, request.replies, &node) {
                 None => return answer,
                 Some(Redirect::Moved { slot, node: to }) => {
-                    log::debug!("store: slot {slot} moved from {node} to {to}");
+                    log::debug!(
+                        "store: slot {slot} moved from {} to {}",
+                        node.authority(),
+                        to.authority()
+                    );
                     if let Some(table) = &mut self.table {
                         table.moved(slot, to.clone());
                     }
@@ -78,7 +82,11 @@ impl Client {
                     (node, asking) = (to, false);
                 }
                 Some(Redirect::Ask { slot, node: to }) => {
-                    log::debug!("store: slot {slot} migrating from {node} to {to}: asking it");
+                    log::debug!(
+                        "store: slot {slot} migrating from {} to {}: asking it",
+                        node.authority(),
+                        to.authority()
+                    );
                     (node, asking) = (to, true);
                 }
             }
@@ -129,7 +137,7 @@ impl Client {
                     self.stale = false;
                     return;
                 }
-                Err(error) => log::warn!("store {}: node {node}: {error}", self.url),
+                Err(error) => log::warn!("store {}: node {}: {error}", self.url, node.authority()),
             }
         }
     }

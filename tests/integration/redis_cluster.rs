@@ -1,0 +1,176 @@
+//! A real Redis Cluster for the tests: three masters (`redis-server
+//! --cluster-enabled yes`) on free loopback ports, each with its cluster
+//! bus on another free port and its files in a temporary directory, joined
+//! by `redis-cli --cluster create`. Every process is killed on drop, also
+//! when the test fails.
+
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use readyloop::remote::StoreUrl;
+use readyloop::remote::cluster::SlotTable;
+
+use crate::kv_util::{Client, Value, free_port};
+use crate::redis::tool;
+use crate::util::TempDir;
+
+/// How long the cluster may take to say `cluster_state:ok`.
+const FORMING: Duration = Duration::from_secs(30);
+
+/// Three masters serving all 16384 slots.
+pub struct RedisCluster {
+    nodes: Vec<Child>,
+    /// The masters' client addresses.
+    pub addrs: Vec<SocketAddr>,
+    _dir: TempDir,
+}
+
+impl RedisCluster {
+    /// Starts three masters and makes them one cluster; fails the test,
+    /// naming the package, when redis-server or redis-cli is missing.
+    pub fn start() -> RedisCluster {
+        let dir = TempDir::new("redis-cluster");
+        let mut cluster = RedisCluster {
+            nodes: Vec::new(),
+            addrs: Vec::new(),
+            _dir: TempDir::new("redis-cluster-unused"),
+        };
+        for _ in 0..3 {
+            let (port, bus) = (free_port(), free_port());
+            let child = Command::new("redis-server")
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                .args([
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-port",
+                    &bus.to_string(),
+                ])
+                .args(["--cluster-config-file", &format!("nodes-{port}.conf")])
+                .args(["--save", "", "--appendonly", "no"])
+                .arg("--dir")
+                .arg(dir.path())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap_or_else(|e| {
+                    panic!(
+                        "cannot run redis-server ({e}): this test needs a real Redis \
+                         Cluster; install it with `apt-get install redis-server`"
+                    )
+                });
+            cluster.nodes.push(child);
+            cluster.addrs.push(SocketAddr::from(([127, 0, 0, 1], port)));
+        }
+        cluster._dir = dir;
+        let deadline = Instant::now() + FORMING;
+        for addr in &cluster.addrs {
+            while std::net::TcpStream::connect(addr).is_err() {
+                assert!(
+                    Instant::now() < deadline,
+                    "redis-server did not listen on {addr}"
+                );
+                thread::sleep(Duration::from_millis(20));
+            }
+        }
+        let mut create = vec!["--cluster".to_owned(), "create".to_owned()];
+        create.extend(cluster.addrs.iter().map(SocketAddr::to_string));
+        create.extend(["--cluster-replicas", "0", "--cluster-yes"].map(String::from));
+        let create: Vec<&str> = create.iter().map(String::as_str).collect();
+        let output = tool("redis-cli", &create);
+        assert!(
+            output.status.success(),
+            "redis-cli --cluster create: {output:?}"
+        );
+        for addr in cluster.addrs.clone() {
+            loop {
+                let info = cluster.direct(addr, &["CLUSTER", "INFO"]);
+                if text(&info).contains("cluster_state:ok") {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "the cluster did not form: {info:?}"
+                );
+                thread::sleep(Duration::from_millis(50));
+            }
+        }
+        cluster
+    }
+
+    /// `redis-cluster://` with every master as a seed.
+    pub fn url(&self) -> String {
+        let seeds: Vec<String> = self.addrs.iter().map(SocketAddr::to_string).collect();
+        format!("redis-cluster://{}", seeds.join(","))
+    }
+
+    /// One command straight to the node at `addr`, on a connection of its own.
+    #[track_caller]
+    pub fn direct(&self, addr: SocketAddr, words: &[&str]) -> Value {
+        let mut client = Client::connect(addr);
+        let words: Vec<Vec<u8>> = words.iter().map(|w| w.as_bytes().to_vec()).collect();
+        client.send(&words);
+        client.reply().1
+    }
+
+    /// `redis-cli -c GET key` against the first master: the value, read
+    /// from the node that owns the key by the Redis tools' own routing.
+    #[track_caller]
+    pub fn cli_get(&self, key: &str) -> String {
+        let port = self.addrs[0].port().to_string();
+        let output = tool(
+            "redis-cli",
+            &["-c", "-h", "127.0.0.1", "-p", &port, "GET", key],
+        );
+        assert!(
+            output.status.success(),
+            "redis-cli -c GET {key}: {output:?}"
+        );
+        String::from_utf8_lossy(&output.stdout)
+            .trim_end()
+            .to_owned()
+    }
+
+    /// The master (index into [`RedisCluster::addrs`]) that serves
+    /// `slot`, by the cluster's own `CLUSTER SLOTS`.
+    pub fn owner(&self, slot: u16) -> usize {
+        let mut client = Client::connect(self.addrs[0]);
+        client.send(&[b"CLUSTER".to_vec(), b"SLOTS".to_vec()]);
+        let asked: StoreUrl = format!("redis://{}/0", self.addrs[0]).parse().unwrap();
+        let table = SlotTable::parse(&client.reply().0, &asked).unwrap();
+        let owner = table.owner(slot).expect("a master serves every slot");
+        (self.addrs.iter())
+            .position(|addr| addr.port() == owner.port)
+            .expect("the owner is one of the masters")
+    }
+
+    /// The node id of master `index`.
+    pub fn id(&self, index: usize) -> String {
+        text(&self.direct(self.addrs[index], &["CLUSTER", "MYID"]))
+    }
+
+    /// Kills master `index` (SIGKILL), as a crash would.
+    pub fn kill(&mut self, index: usize) {
+        let _ = self.nodes[index].kill();
+        let _ = self.nodes[index].wait();
+    }
+}
+
+/// A reply's text: a line's, or a bulk's.
+pub fn text(value: &Value) -> String {
+    match value {
+        Value::Line(_, line) => String::from_utf8_lossy(line).into_owned(),
+        Value::Bulk(Some(bytes)) => String::from_utf8_lossy(bytes).into_owned(),
+        other => format!("{other:?}"),
+    }
+}
+
+impl Drop for RedisCluster {
+    fn drop(&mut self) {
+        for node in &mut self.nodes {
+            let _ = node.kill();
+            let _ = node.wait();
+        }
+    }
+}
