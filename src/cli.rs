@@ -49,7 +49,8 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N", default_value_t = server::DEFAULT_OFFLOAD_WORKERS)]
     pub offload: usize,
     /// Event loop: connections each loop keeps to the store on Redis,
-    /// onto which its clients' requests are pipelined.
+    /// onto which its clients' requests are pipelined (one Redis server;
+    /// a cluster goes through the offload pool's workers).
     #[arg(long, value_name = "N", default_value_t = server::DEFAULT_STORE_CONNS)]
     pub store_conns: usize,
     /// Event loop: run N independent loops, one per core, each with its own
@@ -91,7 +92,9 @@ pub struct ServeArgs {
     /// the default: a map and an append-only log in DIR, one server per
     /// directory) or `redis://HOST:PORT[/DB]` (a Redis server every mode
     /// and every readyloop process shares; kv becomes a proxy to it, and
-    /// durability is Redis' own `appendonly`/`appendfsync`).
+    /// durability is Redis' own `appendonly`/`appendfsync`) or
+    /// `redis-cluster://HOST:PORT[,HOST:PORT...]` (a Redis Cluster, by its
+    /// seed nodes: each request goes to the master of its key's slot).
     #[arg(long, value_name = "URL")]
     pub store: Option<String>,
     /// With `--store redis://`: if Redis cannot be reached at start, retry

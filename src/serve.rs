@@ -171,22 +171,14 @@ fn reach_redis(redis: &Redis, wait: bool, config: &Config) -> Result<(), Startup
         url: redis.to_string(),
         reason,
     };
-    // Sends one start-up request, on a connection of the check's own.
-    let mut send: Box<dyn FnMut(&Request) -> Result<Vec<u8>, String>> = match redis {
-        Redis::Server(url) => {
-            let mut stream = remote::blocking::connect_at_start(url, wait).map_err(|error| {
+    let mut reached = match redis {
+        Redis::Server(url) => Reached::Server(
+            remote::blocking::connect_at_start(url, wait).map_err(|error| {
                 unavailable(format!("{error} (start Redis there, or pass --store-wait)"))
-            })?;
-            Box::new(move |request| {
-                remote::blocking::exchange(&mut stream, request).map_err(|e| e.to_string())
-            })
-        }
+            })?,
+        ),
         Redis::Cluster(url) => {
-            let mut client = remote::blocking::cluster::reach(url, wait).map_err(unavailable)?;
-            Box::new(move |request| match client.run(request) {
-                Answer::Replies(replies) => Ok(replies),
-                Answer::Unavailable => Err("its node could not be reached".into()),
-            })
+            Reached::Cluster(remote::blocking::cluster::reach(url, wait).map_err(unavailable)?)
         }
     };
     log::info!("store {redis} reached");
@@ -198,7 +190,8 @@ fn reach_redis(redis: &Redis, wait: bool, config: &Config) -> Result<(), Startup
         return Ok(());
     }
     for seed in todo::seed_requests() {
-        let reply = send(&seed)
+        let reply = reached
+            .send(&seed)
             .map_err(|error| unavailable(format!("{error} while storing todo's seed tasks")))?;
         // `+OK` (stored) or a null (the key was there): an error (a
         // read-only replica, a full memory) stops the start with its text.
@@ -208,6 +201,27 @@ fn reach_redis(redis: &Redis, wait: bool, config: &Config) -> Result<(), Startup
         }
     }
     Ok(())
+}
+
+/// The start-up check's own connection to the store.
+enum Reached {
+    Server(std::net::TcpStream),
+    Cluster(remote::blocking::cluster::Client),
+}
+
+impl Reached {
+    /// Sends one start-up request: its replies.
+    fn send(&mut self, request: &Request) -> Result<Vec<u8>, String> {
+        match self {
+            Reached::Server(stream) => {
+                remote::blocking::exchange(stream, request).map_err(|error| error.to_string())
+            }
+            Reached::Cluster(client) => match client.run(request) {
+                Answer::Replies(replies) => Ok(replies),
+                Answer::Unavailable => Err("its node could not be reached".into()),
+            },
+        }
+    }
 }
 
 /// Logs the counters on one info line every `every`, from a thread of its

@@ -227,3 +227,110 @@ fn ranges(gaps: &[(u16, u16)]) -> String {
     }
     text.join(", ")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::net::TcpListener;
+
+    /// A "node" on one connection: `answer` gives the reply to each
+    /// command (whole RESP arrays); the commands it saw come back at the end.
+    fn fake_node(
+        answer: impl Fn(&[u8], u16) -> Vec<u8> + Send + 'static,
+    ) -> (u16, std::thread::JoinHandle<Vec<Vec<u8>>>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let node = std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            let (mut buf, mut seen) = (Vec::new(), Vec::new());
+            let mut chunk = [0; 4096];
+            loop {
+                while let Ok(Some(end)) = reply::len(&buf, 1) {
+                    let command: Vec<u8> = buf.drain(..end).collect();
+                    stream.write_all(&answer(&command, port)).unwrap();
+                    seen.push(command);
+                }
+                match stream.read(&mut chunk) {
+                    Ok(0) | Err(_) => return seen,
+                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                }
+            }
+        });
+        (port, node)
+    }
+
+    fn has(command: &[u8], word: &[u8]) -> bool {
+        command.windows(word.len()).any(|w| w == word)
+    }
+
+    #[test]
+    fn redirections_are_bounded_then_an_error_reply() {
+        let (port, node) = fake_node(|command, port| {
+            if has(command, b"SELECT") {
+                b"+OK\r\n".to_vec()
+            } else if has(command, b"SLOTS") {
+                format!("*1\r\n*3\r\n:0\r\n:16383\r\n*2\r\n$9\r\n127.0.0.1\r\n:{port}\r\n")
+                    .into_bytes()
+            } else {
+                // Always elsewhere, and that is here: a table that never settles.
+                format!("-MOVED 5 127.0.0.1:{port}\r\n").into_bytes()
+            }
+        });
+        let url: ClusterUrl = format!("redis-cluster://127.0.0.1:{port}").parse().unwrap();
+        let mut client = Client::new(url);
+        let get = Request::command(&[b"GET", b"k"]).routed_by(b"k");
+        assert_eq!(
+            client.run(&get),
+            Answer::Replies(b"-ERR store: too many cluster redirections\r\n".to_vec())
+        );
+        drop(client);
+        let seen = node.join().unwrap();
+        let gets = seen.iter().filter(|c| has(c, b"GET")).count();
+        assert_eq!(
+            gets,
+            MAX_REDIRECTS + 1,
+            "the first try and each redirection"
+        );
+    }
+
+    #[test]
+    fn ask_sends_asking_first_and_keeps_the_table() {
+        let (target, asked) = fake_node(|command, _| {
+            match (
+                has(command, b"SELECT") || has(command, b"ASKING"),
+                has(command, b"GET"),
+            ) {
+                (true, _) => b"+OK\r\n".to_vec(),
+                (false, true) => b"$5\r\nthere\r\n".to_vec(),
+                _ => b"-ERR unexpected\r\n".to_vec(),
+            }
+        });
+        let (port, node) = fake_node(move |command, port| {
+            if has(command, b"SELECT") {
+                b"+OK\r\n".to_vec()
+            } else if has(command, b"SLOTS") {
+                format!("*1\r\n*3\r\n:0\r\n:16383\r\n*2\r\n$9\r\n127.0.0.1\r\n:{port}\r\n")
+                    .into_bytes()
+            } else {
+                format!("-ASK 7 127.0.0.1:{target}\r\n").into_bytes()
+            }
+        });
+        let url: ClusterUrl = format!("redis-cluster://127.0.0.1:{port}").parse().unwrap();
+        let mut client = Client::new(url);
+        let get = Request::command(&[b"GET", b"k"]).routed_by(b"k");
+        assert_eq!(
+            client.run(&get),
+            Answer::Replies(b"$5\r\nthere\r\n".to_vec())
+        );
+        let owner = client.table().unwrap().owner(7).unwrap().port;
+        assert_eq!(owner, port, "ASK changes no table");
+        drop(client);
+        let at_target: Vec<Vec<u8>> = asked.join().unwrap();
+        assert!(
+            has(&at_target[1], b"ASKING") && has(&at_target[2], b"GET"),
+            "{at_target:?}"
+        );
+        assert_eq!(node.join().unwrap().len(), 3, "SELECT, CLUSTER SLOTS, GET");
+    }
+}

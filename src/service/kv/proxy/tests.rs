@@ -208,3 +208,35 @@ fn redis_replies_are_written_verbatim() {
     let next = service.resume(JobOutput::Remote(Answer::Replies(reply.clone())), &mut cx);
     assert_eq!((next, out), (Next::Answered, reply));
 }
+
+#[test]
+fn a_request_is_routed_by_its_first_key() {
+    let slot_of = |input: &[u8]| {
+        let (_, job) = run_until_job(proxy(), &[input]);
+        match job {
+            Some(Job::Remote(request)) => request.slot,
+            other => panic!("{input:?} was not forwarded: {other:?}"),
+        }
+    };
+    let slot = |key: &[u8]| Some(remote::cluster::slot(key));
+    for (input, routed_by) in [
+        (&b"GET k1\r\n"[..], slot(b"k1")),
+        (b"set {u}.a 1\r\n", slot(b"u")),
+        // Keys on two slots: routed by the first (Redis says -CROSSSLOT).
+        (b"MSET a 1 b 2\r\n", slot(b"a")),
+        (b"EVAL s 2 ka kb x\r\n", slot(b"ka")),
+        (b"EVAL s 0 x\r\n", None),
+        (b"ZUNION 2 za zb\r\n", slot(b"za")),
+        (b"OBJECT ENCODING ok\r\n", slot(b"ok")),
+        (b"BITOP AND dest src\r\n", slot(b"dest")),
+        (b"XREAD COUNT 2 STREAMS s1 0\r\n", slot(b"s1")),
+        (b"XREAD COUNT 2\r\n", None),
+        (b"PING\r\n", None),
+        (b"DBSIZE\r\n", None),
+        (b"PUBLISH ch msg\r\n", None),
+        (b"CLUSTER KEYSLOT k\r\n", None),
+        (b"OBJECT HELP\r\n", None),
+    ] {
+        assert_eq!(slot_of(input), routed_by, "{}", input.escape_ascii());
+    }
+}
