@@ -124,8 +124,12 @@ impl Client {
     fn fetch_table(&mut self) {
         self.fetched_at = Some(Instant::now());
         let known = self.table.iter().flat_map(|table| table.nodes());
-        let mut candidates: Vec<StoreUrl> = known.chain(&self.url.seeds).cloned().collect();
-        candidates.dedup();
+        let mut candidates: Vec<StoreUrl> = Vec::new();
+        for node in known.chain(&self.url.seeds) {
+            if !candidates.contains(node) {
+                candidates.push(node.clone());
+            }
+        }
         let slots = Request::command(&[b"CLUSTER", b"SLOTS"]);
         for node in candidates {
             let Answer::Replies(reply) = self.send(&node, &slots, false) else {
