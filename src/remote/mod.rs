@@ -46,12 +46,6 @@ impl Redis {
             Redis::Cluster(_) => 0,
         }
     }
-
-    /// True for a Redis Cluster: requests go to the node serving their
-    /// key's slot, through the blocking client (`blocking`), in every mode.
-    pub fn is_cluster(&self) -> bool {
-        matches!(self, Redis::Cluster(_))
-    }
 }
 
 impl fmt::Display for Redis {
@@ -333,14 +327,12 @@ mod tests {
         let seeds: Vec<String> = cluster.seeds.iter().map(StoreUrl::authority).collect();
         assert_eq!(seeds, ["10.0.0.1:7000", "[::1]:7001", "h:6379"]);
         assert!(cluster.seeds.iter().all(|seed| seed.db == 0));
-        assert!(redis.is_cluster());
         assert_eq!(redis.db(), 0);
         assert_eq!(
             redis.to_string(),
             "redis-cluster://10.0.0.1:7000,[::1]:7001,h:6379"
         );
         let server: Redis = "redis://h:1/4".parse().unwrap();
-        assert!(!server.is_cluster());
         assert_eq!(server.db(), 4);
         for (text, says) in [
             ("redis-cluster://h:1/2", "database 0 only"),

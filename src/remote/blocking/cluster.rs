@@ -50,11 +50,6 @@ impl Client {
         }
     }
 
-    /// The table as last fetched (or updated by `-MOVED`), if any.
-    pub fn table(&self) -> Option<&SlotTable> {
-        self.table.as_ref()
-    }
-
     /// Sends `request` to the node serving its slot, following redirections.
     pub fn run(&mut self, request: &Request) -> Answer {
         let Some(mut node) = self.route(request.slot) else {
@@ -327,7 +322,7 @@ mod tests {
             client.run(&get),
             Answer::Replies(b"$5\r\nthere\r\n".to_vec())
         );
-        let owner = client.table().unwrap().owner(7).unwrap().port;
+        let owner = client.table.as_ref().unwrap().owner(7).unwrap().port;
         assert_eq!(owner, port, "ASK changes no table");
         drop(client);
         let at_target: Vec<Vec<u8>> = asked.join().unwrap();
