@@ -34,10 +34,11 @@ pub struct Stats {
     pub datagrams_dropped: AtomicU64,
     /// Jobs handed to the offload pool.
     pub offloaded: AtomicU64,
-    /// Requests the event loops pipelined onto their connections to the
-    /// store on Redis (`server/upstream.rs`).
-    pub store_requests: AtomicU64,
-    /// Writes those requests took: fewer than requests when one write
+    /// Commands the event loops pipelined onto their connections to the
+    /// store on Redis (`server/upstream.rs`); a client's pipeline goes up
+    /// as one request of several commands.
+    pub store_commands: AtomicU64,
+    /// Writes those commands took: fewer than commands when one write
     /// carries several clients' requests.
     pub store_writes: AtomicU64,
     /// Connections closed because a timeout ran out (idle, or a request
@@ -127,9 +128,9 @@ impl Stats {
                 &self.offloaded,
             ),
             (
-                "store_requests",
-                "Requests pipelined onto the event loops' connections to Redis.",
-                &self.store_requests,
+                "store_commands",
+                "Commands pipelined onto the event loops' connections to Redis.",
+                &self.store_commands,
             ),
             (
                 "store_writes",
