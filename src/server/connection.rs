@@ -11,7 +11,7 @@
 //! reading, writing, lingering, pub/sub delivery) is one state machine, and
 //! the lesson points at its transitions side by side.
 
-use std::io::{self, Read, Write};
+use std::io;
 use std::net::{Shutdown, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,6 +21,7 @@ use mio::net::TcpStream;
 
 use super::mail::Slot;
 use super::sources::{Accepted, ListenerService};
+use super::sys;
 use super::turn::{READ_BUDGET, READ_CHUNK, Scratch, Turn, shrink};
 use crate::service::{Action, Cx, Dialogue, Job, JobOutput};
 use crate::stats::{self, Stats};
@@ -278,7 +279,7 @@ impl Conn {
 
     /// One read, and what the dialogue makes of it.
     fn read(&mut self, scratch: &mut Scratch, turn: Turn<'_>) -> io::Result<Action> {
-        let result = self.socket.read(&mut scratch.read);
+        let result = sys::recv(&self.socket, &mut scratch.read);
         if self.stage == Stage::Lingering {
             return Ok(match result {
                 Ok(0) => Action::Close, // the client closed too: done
@@ -521,7 +522,7 @@ fn write_some(
 ) -> io::Result<usize> {
     let mut sent = 0;
     while sent < bytes.len() {
-        match socket.write(&bytes[sent..]) {
+        match sys::send(socket, &bytes[sent..]) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
             Ok(n) => sent += n,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
