@@ -123,6 +123,9 @@ impl Loop {
             if self.shutdown.is_requested() && self.shutdown_deadline.is_none() {
                 self.begin_shutdown();
             }
+            // What the last turn counted reaches the shared counters before
+            // the loop sleeps or returns.
+            self.scratch.sink.tally.publish(&self.stats);
             if let Some(deadline) = self.shutdown_deadline
                 && super::shutdown_over(self.conns.len(), deadline, &self.stats, "event loop")
             {
@@ -238,6 +241,7 @@ impl Loop {
     fn settle(&mut self, key: usize, mut verdict: Verdict) {
         while let Verdict::Run(job) = verdict {
             let Some(pool) = &mut self.pool else {
+                self.scratch.sink.tally.publish(&self.stats); // the job may take long
                 let done = job.run();
                 let (turn, scratch, conns) = self.split();
                 verdict = conns[key].job_done(done, scratch, turn);
@@ -360,6 +364,8 @@ impl Loop {
 
     /// Always deregister before dropping a socket (mio's rule).
     fn close(&mut self, key: usize) {
+        // Counted before the client can see its connection end.
+        self.scratch.sink.tally.publish(&self.stats);
         let mut conn = self.conns.remove(key);
         if let Err(e) = self.poll.registry().deregister(conn.socket()) {
             log::debug!("{}: deregister failed: {e}", conn.tag());
