@@ -2,7 +2,8 @@
 //!
 //! Plain relaxed atomics: each counter is independent, and a scrape that sees
 //! one a request ahead of another is fine. The drivers add to them per read,
-//! per write or per batch of requests, never per byte.
+//! per write or per batch of requests, never per byte; the event loop adds
+//! its traffic once per turn (`server/turn.rs`, `Tally`).
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
