@@ -9,6 +9,8 @@
 # after `--`, any server command with {PORT} where its port goes. Prints
 # one line: requests, instructions, instructions per request.
 # Example: benches/callgrind.sh target/release/readyloop echo 50
+# With CALLGRIND_KEEP=DIR the profiles are kept there (DIR/cg.PID), for
+# `callgrind_annotate --inclusive=yes DIR/cg.*`.
 set -euo pipefail
 bin=$1 workload=$2 conns=$3 seconds=${4:-5}
 shift $(( $# < 4 ? $# : 4 ))
@@ -17,7 +19,7 @@ command -v valgrind >/dev/null || { echo "valgrind is missing: apt-get install v
 here=$(cd "$(dirname "$0")/.." && pwd)
 readyloop=${READYLOOP:-$here/target/release/readyloop}
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-tmp=$(mktemp -d); trap 'kill $server 2>/dev/null; rm -rf "$tmp"' EXIT
+tmp=$(mktemp -d); trap 'kill $server 2>/dev/null || true; rm -rf "$tmp"' EXIT
 declare -A service=([echo]=echo [http]=http [kv]=kv [hello]=hello [upper]=upper [todo]=todo)
 if [ $# -gt 0 ]; then
     cmd=("${@//\{PORT\}/$port}")
@@ -31,5 +33,9 @@ for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break;
     --duration "${seconds}s" --warmup 0ms --json "$tmp/bench.json" >/dev/null
 kill -TERM $server; wait $server 2>/dev/null || true
 requests=$(python3 -c "import json; print(sum(p['requests'] for p in json.load(open('$tmp/bench.json'))['points']))")
-instructions=$(cat "$tmp"/cg.* | awk '/^(summary|totals):/{s+=$2} END{print s}')
+# One profile per process (several under --mode forking); each has a
+# `summary:` and a `totals:` line with the same count: take one per file.
+instructions=$(awk 'FNR == 1 { if (n) s += n; n = 0 } /^totals:/ { n = $2 }
+    END { print s + n }' "$tmp"/cg.*)
+if [ -n "${CALLGRIND_KEEP:-}" ]; then mkdir -p "$CALLGRIND_KEEP" && cp "$tmp"/cg.* "$CALLGRIND_KEEP"/; fi
 echo "requests=$requests instructions=$instructions per_request=$(( instructions / (requests > 0 ? requests : 1) ))"

@@ -2,7 +2,8 @@
 //!
 //! Plain relaxed atomics: each counter is independent, and a scrape that sees
 //! one a request ahead of another is fine. The drivers add to them per read,
-//! per write or per batch of requests, never per byte.
+//! per write or per batch of requests, never per byte; the event loop adds
+//! its traffic once per turn (`server/turn.rs`, `Tally`).
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -34,10 +35,11 @@ pub struct Stats {
     pub datagrams_dropped: AtomicU64,
     /// Jobs handed to the offload pool.
     pub offloaded: AtomicU64,
-    /// Requests the event loops pipelined onto their connections to the
-    /// store on Redis (`server/upstream.rs`).
-    pub store_requests: AtomicU64,
-    /// Writes those requests took: fewer than requests when one write
+    /// Commands the event loops pipelined onto their connections to the
+    /// store on Redis (`server/upstream.rs`); a client's pipeline goes up
+    /// as one request of several commands.
+    pub store_commands: AtomicU64,
+    /// Writes those commands took: fewer than commands when one write
     /// carries several clients' requests.
     pub store_writes: AtomicU64,
     /// Connections closed because a timeout ran out (idle, or a request
@@ -127,9 +129,9 @@ impl Stats {
                 &self.offloaded,
             ),
             (
-                "store_requests",
-                "Requests pipelined onto the event loops' connections to Redis.",
-                &self.store_requests,
+                "store_commands",
+                "Commands pipelined onto the event loops' connections to Redis.",
+                &self.store_commands,
             ),
             (
                 "store_writes",

@@ -46,6 +46,13 @@ impl Redis {
             Redis::Cluster(_) => 0,
         }
     }
+
+    /// True for a Redis Cluster: requests go to the node serving their
+    /// key's slot, one command at a time, on blocking connections in every
+    /// mode (the event loop's and uring's offload pools).
+    pub fn is_cluster(&self) -> bool {
+        matches!(self, Redis::Cluster(_))
+    }
 }
 
 impl fmt::Display for Redis {
@@ -328,12 +335,14 @@ mod tests {
         assert_eq!(seeds, ["10.0.0.1:7000", "[::1]:7001", "h:6379"]);
         assert!(cluster.seeds.iter().all(|seed| seed.db == 0));
         assert_eq!(redis.db(), 0);
+        assert!(redis.is_cluster());
         assert_eq!(
             redis.to_string(),
             "redis-cluster://10.0.0.1:7000,[::1]:7001,h:6379"
         );
         let server: Redis = "redis://h:1/4".parse().unwrap();
         assert_eq!(server.db(), 4);
+        assert!(!server.is_cluster());
         for (text, says) in [
             ("redis-cluster://h:1/2", "database 0 only"),
             ("redis-cluster://h:1,,h:2", "an empty seed node"),

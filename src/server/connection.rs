@@ -11,7 +11,7 @@
 //! reading, writing, lingering, pub/sub delivery) is one state machine, and
 //! the lesson points at its transitions side by side.
 
-use std::io::{self, Read, Write};
+use std::io;
 use std::net::{Shutdown, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,9 +21,10 @@ use mio::net::TcpStream;
 
 use super::mail::Slot;
 use super::sources::{Accepted, ListenerService};
-use super::turn::{READ_BUDGET, READ_CHUNK, Scratch, Turn, shrink};
+use super::sys;
+use super::turn::{READ_BUDGET, READ_CHUNK, Scratch, Sink, Tally, Turn, shrink};
 use crate::service::{Action, Cx, Dialogue, Job, JobOutput};
-use crate::stats::{self, Stats};
+use crate::stats;
 
 /// How long a connection the server closed first keeps reading (and
 /// dropping) what the client still sends, so that its last reply is not
@@ -139,7 +140,7 @@ impl Conn {
 
     /// The greeting, if the service has one.
     pub(crate) fn open(&mut self, scratch: &mut Scratch, turn: Turn<'_>) -> Verdict {
-        match self.talk(&mut scratch.write, turn, Dialogue::open) {
+        match self.talk(&mut scratch.sink, turn, Dialogue::open) {
             Ok(action) => self.act(action).unwrap_or_else(|| self.pump(scratch, turn)),
             Err(e) => self.fail(e),
         }
@@ -184,7 +185,7 @@ impl Conn {
             // Output first, so replies leave in the order they were made.
             if self.pending() > 0
                 && self.ready.writable
-                && let Err(e) = self.flush(turn.stats)
+                && let Err(e) = self.flush(&mut scratch.sink.tally)
             {
                 return self.fail(e);
             }
@@ -196,7 +197,7 @@ impl Conn {
                 Stage::Flushing if self.pending() >= turn.options.max_output => {
                     return Verdict::Wait; // rule 4: writable events bring us back
                 }
-                Stage::Flushing => self.talk(&mut scratch.write, turn, Dialogue::proceed),
+                Stage::Flushing => self.talk(&mut scratch.sink, turn, Dialogue::proceed),
                 Stage::Serving | Stage::Lingering => {
                     if !self.ready.readable || self.pending() >= turn.options.max_output {
                         let answered_all = self.finishing && self.pending() == 0;
@@ -229,7 +230,7 @@ impl Conn {
         if !matches!(self.stage, Stage::Serving | Stage::Flushing) {
             return self.pump(scratch, turn); // the mail waits for the job
         }
-        match self.talk(&mut scratch.write, turn, Dialogue::deliver) {
+        match self.talk(&mut scratch.sink, turn, Dialogue::deliver) {
             Ok(action) => self.act(action).unwrap_or_else(|| self.pump(scratch, turn)),
             Err(e) => self.fail(e),
         }
@@ -247,7 +248,7 @@ impl Conn {
         // Not readable: the last read was short (or would block) and no
         // event came during the job, so what is buffered is all that came.
         let drained = !self.ready.readable;
-        match self.talk(&mut scratch.write, turn, |dialogue, cx| {
+        match self.talk(&mut scratch.sink, turn, |dialogue, cx| {
             dialogue.job_done(done, drained, cx)
         }) {
             Ok(action) => self.act(action).unwrap_or_else(|| self.pump(scratch, turn)),
@@ -278,7 +279,7 @@ impl Conn {
 
     /// One read, and what the dialogue makes of it.
     fn read(&mut self, scratch: &mut Scratch, turn: Turn<'_>) -> io::Result<Action> {
-        let result = self.socket.read(&mut scratch.read);
+        let result = sys::recv(&self.socket, &mut scratch.read);
         if self.stage == Stage::Lingering {
             return Ok(match result {
                 Ok(0) => Action::Close, // the client closed too: done
@@ -297,7 +298,7 @@ impl Conn {
                 if self.dialogue.buffered() == 0 {
                     return Ok(Action::Read);
                 }
-                return self.talk(&mut scratch.write, turn, Dialogue::drained);
+                return self.talk(&mut scratch.sink, turn, Dialogue::drained);
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(Action::Read),
             Err(e) => return Err(e),
@@ -306,10 +307,10 @@ impl Conn {
             log::trace!("{} read 0 bytes: EOF", self.tag());
             self.ready.readable = false;
             self.ready.peer_closed = true;
-            return self.talk(&mut scratch.write, turn, Dialogue::ended);
+            return self.talk(&mut scratch.sink, turn, Dialogue::ended);
         }
         self.last_input = turn.now;
-        stats::add(&turn.stats.bytes_in, n as u64);
+        scratch.sink.tally.bytes_in += n as u64;
         log::trace!("{} read {n} bytes", self.tag());
         // A short read emptied the socket's receive queue; the next arrival
         // raises a new edge. Skipping the read that would only say WouldBlock
@@ -319,13 +320,13 @@ impl Conn {
             self.ready.readable = false;
         }
         let fresh = &scratch.read[..n];
-        let action = self.talk(&mut scratch.write, turn, |dialogue, cx| {
+        let action = self.talk(&mut scratch.sink, turn, |dialogue, cx| {
             dialogue.received(fresh, cx)
         })?;
         // Only input left over can make a message of what arrived (`--framing
         // read`): in the steady state nothing is, and this costs nothing.
         if drained && action == Action::Read && self.dialogue.buffered() > 0 {
-            return self.talk(&mut scratch.write, turn, Dialogue::drained);
+            return self.talk(&mut scratch.sink, turn, Dialogue::drained);
         }
         Ok(action)
     }
@@ -335,10 +336,11 @@ impl Conn {
     /// sleeps, not on a later event).
     fn talk(
         &mut self,
-        scratch: &mut Vec<u8>,
+        sink: &mut Sink,
         turn: Turn<'_>,
         call: impl FnOnce(&mut Dialogue, &mut Cx<'_>) -> Action,
     ) -> io::Result<Action> {
+        let scratch = &mut sink.write;
         scratch.clear();
         // Straight into the loop's buffer in the steady state; behind the
         // queued output if some is still unsent (replies leave in order).
@@ -365,15 +367,15 @@ impl Conn {
         let action = call(&mut self.dialogue, &mut cx);
         let answered = u64::from(self.dialogue.take_answered());
         if answered > 0 {
-            stats::add(&turn.stats.requests, answered);
+            sink.tally.requests += answered;
             stats::add(&self.service.counters.requests, answered);
         }
         if !scratch.is_empty() {
-            self.send_scratch(scratch, turn.stats)?;
+            self.send_scratch(scratch, &mut sink.tally)?;
         }
         shrink(scratch);
         if self.pending() > 0 && self.ready.writable {
-            self.flush(turn.stats)?;
+            self.flush(&mut sink.tally)?;
         }
         Ok(action)
     }
@@ -453,9 +455,9 @@ impl Conn {
     /// Writes a reply that is still in the loop's buffer; whatever the socket
     /// does not take is copied into the connection's own output buffer.
     #[inline]
-    fn send_scratch(&mut self, bytes: &[u8], stats: &Stats) -> io::Result<()> {
+    fn send_scratch(&mut self, bytes: &[u8], tally: &mut Tally) -> io::Result<()> {
         let sent = if self.ready.writable {
-            let sent = write_some(&mut self.socket, bytes, &mut self.ready.writable, stats)?;
+            let sent = write_some(&mut self.socket, bytes, &mut self.ready.writable, tally)?;
             log::trace!("{} wrote {sent} of {} bytes", self.tag(), bytes.len());
             sent
         } else {
@@ -468,9 +470,9 @@ impl Conn {
     }
 
     /// Writes queued output until it is gone or the socket is full.
-    fn flush(&mut self, stats: &Stats) -> io::Result<()> {
+    fn flush(&mut self, tally: &mut Tally) -> io::Result<()> {
         let pending = &self.output[self.written..];
-        let sent = write_some(&mut self.socket, pending, &mut self.ready.writable, stats)?;
+        let sent = write_some(&mut self.socket, pending, &mut self.ready.writable, tally)?;
         log::trace!(
             "{} wrote {sent} of {} queued bytes",
             self.tag(),
@@ -517,11 +519,11 @@ fn write_some(
     socket: &mut TcpStream,
     bytes: &[u8],
     writable: &mut bool,
-    stats: &Stats,
+    tally: &mut Tally,
 ) -> io::Result<usize> {
     let mut sent = 0;
     while sent < bytes.len() {
-        match socket.write(&bytes[sent..]) {
+        match sys::send(socket, &bytes[sent..]) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
             Ok(n) => sent += n,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -532,7 +534,7 @@ fn write_some(
             Err(e) => return Err(e),
         }
     }
-    stats::add(&stats.bytes_out, sent as u64);
+    tally.bytes_out += sent as u64;
     Ok(sent)
 }
 

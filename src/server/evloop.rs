@@ -130,6 +130,9 @@ impl Loop {
             if self.shutdown.is_requested() && self.shutdown_deadline.is_none() {
                 self.begin_shutdown();
             }
+            // What the last turn counted reaches the shared counters before
+            // the loop sleeps or returns.
+            self.scratch.sink.tally.publish(&self.stats);
             if let Some(deadline) = self.shutdown_deadline
                 && super::shutdown_over(self.conns.len(), deadline, &self.stats, "event loop")
             {
@@ -267,7 +270,10 @@ impl Loop {
                         self.job_done(key, JobOutput::Remote(Answer::Unavailable))
                     }
                 }
-                (job, _, None) => self.job_done(key, job.run()),
+                (job, _, None) => {
+                    self.scratch.sink.tally.publish(&self.stats); // the job may take long
+                    self.job_done(key, job.run())
+                }
                 (job, _, Some(pool)) => {
                     stats::add(&self.stats.offloaded, 1);
                     pool.submit(ticket, job);
@@ -410,6 +416,8 @@ impl Loop {
     /// Always deregister before dropping a socket (mio's rule). A request
     /// still waiting for room on the upstreams is forgotten with it.
     fn close(&mut self, key: usize) {
+        // Counted before the client can see its connection end.
+        self.scratch.sink.tally.publish(&self.stats);
         let mut conn = self.conns.remove(key);
         if let Err(e) = self.poll.registry().deregister(conn.socket()) {
             log::debug!("{}: deregister failed: {e}", conn.tag());

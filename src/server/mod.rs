@@ -36,6 +36,7 @@ mod mail;
 mod offload;
 mod sources;
 mod stream;
+mod sys;
 mod threaded;
 mod timers;
 mod turn;

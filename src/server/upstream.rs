@@ -223,7 +223,7 @@ impl Upstreams {
                 self.waiting.push_front((ticket, request));
                 return; // back-pressure: they wait for replies to free room
             };
-            stats::add(&self.stats.store_requests, 1);
+            stats::add(&self.stats.store_commands, request.replies as u64);
             upstream.pipeline.push(
                 Owner::Client(ticket),
                 &request.commands,

@@ -244,7 +244,8 @@ impl<S: Service + ?Sized> Dialogue<S> {
             consumed = (consumed + n).min(input.len());
             // `Wait` after taking bytes: part of a request (a header before
             // its body); the rest may already be here.
-            let go_on = matches!(next, Next::Answered | Next::Wait) && n > 0;
+            let go_on =
+                matches!(next, Next::Answered | Next::AnsweredMany(_) | Next::Wait) && n > 0;
             if self.apply(next) && consumed == input.len() {
                 self.request_since = None; // answered, nothing partial behind it
             }
@@ -320,10 +321,14 @@ impl<S: Service + ?Sized> Dialogue<S> {
     /// Applies what the service said. Returns true when it answered a request.
     #[inline]
     fn apply(&mut self, next: Next) -> bool {
-        match next {
-            Next::Answered => {}
+        self.answered += match next {
+            Next::Answered => 1,
+            Next::AnsweredMany(n) => n,
             Next::Wait => return false,
-            Next::Last => self.phase = Phase::Closing,
+            Next::Last => {
+                self.phase = Phase::Closing;
+                1
+            }
             Next::Close => {
                 self.phase = Phase::Closing;
                 return false;
@@ -333,8 +338,7 @@ impl<S: Service + ?Sized> Dialogue<S> {
                 self.phase = Phase::Job;
                 return false;
             }
-        }
-        self.answered += 1;
+        };
         true
     }
 

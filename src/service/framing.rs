@@ -155,7 +155,7 @@ impl<H: LineHandler> Service for Lines<H> {
         let message = rest.strip_suffix(b"\n").unwrap_or(rest);
         match self.frame(message, cx) {
             Next::Offload(job) => Eof::Offload(job),
-            Next::Answered | Next::Last => Eof::Answered,
+            Next::Answered | Next::AnsweredMany(_) | Next::Last => Eof::Answered,
             Next::Wait | Next::Close => Eof::Close,
         }
     }

@@ -40,13 +40,17 @@ use crate::store::Store;
 
 /// What a service says after a call. Instructions are data; a service never
 /// performs them itself. The [`Dialogue`] counts requests: `Answered` and
-/// `Last` count one each, so no service counts its own.
+/// `Last` count one each, `AnsweredMany(n)` n, so no service counts its own.
 #[must_use]
 #[derive(Debug, PartialEq, Eq)]
 pub enum Next {
     /// One request answered (its reply is in `out`). More input may be
     /// behind it: call `input` again with the rest.
     Answered,
+    /// `n` requests answered at once, like `n` times `Answered`: a proxy
+    /// that sent a client's pipelined requests upstream as one job writes
+    /// all their replies in `resume`.
+    AnsweredMany(u32),
     /// Nothing to answer until more bytes arrive. The bytes consumed, if
     /// any, went into the service's own state (an upload's body, a partly
     /// parsed frame).

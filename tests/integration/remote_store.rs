@@ -178,9 +178,12 @@ per_mode!(
         }
         drop(redis);
         let redis = RedisServer::start_on(port);
-        // Longer than remote::blocking::IDLE_CHECK: the connections are
-        // checked, found closed and made again before the request is sent.
-        thread::sleep(Duration::from_millis(1200));
+        // Longer than remote::blocking::IDLE_CHECK (the blocking clients'
+        // connections are checked, found closed and made again before the
+        // request is sent), and than the evloop's reconnect attempts at
+        // 0.1, 0.3, 0.7 and 1.5 s after the loss (a slow Redis start under
+        // load may miss the first ones).
+        thread::sleep(Duration::from_millis(2000));
         for _ in 0..8 {
             assert_eq!(todo(server.addr("todo"), "POST/b=2/x"), "submit success");
         }

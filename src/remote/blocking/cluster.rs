@@ -141,23 +141,44 @@ impl Client {
         }
     }
 
-    /// Sends `request` to `node` (after `ASKING` if `asking`) on this
-    /// thread's connection to it.
+    /// Sends `request` to `node` on this thread's connection to it; with
+    /// `asking`, each command after an `ASKING` (which holds for the next
+    /// command only), whose `+OK`s are taken out of the replies.
     fn send(&mut self, node: &StoreUrl, request: &Request, asking: bool) -> Answer {
         let upstream = self.nodes.entry(node.clone()).or_insert_with(Upstream::new);
         if !asking {
             return upstream.request(node, request);
         }
-        let mut commands = Request::command(&[b"ASKING"]).commands;
-        commands.extend_from_slice(&request.commands);
-        match upstream.request(node, &Request::new(commands, request.replies + 1)) {
-            Answer::Replies(replies) => match reply::len(&replies, 1) {
-                Ok(Some(end)) => Answer::Replies(replies[end..].to_vec()),
-                _ => Answer::Unavailable,
-            },
+        let asking = Request::command(&[b"ASKING"]).commands;
+        let mut commands = Vec::with_capacity(request.commands.len() + asking.len() * 2);
+        // Commands are RESP arrays: `reply::len` frames them too.
+        for command in each_reply(&request.commands, request.replies) {
+            commands.extend_from_slice(&asking);
+            commands.extend_from_slice(command);
+        }
+        let asked = Request::new(commands, request.replies * 2);
+        match upstream.request(node, &asked) {
+            Answer::Replies(replies) => {
+                let mut kept = Vec::with_capacity(replies.len());
+                for reply in each_reply(&replies, asked.replies).skip(1).step_by(2) {
+                    kept.extend_from_slice(reply);
+                }
+                Answer::Replies(kept)
+            }
             unavailable => unavailable,
         }
     }
+}
+
+/// The first `count` whole RESP values in `buf`, one by one (fewer if
+/// `buf` holds fewer).
+fn each_reply(mut buf: &[u8], count: usize) -> impl Iterator<Item = &[u8]> {
+    (0..count).map_while(move |_| {
+        let end = reply::len(buf, 1).ok()??;
+        let (reply, rest) = buf.split_at(end);
+        buf = rest;
+        Some(reply)
+    })
 }
 
 /// The start-up check: a seed node answers `CLUSTER SLOTS` (with `wait`,
@@ -236,7 +257,7 @@ mod tests {
     /// A "node" on one connection: `answer` gives the reply to each
     /// command (whole RESP arrays); the commands it saw come back at the end.
     fn fake_node(
-        answer: impl Fn(&[u8], u16) -> Vec<u8> + Send + 'static,
+        mut answer: impl FnMut(&[u8], u16) -> Vec<u8> + Send + 'static,
     ) -> (u16, std::thread::JoinHandle<Vec<Vec<u8>>>) {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
@@ -294,19 +315,25 @@ mod tests {
     }
 
     #[test]
-    fn ask_sends_asking_first_and_keeps_the_table() {
-        let (target, asked) = fake_node(|command, _| {
-            match (
-                has(command, b"SELECT") || has(command, b"ASKING"),
-                has(command, b"GET"),
-            ) {
-                (true, _) => b"+OK\r\n".to_vec(),
-                (false, true) => b"$5\r\nthere\r\n".to_vec(),
-                _ => b"-ERR unexpected\r\n".to_vec(),
-            }
+    fn ask_sends_asking_before_each_command_and_keeps_the_table() {
+        // The node the slot is migrating to: GET is served only right
+        // after ASKING, as Redis does (the flag holds for one command).
+        let mut after_asking = false;
+        let (target, asked) = fake_node(move |command, port| {
+            let reply = if has(command, b"ASKING") {
+                b"+OK\r\n".to_vec()
+            } else if has(command, b"SELECT") || has(command, b"HELLO") {
+                b"+hello\r\n".to_vec()
+            } else if after_asking {
+                b"$5\r\nthere\r\n".to_vec()
+            } else {
+                format!("-MOVED 7 127.0.0.1:{port}\r\n").into_bytes()
+            };
+            after_asking = has(command, b"ASKING");
+            reply
         });
         let (port, node) = fake_node(move |command, port| {
-            if has(command, b"SELECT") {
+            if has(command, b"SELECT") || has(command, b"HELLO") {
                 b"+OK\r\n".to_vec()
             } else if has(command, b"SLOTS") {
                 format!("*1\r\n*3\r\n:0\r\n:16383\r\n*2\r\n$9\r\n127.0.0.1\r\n:{port}\r\n")
@@ -317,19 +344,29 @@ mod tests {
         });
         let url: ClusterUrl = format!("redis-cluster://127.0.0.1:{port}").parse().unwrap();
         let mut client = Client::new(url);
-        let get = Request::command(&[b"GET", b"k"]).routed_by(b"k");
+        // As the kv proxy sends a RESP3 client's command.
+        let mut commands = Request::command(&[b"HELLO", b"3"]).commands;
+        commands.extend_from_slice(&Request::command(&[b"GET", b"k"]).commands);
+        commands.extend_from_slice(&Request::command(&[b"HELLO", b"2"]).commands);
+        let get = Request::new(commands, 3).routed_by(b"k");
         assert_eq!(
             client.run(&get),
-            Answer::Replies(b"$5\r\nthere\r\n".to_vec())
+            Answer::Replies(b"+hello\r\n$5\r\nthere\r\n+hello\r\n".to_vec())
         );
         let owner = client.table.as_ref().unwrap().owner(7).unwrap().port;
         assert_eq!(owner, port, "ASK changes no table");
         drop(client);
-        let at_target: Vec<Vec<u8>> = asked.join().unwrap();
-        assert!(
-            has(&at_target[1], b"ASKING") && has(&at_target[2], b"GET"),
+        let at_target = asked.join().unwrap();
+        let names: Vec<bool> = at_target.iter().map(|c| has(c, b"ASKING")).collect();
+        assert_eq!(
+            names,
+            [false, true, false, true, false, true, false],
             "{at_target:?}"
         );
-        assert_eq!(node.join().unwrap().len(), 3, "SELECT, CLUSTER SLOTS, GET");
+        assert_eq!(
+            node.join().unwrap().len(),
+            5,
+            "SELECT, CLUSTER SLOTS, the three"
+        );
     }
 }

@@ -141,7 +141,7 @@ fn over_the_cap_requests_wait_in_order_and_go_out_as_replies_free_room_unless_fo
     // Counted: every request once, in a handful of writes.
     let stats = &harness.upstreams.stats;
     let requests = stats
-        .store_requests
+        .store_commands
         .load(std::sync::atomic::Ordering::Relaxed);
     let writes = stats
         .store_writes

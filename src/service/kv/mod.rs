@@ -469,7 +469,7 @@ impl Factory for KvFactory {
             }
             Backend::Redis(url) => {
                 let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
-                Box::new(proxy::Proxy::new(url.db(), self.max_bulk, id))
+                Box::new(proxy::Proxy::new(url, self.max_bulk, id))
             }
         }
     }

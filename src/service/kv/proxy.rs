@@ -29,13 +29,21 @@
 //! until its output drains below `--max-output`, so one client holds at
 //! most one reply and one request in memory here.
 //!
+//! # Redis Cluster
+//!
+//! Over a cluster (`--store redis-cluster://`) each command goes up alone,
+//! routed by its first key ([`first_key`]): the blocking client sends it
+//! to the master of that key's slot and follows `-MOVED`/`-ASK`. A
+//! pipeline is not batched there: its commands may be on different slots,
+//! and a redirected batch could have had some of its commands run already.
+//!
 //! No I/O here, like every service: the driver sends the job.
 
 use super::args::{self, is};
 use super::conn::{self, Session};
 use super::reply::Reply;
-use super::resp::{self, Parser, Request, parse_i64};
-use crate::remote::{self, Answer};
+use super::resp::{self, Parsed, Parser, Request, parse_i64};
+use crate::remote::{self, Answer, Redis};
 use crate::service::{Cx, Job, JobOutput, Next, Service};
 
 /// One client connection of the proxy.
@@ -49,22 +57,32 @@ pub(crate) struct Proxy {
     session: Session,
     /// The client switched to RESP3 (`HELLO 3`).
     resp3: bool,
-    /// A request is out to Redis; `resume` writes its reply.
+    /// The store is a Redis Cluster: each command goes up alone, routed by
+    /// its first key.
+    cluster: bool,
+    /// A batch is out to Redis; `resume` writes its replies.
     waiting: Option<Sent>,
 }
 
-/// How a request went to Redis, to find the client's reply in what comes
-/// back.
+/// How a batch of the client's commands went to Redis, to find the
+/// client's replies in what comes back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Sent {
-    /// The command alone, on a connection in RESP2: one reply.
-    Plain,
-    /// `HELLO 3`, the command, `HELLO 2`: three replies, the middle one
-    /// the client's, in RESP3. The upstream connection is back in RESP2
+struct Sent {
+    /// How many of the client's commands, back to back (a pipeline).
+    commands: u32,
+    /// Between `HELLO 3` and `HELLO 2`: two more replies, first and last,
+    /// and the client's in RESP3. The upstream connection is back in RESP2
     /// after it, and a request is sent whole on one connection, so no
     /// other client's command runs in between.
-    InResp3,
+    resp3: bool,
 }
+
+/// The most commands of one client sent upstream as one batch, and the
+/// size past which no further command joins it: a pipelined client costs
+/// one job per batch, not per command, and its replies wait in memory at
+/// most a batch at a time.
+const MAX_BATCH: u32 = 128;
+const MAX_BATCH_BYTES: usize = 64 * 1024;
 
 /// The reply when Redis could not be reached (or its answer is unusable).
 const UNAVAILABLE: &[u8] = b"-ERR store unavailable\r\n";
@@ -218,11 +236,12 @@ fn blocks(req: &Request<'_>) -> bool {
 }
 
 impl Proxy {
-    /// A client connection; upstream connections use database `db`.
-    pub(crate) fn new(db: u32, max_bulk: usize, id: u64) -> Proxy {
+    /// A client connection to `store`.
+    pub(crate) fn new(store: &Redis, max_bulk: usize, id: u64) -> Proxy {
         Proxy {
             parser: Parser::new(max_bulk),
-            db,
+            db: store.db(),
+            cluster: store.is_cluster(),
             session: Session {
                 id,
                 ..Session::default()
@@ -238,7 +257,23 @@ impl Proxy {
             resp3: self.resp3,
         };
         let next = match route(req, self.db) {
-            Route::Forward => return Next::Offload(Job::Remote(self.forward(req))),
+            Route::Forward => {
+                let mut commands = Vec::with_capacity(encoded_len(req) + 32);
+                if self.resp3 {
+                    remote::encode(&[b"HELLO", b"3"], &mut commands);
+                }
+                remote::encode(&req.args_from(0).collect::<Vec<_>>(), &mut commands);
+                self.waiting = Some(Sent {
+                    commands: 1,
+                    resp3: self.resp3,
+                });
+                // The replies are counted when the batch is closed.
+                let request = remote::Request::new(commands, 0);
+                return Next::Offload(Job::Remote(match first_key(req) {
+                    Some(key) if self.cluster => request.routed_by(key),
+                    _ => request,
+                }));
+            }
             Route::Local(local) => self.local(local, req, &mut out),
             Route::Refuse(why) => {
                 refuse(req.arg(0), why, &mut out);
@@ -249,27 +284,45 @@ impl Proxy {
         next
     }
 
-    /// The request for Redis: `req` re-encoded, in RESP3 if the client
-    /// speaks it ([`Sent::InResp3`]).
-    fn forward(&mut self, req: &Request<'_>) -> remote::Request {
-        let words: Vec<&[u8]> = req.args_from(0).collect();
-        let mut commands =
-            Vec::with_capacity(64 + words.iter().map(|w| w.len() + 16).sum::<usize>());
-        let sent = if self.resp3 {
-            remote::encode(&[b"HELLO", b"3"], &mut commands);
-            remote::encode(&words, &mut commands);
-            remote::encode(&[b"HELLO", b"2"], &mut commands);
-            Sent::InResp3
-        } else {
-            remote::encode(&words, &mut commands);
-            Sent::Plain
-        };
-        self.waiting = Some(sent);
-        let request = remote::Request::new(commands, if sent == Sent::InResp3 { 3 } else { 1 });
-        match first_key(req) {
-            Some(key) => request.routed_by(key),
-            None => request,
+    /// Adds the complete commands behind the first of a batch to it, while
+    /// they are forwarded ones and the batch is under its caps; returns the
+    /// bytes taken. A command that is not forwarded (or not whole) stays in
+    /// `input` for after the batch's replies, so replies keep their order.
+    fn gather(&mut self, input: &[u8], request: &mut remote::Request, cx: &mut Cx<'_>) -> usize {
+        let sent = self.waiting.as_mut().expect("gather follows a forward");
+        let mut consumed = 0;
+        while sent.commands < MAX_BATCH && request.commands.len() < MAX_BATCH_BYTES {
+            let rest = &input[consumed..];
+            if rest.is_empty() {
+                break;
+            }
+            match self.parser.parse(rest) {
+                Parsed::Request { consumed: len } => {
+                    let req = self.parser.request(rest);
+                    if route(&req, self.db) != Route::Forward {
+                        self.parser.done(); // parsed again after the batch
+                        break;
+                    }
+                    remote::encode(&req.args_from(0).collect::<Vec<_>>(), &mut request.commands);
+                    sent.commands += 1;
+                    self.parser.done();
+                    consumed += len;
+                }
+                Parsed::Empty { consumed: len } => consumed += len,
+                // The start of the next frame is kept by the parser.
+                Parsed::Partial => return input.len(),
+                Parsed::Malformed(_) => {
+                    self.parser.done(); // the error is answered after the batch
+                    break;
+                }
+            }
         }
+        log::trace!(
+            "peer={} kv proxy: {} commands in one batch",
+            cx.peer,
+            sent.commands
+        );
+        consumed
     }
 
     /// Answers a command about this client's connection.
@@ -300,6 +353,14 @@ impl Proxy {
     }
 }
 
+/// Every command of the batch answered `-ERR store unavailable`: one
+/// reply per command, as the client counts them.
+fn unavailable(sent: Sent, cx: &mut Cx<'_>) {
+    for _ in 0..sent.commands {
+        cx.out.extend_from_slice(UNAVAILABLE);
+    }
+}
+
 /// `-ERR <NAME> is not proxied: <why>`.
 fn refuse(name: &[u8], why: Why, out: &mut Reply<'_>) {
     let mut upper = [0; 16];
@@ -308,28 +369,44 @@ fn refuse(name: &[u8], why: Why, out: &mut Reply<'_>) {
     out.error(&format!("ERR {name} is not proxied: {}", why.reason()));
 }
 
-/// The client's reply in what Redis answered a request sent `sent`
+/// The client's replies in what Redis answered a batch sent `sent`
 /// (whole replies, as many as asked: the driver read them so); `None` if
 /// it is not there, which a driver bug would be.
-fn client_reply(sent: Sent, replies: &[u8]) -> Option<&[u8]> {
-    match sent {
-        Sent::Plain => Some(replies),
-        Sent::InResp3 => {
-            // HELLO 3's, the command's, HELLO 2's.
-            let start = remote::reply::len(replies, 1).ok()??;
-            let end = remote::reply::len(replies, 2).ok()??;
-            Some(&replies[start..end])
-        }
+fn client_replies(sent: Sent, replies: &[u8]) -> Option<&[u8]> {
+    if !sent.resp3 {
+        return Some(replies);
     }
+    // HELLO 3's, the commands', HELLO 2's.
+    let start = remote::reply::len(replies, 1).ok()??;
+    let end = remote::reply::len(replies, 1 + sent.commands as usize).ok()??;
+    Some(&replies[start..end])
+}
+
+/// About how long `req` is once encoded, to size the buffer once.
+fn encoded_len(req: &Request<'_>) -> usize {
+    req.args_from(0).map(|word| word.len() + 16).sum()
 }
 
 impl Service for Proxy {
     fn input(&mut self, input: &[u8], cx: &mut Cx<'_>) -> (usize, Next) {
         // A detached parser: `run` needs `&mut self`.
         let mut parser = std::mem::replace(&mut self.parser, Parser::new(0));
-        let done = resp::one_request(&mut parser, input, cx, |req, cx| self.run(req, cx));
+        let (mut consumed, mut next) =
+            resp::one_request(&mut parser, input, cx, |req, cx| self.run(req, cx));
         self.parser = parser;
-        done
+        if let Next::Offload(Job::Remote(request)) = &mut next {
+            // A pipeline: the commands already here go up with it (one
+            // at a time to a cluster).
+            if !self.cluster {
+                consumed += self.gather(&input[consumed..], request, cx);
+            }
+            let sent = self.waiting.expect("a forward waits");
+            if sent.resp3 {
+                remote::encode(&[b"HELLO", b"2"], &mut request.commands);
+            }
+            request.replies = sent.commands as usize + if sent.resp3 { 2 } else { 0 };
+        }
+        (consumed, next)
     }
 
     /// Redis answered (or could not be reached): its reply, verbatim.
@@ -342,20 +419,23 @@ impl Service for Proxy {
             return Next::Close;
         };
         match done {
-            JobOutput::Remote(Answer::Replies(replies)) => match client_reply(sent, &replies) {
-                Some(reply) => cx.out.extend_from_slice(reply),
+            JobOutput::Remote(Answer::Replies(replies)) => match client_replies(sent, &replies) {
+                Some(replies) => cx.out.extend_from_slice(replies),
                 None => {
                     log::error!("peer={} kv proxy: replies cut short: {sent:?}", cx.peer);
-                    cx.out.extend_from_slice(UNAVAILABLE);
+                    unavailable(sent, cx);
                 }
             },
-            JobOutput::Remote(Answer::Unavailable) => cx.out.extend_from_slice(UNAVAILABLE),
+            JobOutput::Remote(Answer::Unavailable) => unavailable(sent, cx),
             other => {
                 log::error!("peer={} kv proxy: unexpected job output {other:?}", cx.peer);
                 return Next::Close;
             }
         }
-        Next::Answered
+        match sent.commands {
+            1 => Next::Answered,
+            n => Next::AnsweredMany(n),
+        }
     }
 
     fn in_body(&self) -> bool {

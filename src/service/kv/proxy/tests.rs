@@ -5,7 +5,7 @@ use super::*;
 use crate::service::testing::{assert_dialogue, run_until_job};
 
 fn proxy() -> Proxy {
-    Proxy::new(2, 1024, 7)
+    Proxy::new(&"redis://h:1/2".parse().unwrap(), 1024, 7)
 }
 
 /// The job the proxy asks for on `input`, and what it wrote first.
@@ -209,15 +209,126 @@ fn redis_replies_are_written_verbatim() {
     assert_eq!((next, out), (Next::Answered, reply));
 }
 
+/// Drives `service` over `input` to its job: the job and the bytes taken.
+fn batch_of(service: &mut Proxy, input: &[u8]) -> (usize, remote::Request) {
+    let mut out = Vec::new();
+    let (used, next) = service.input(input, &mut crate::service::testing::cx(&mut out));
+    assert_eq!(out, b"", "nothing answered before Redis");
+    match next {
+        Next::Offload(Job::Remote(request)) => (used, request),
+        other => panic!("{input:?} was not forwarded: {other:?}"),
+    }
+}
+
 #[test]
-fn a_request_is_routed_by_its_first_key() {
-    let slot_of = |input: &[u8]| {
-        let (_, job) = run_until_job(proxy(), &[input]);
-        match job {
-            Some(Job::Remote(request)) => request.slot,
-            other => panic!("{input:?} was not forwarded: {other:?}"),
+fn a_pipeline_goes_up_as_one_batch_and_comes_back_in_order() {
+    let mut service = proxy();
+    let pipeline = b"SET a 1\r\nGET a\r\n*2\r\n$4\r\nINCR\r\n$1\r\nn\r\n";
+    let (used, request) = batch_of(&mut service, pipeline);
+    assert_eq!(used, pipeline.len());
+    assert_eq!(request.replies, 3);
+    assert_eq!(
+        request.commands,
+        b"*3\r\n$3\r\nSET\r\n$1\r\na\r\n$1\r\n1\r\n*2\r\n$3\r\nGET\r\n$1\r\na\r\n\
+          *2\r\n$4\r\nINCR\r\n$1\r\nn\r\n"
+    );
+    let mut out = Vec::new();
+    let replies = b"+OK\r\n$1\r\n1\r\n:1\r\n";
+    let next = service.resume(
+        JobOutput::Remote(Answer::Replies(replies.to_vec())),
+        &mut crate::service::testing::cx(&mut out),
+    );
+    assert_eq!(
+        (next, out.as_slice()),
+        (Next::AnsweredMany(3), &replies[..])
+    );
+    // A lost store answers each command of the batch.
+    let (_, _) = batch_of(&mut service, b"GET a\r\nGET b\r\n");
+    let mut out = Vec::new();
+    let next = service.resume(
+        JobOutput::Remote(Answer::Unavailable),
+        &mut crate::service::testing::cx(&mut out),
+    );
+    assert_eq!(next, Next::AnsweredMany(2));
+    assert_eq!(out, b"-ERR store unavailable\r\n-ERR store unavailable\r\n");
+}
+
+#[test]
+fn a_batch_stops_before_what_is_not_forwarded_or_not_whole() {
+    let mut service = proxy();
+    // QUIT is answered here: after the batch's replies, not before.
+    let (used, request) = batch_of(&mut service, b"GET a\r\nGET b\r\nQUIT\r\nGET c\r\n");
+    assert_eq!((used, request.replies), (14, 2));
+    // A frame cut short: the batch goes; the parser keeps the start.
+    let mut service = proxy();
+    let (used, request) = batch_of(&mut service, b"GET a\r\n*2\r\n$3\r\nGET");
+    assert_eq!((used, request.replies), (18, 1));
+    // A malformed frame is left for after the batch (then closes).
+    let mut service = proxy();
+    let (used, request) = batch_of(&mut service, b"GET a\r\n*x\r\n");
+    assert_eq!((used, request.replies), (7, 1));
+    // The caps: at most MAX_BATCH commands in one batch.
+    let mut service = proxy();
+    let many = b"GET k\r\n".repeat(MAX_BATCH as usize + 5);
+    let (used, request) = batch_of(&mut service, &many);
+    assert_eq!(
+        (used, request.replies),
+        (7 * MAX_BATCH as usize, MAX_BATCH as usize)
+    );
+}
+
+#[test]
+fn a_pipeline_split_anywhere_gets_the_same_replies() {
+    // Through the Dialogue, with Redis played by a function: every split
+    // of a pipeline gives the same bytes back and counts every command.
+    let pipeline: &[u8] = b"SET a 1\r\nGET a\r\nPING\r\nQUIT\r\n";
+    let redis = |request: &remote::Request| {
+        let mut replies = Vec::new();
+        for _ in 0..request.replies {
+            replies.extend_from_slice(b"+R\r\n");
         }
+        Answer::Replies(replies)
     };
+    for cut in 0..=pipeline.len() {
+        let (a, b) = pipeline.split_at(cut);
+        let mut service = proxy();
+        let (mut out, mut answered) = (Vec::new(), 0);
+        let mut pending: Vec<u8> = Vec::new();
+        for chunk in [a, b] {
+            pending.extend_from_slice(chunk);
+            loop {
+                let mut cx = crate::service::testing::cx(&mut out);
+                let (used, next) = service.input(&pending, &mut cx);
+                pending.drain(..used);
+                match next {
+                    Next::Offload(Job::Remote(request)) => {
+                        match service.resume(JobOutput::Remote(redis(&request)), &mut cx) {
+                            Next::Answered => answered += 1,
+                            Next::AnsweredMany(n) => answered += n,
+                            other => panic!("{other:?}"),
+                        }
+                    }
+                    Next::Last => {
+                        answered += 1;
+                        break;
+                    }
+                    Next::Answered => answered += 1,
+                    Next::Wait => break,
+                    other => panic!("{other:?}"),
+                }
+                if pending.is_empty() {
+                    break;
+                }
+            }
+        }
+        assert_eq!(out, b"+R\r\n+R\r\n+R\r\n+OK\r\n", "cut at {cut}");
+        assert_eq!(answered, 4, "cut at {cut}");
+    }
+}
+
+#[test]
+fn over_a_cluster_each_command_goes_alone_routed_by_its_first_key() {
+    let cluster: Redis = "redis-cluster://h:1".parse().unwrap();
     let slot = |key: &[u8]| Some(remote::cluster::slot(key));
     for (input, routed_by) in [
         (&b"GET k1\r\n"[..], slot(b"k1")),
@@ -237,6 +348,20 @@ fn a_request_is_routed_by_its_first_key() {
         (b"CLUSTER KEYSLOT k\r\n", None),
         (b"OBJECT HELP\r\n", None),
     ] {
-        assert_eq!(slot_of(input), routed_by, "{}", input.escape_ascii());
+        let mut service = Proxy::new(&cluster, 1024, 7);
+        let (_, request) = batch_of(&mut service, input);
+        assert_eq!(request.slot, routed_by, "{}", input.escape_ascii());
     }
+    // A pipeline is not batched: its commands may be on other slots.
+    let mut service = Proxy::new(&cluster, 1024, 7);
+    let pipeline = b"GET a\r\nGET b\r\n";
+    let (used, request) = batch_of(&mut service, pipeline);
+    assert_eq!((used, request.replies), (b"GET a\r\n".len(), 1));
+    assert_eq!(request.slot, slot(b"a"));
+    // One server: no routing, and the pipeline goes up whole.
+    let (used, request) = batch_of(&mut proxy(), pipeline);
+    assert_eq!(
+        (used, request.replies, request.slot),
+        (pipeline.len(), 2, None)
+    );
 }
