@@ -68,6 +68,18 @@ per_mode!(kv_and_todo_keys_spread_over_every_master, |mode| {
         let key = format!("key:{i}");
         assert_eq!(kv(&mut client, &["GET", &key]), bulk(&format!("value-{i}")));
     }
+    // A pipeline over every master: each reply in its place.
+    for i in 0..KEYS {
+        client.send(&[b"GET".to_vec(), format!("key:{i}").into_bytes()]);
+    }
+    for i in 0..KEYS {
+        let value = format!("value-{i}");
+        assert_eq!(
+            client.reply().1,
+            Value::Bulk(Some(value.into_bytes())),
+            "pipelined"
+        );
+    }
     // Each master holds its share: the keys and todo's three seed tasks.
     let sizes: Vec<i64> = (0..3).map(|i| dbsize(&cluster, i)).collect();
     assert!(sizes.iter().all(|&n| n > KEYS as i64 / 6), "{sizes:?}");
@@ -157,6 +169,19 @@ per_mode!(
                 "during the migration"
             );
         }
+        // A RESP3 client's commands go up between HELLO 3 and HELLO 2:
+        // each gets its ASKING.
+        let mut resp3 = Client::connect(server.addr("kv"));
+        assert!(kv(&mut resp3, &["HELLO", "3"]).starts_with('%'));
+        for key in &keys {
+            assert_eq!(kv(&mut resp3, &["GET", key]), bulk(key), "RESP3, mid-move");
+        }
+        assert_eq!(
+            kv(&mut resp3, &["HGETALL", "{moving}:none"]),
+            "%0\r\n",
+            "RESP3's map"
+        );
+        drop(resp3);
         // A new key of a migrating slot is made on the node it goes to.
         assert_eq!(
             kv(&mut client, &["SET", "{moving}:new", "born mid-move"]),
