@@ -163,6 +163,38 @@ fn node_at(host: &[u8], port: u16, asked: &StoreUrl) -> Result<StoreUrl, String>
     Ok(StoreUrl { host, port, db: 0 })
 }
 
+/// The masters a `CLUSTER NODES` reply (asked of `asked`) lists, with
+/// slots or none yet (one a slot is migrating to), failing or not: a
+/// redirection is followed only to a node of the cluster, never to an
+/// address a script's error reply made up.
+pub fn masters(reply: &[u8], asked: &StoreUrl) -> Result<Vec<StoreUrl>, String> {
+    let (value, _) = Value::parse(reply, 0)?;
+    let Value::Bulk(text) = value else {
+        return Err("CLUSTER NODES answered something that is not a bulk string".into());
+    };
+    let mut masters = Vec::new();
+    for line in text.split(|&b| b == b'\n').filter(|line| !line.is_empty()) {
+        let mut fields = line.split(|&b| b == b' ').skip(1);
+        let (Some(address), Some(flags)) = (fields.next(), fields.next()) else {
+            return Err("a CLUSTER NODES line without an address or flags".into());
+        };
+        if !flags.split(|&b| b == b',').any(|flag| flag == b"master") {
+            continue;
+        }
+        // `host:port@bus[,hostname]`.
+        let address = address.split(|&b| b == b'@').next().unwrap_or_default();
+        let Some(colon) = address.iter().rposition(|&b| b == b':') else {
+            return Err("a CLUSTER NODES address without a port".into());
+        };
+        let port = std::str::from_utf8(&address[colon + 1..])
+            .ok()
+            .and_then(|port| port.parse::<u16>().ok())
+            .ok_or("a CLUSTER NODES address without a port")?;
+        masters.push(node_at(&address[..colon], port, asked)?);
+    }
+    Ok(masters)
+}
+
 /// A node's answer for a slot it does not serve.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Redirect {

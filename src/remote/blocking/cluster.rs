@@ -62,7 +62,21 @@ impl Client {
                 self.stale = true;
                 return answer;
             };
-            match cluster::redirect(replies, request.replies, &node) {
+            let redirect = cluster::redirect(replies, request.replies, &node);
+            let to = match &redirect {
+                None => return answer,
+                Some(Redirect::Moved { node, .. } | Redirect::Ask { node, .. }) => node,
+            };
+            if !self.is_master(to) {
+                // A script's error reply that looks like one: passed on.
+                log::warn!(
+                    "store {}: a redirection to {:?}, no master of the cluster: not followed",
+                    self.url,
+                    to.authority()
+                );
+                return answer;
+            }
+            match redirect {
                 None => return answer,
                 Some(Redirect::Moved { slot, node: to }) => {
                     log::debug!(
@@ -111,6 +125,33 @@ impl Client {
             .iter()
             .find(|node| self.nodes.get(*node).is_some_and(Upstream::connected));
         connected.or(table.nodes().first()).cloned()
+    }
+
+    /// True if `node` is a seed or a master of the cluster: in the table,
+    /// in the table fetched again, or (a master with no slot yet, one a
+    /// slot is migrating to) in `CLUSTER NODES`.
+    fn is_master(&mut self, node: &StoreUrl) -> bool {
+        let known = |client: &Client| {
+            client.url.seeds.contains(node)
+                || (client.table.iter()).any(|table| table.nodes().contains(node))
+        };
+        if known(self) {
+            return true;
+        }
+        self.fetch_table();
+        if known(self) {
+            return true;
+        }
+        let asked: Vec<StoreUrl> = self.table.iter().flat_map(|t| t.nodes()).cloned().collect();
+        let nodes = Request::command(&[b"CLUSTER", b"NODES"]);
+        for at in asked {
+            if let Answer::Replies(reply) = self.send(&at, &nodes, false)
+                && let Ok(masters) = cluster::masters(&reply, &at)
+            {
+                return masters.contains(node);
+            }
+        }
+        false
     }
 
     /// Asks the known masters, then the seeds, for `CLUSTER SLOTS`; the
@@ -338,6 +379,16 @@ mod tests {
             } else if has(command, b"SLOTS") {
                 format!("*1\r\n*3\r\n:0\r\n:16383\r\n*2\r\n$9\r\n127.0.0.1\r\n:{port}\r\n")
                     .into_bytes()
+            } else if has(command, b"NODES") {
+                // The target is a master with no slot yet.
+                let text = format!(
+                    "a :{port}@1 myself,master - 0 0 1 connected 0-16383\n\
+                     b 127.0.0.1:{target}@2 master - 0 0 2 connected\n"
+                );
+                format!("${}\r\n{text}\r\n", text.len()).into_bytes()
+            } else if has(command, b"spoof") {
+                // As a script's error reply could say.
+                b"-MOVED 7 127.0.0.1:1\r\n".to_vec()
             } else {
                 format!("-ASK 7 127.0.0.1:{target}\r\n").into_bytes()
             }
@@ -355,6 +406,12 @@ mod tests {
         );
         let owner = client.table.as_ref().unwrap().owner(7).unwrap().port;
         assert_eq!(owner, port, "ASK changes no table");
+        // A redirection to no master of the cluster is not followed.
+        let spoof = Request::command(&[b"EVAL", b"spoof", b"1", b"k"]).routed_by(b"k");
+        assert_eq!(
+            client.run(&spoof),
+            Answer::Replies(b"-MOVED 7 127.0.0.1:1\r\n".to_vec())
+        );
         drop(client);
         let at_target = asked.join().unwrap();
         let names: Vec<bool> = at_target.iter().map(|c| has(c, b"ASKING")).collect();
@@ -363,10 +420,12 @@ mod tests {
             [false, true, false, true, false, true, false],
             "{at_target:?}"
         );
-        assert_eq!(
-            node.join().unwrap().len(),
-            5,
-            "SELECT, CLUSTER SLOTS, the three"
-        );
+        let at_source: Vec<String> = (node.join().unwrap().iter())
+            .map(|command| command.escape_ascii().to_string())
+            .collect();
+        // SELECT, CLUSTER SLOTS, the three commands, CLUSTER SLOTS and
+        // NODES to check the target is a master; the spoof, SLOTS and
+        // NODES again.
+        assert_eq!(at_source.len(), 10, "{at_source:#?}");
     }
 }

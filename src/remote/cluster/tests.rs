@@ -167,3 +167,21 @@ fn moved_and_ask_are_read_from_any_reply_of_a_request() {
         );
     }
 }
+
+#[test]
+fn cluster_nodes_lists_the_masters_with_slots_or_none() {
+    let text = "07c37dfeb2 127.0.0.1:30004@31004,host4 slave e7d1eecce1 0 1426238317239 4 connected\n\
+                67ed2db8d6 127.0.0.1:30002@31002 master - 0 1426238316232 2 connected 5461-10922\n\
+                e7d1eecce1 :30001@31001 myself,master - 0 0 1 connected 0-5460\n\
+                a1b2c3d4e5 10.0.0.7:30009@31009 master - 0 0 9 connected\n";
+    let reply = format!("${}\r\n{text}\r\n", text.len());
+    let asked = node(30001);
+    let listed = masters(reply.as_bytes(), &asked).unwrap();
+    let found: Vec<String> = listed.iter().map(StoreUrl::authority).collect();
+    assert_eq!(
+        found,
+        ["127.0.0.1:30002", "127.0.0.1:30001", "10.0.0.7:30009"]
+    );
+    assert!(masters(b"-ERR cluster support disabled\r\n", &asked).is_err());
+    assert!(masters(b"$5\r\nx y\nz\r\n", &asked).is_err());
+}
