@@ -222,6 +222,25 @@ per_mode!(
         ] {
             assert!(log.contains(&says), "no {says:?} in:\n{log}");
         }
+        // A script's error that reads as a redirection is passed on, and
+        // no connection is made to the address it names.
+        let bait = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        bait.set_nonblocking(true).unwrap();
+        let spoof = format!(
+            "return redis.error_reply('MOVED {moving} {}')",
+            bait.local_addr().unwrap()
+        );
+        let reply = kv(&mut client, &["EVAL", &spoof, "1", &keys[0]]);
+        assert_eq!(
+            reply,
+            format!("-MOVED {moving} {}\r\n", bait.local_addr().unwrap())
+        );
+        assert_eq!(kv(&mut client, &["GET", &keys[0]]), bulk(&keys[0]));
+        let connected = bait.accept();
+        assert!(
+            matches!(&connected, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+            "{connected:?}"
+        );
         // The hash slots are the cluster's own.
         for key in keys
             .iter()

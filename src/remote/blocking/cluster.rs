@@ -9,7 +9,10 @@
 //! before the next request (a slot that moved is seldom the only one);
 //! `-ASK` sends `ASKING` and the request to the node named, once, and
 //! keeps the table. At most [`MAX_REDIRECTS`] redirections a request,
-//! then `-ERR`. A node that cannot be reached answers that request
+//! then `-ERR`. A redirection is followed only to a seed or a master of
+//! the cluster: a script's error reply can look like one, and must not
+//! send requests where a client chose. A node that cannot be reached
+//! answers that request
 //! [`Answer::Unavailable`], and the table is fetched again, from another
 //! node, before the next one (a replica may have taken over).
 //!
