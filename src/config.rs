@@ -379,6 +379,17 @@ mod tests {
         assert_eq!(options.store_conns, 3);
         let file = config_of(&["--store", "file:d"]).unwrap().options;
         assert_eq!((file.store, file.store_conns), (None, 2));
+        // A cluster is no one server to pipeline to: the event loop hands
+        // its requests to the offload pool (the blocking cluster client).
+        let cluster = config_of(&["--store", "redis-cluster://127.0.0.1:7000"]).unwrap();
+        assert_eq!(cluster.options.store, None);
+        assert!(matches!(
+            cluster.store,
+            StoreConfig::Redis {
+                url: Redis::Cluster(_),
+                ..
+            }
+        ));
         let zero = config_of(&["--store-conns", "0"]).unwrap_err();
         assert!(
             zero.contains("--store-conns") && zero.contains("at least 1"),

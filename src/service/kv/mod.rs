@@ -467,9 +467,9 @@ impl Factory for KvFactory {
                 kv.session.pubsub = pubsub::Subscriber::new(Arc::clone(&self.broker));
                 Box::new(kv)
             }
-            Backend::Redis(url) => {
+            Backend::Redis(store) => {
                 let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
-                Box::new(proxy::Proxy::new(url, self.max_bulk, id))
+                Box::new(proxy::Proxy::new(store, self.max_bulk, id))
             }
         }
     }
