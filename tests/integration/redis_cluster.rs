@@ -31,14 +31,24 @@ impl RedisCluster {
     /// Starts three masters and makes them one cluster; fails the test,
     /// naming the package, when redis-server or redis-cli is missing.
     pub fn start() -> RedisCluster {
+        RedisCluster::start_on(RedisCluster::free_ports())
+    }
+
+    /// Three free client ports.
+    pub fn free_ports() -> [u16; 3] {
+        [free_port(), free_port(), free_port()]
+    }
+
+    /// [`RedisCluster::start`], its masters on `ports`.
+    pub fn start_on(ports: [u16; 3]) -> RedisCluster {
         let dir = TempDir::new("redis-cluster");
         let mut cluster = RedisCluster {
             nodes: Vec::new(),
             addrs: Vec::new(),
             _dir: TempDir::new("redis-cluster-unused"),
         };
-        for _ in 0..3 {
-            let (port, bus) = (free_port(), free_port());
+        for port in ports {
+            let bus = free_port();
             let child = Command::new("redis-server")
                 .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
                 .args([

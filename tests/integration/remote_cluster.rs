@@ -351,3 +351,25 @@ fn a_cluster_that_cannot_serve_is_one_error_line_at_start() {
         "{error}"
     );
 }
+
+#[test]
+fn store_wait_serves_once_the_cluster_has_formed() {
+    let ports = RedisCluster::free_ports();
+    let seeds: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+    let url = format!("redis-cluster://{}", seeds.join(","));
+    // The cluster starts while readyloop waits for it: first no node
+    // listens, then nodes whose slots are not all assigned yet.
+    let forming = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(500));
+        RedisCluster::start_on(ports)
+    });
+    let server = serve(&["--store-wait"], &url);
+    let cluster = forming.join().unwrap();
+    assert_eq!(todo(server.addr("todo"), "GET/task_01/x"), "see someone");
+    assert_eq!(cluster.cli_get("task_02"), "read book");
+    let log = server.log.lock().unwrap().clone();
+    assert!(
+        log.contains("trying again in") && log.contains("(--store-wait)"),
+        "{log}"
+    );
+}

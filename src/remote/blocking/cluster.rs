@@ -225,30 +225,23 @@ fn each_reply(mut buf: &[u8], count: usize) -> impl Iterator<Item = &[u8]> {
     })
 }
 
-/// The start-up check: a seed node answers `CLUSTER SLOTS` (with `wait`,
-/// each seed tried again with backoff until one does), and its table
-/// serves all 16384 slots. The client it returns has that table, for the
-/// start-up requests; it is dropped before serving, so no thread or child
-/// inherits its connections.
+/// The start-up check: a seed node answers `CLUSTER SLOTS` with every one
+/// of the 16384 slots served, and says `cluster_state:ok` (with `wait`,
+/// each seed tried again with backoff until one does). The client it
+/// returns has that table, for the start-up requests; it is dropped before
+/// serving, so no thread or child inherits its connections.
 pub fn reach(url: &ClusterUrl, wait: bool) -> Result<Client, String> {
     let mut backoff = RETRY_FIRST;
     loop {
         let mut failures = Vec::new();
         for seed in &url.seeds {
-            match ask_slots(seed) {
-                Ok(table) if table.uncovered().is_empty() => {
+            match check_seed(seed) {
+                Ok(table) => {
                     let mut client = Client::new(url.clone());
                     (client.table, client.stale) = (Some(table), false);
                     client.fetched_at = Some(Instant::now());
                     return Ok(client);
                 }
-                Ok(table) => failures.push(format!(
-                    "{}: the cluster does not serve every slot: {} have no master \
-                     (`redis-cli --cluster check {}` says what is wrong)",
-                    seed.authority(),
-                    ranges(&table.uncovered()),
-                    seed.authority()
-                )),
                 Err(error) => failures.push(format!("{}: {error}", seed.authority())),
             }
         }
@@ -262,18 +255,52 @@ pub fn reach(url: &ClusterUrl, wait: bool) -> Result<Client, String> {
     }
 }
 
-/// `CLUSTER SLOTS` of `seed`, on a connection of its own.
-fn ask_slots(seed: &StoreUrl) -> Result<SlotTable, String> {
-    let mut stream = super::connect(seed).map_err(|error| error.to_string())?;
-    let slots = Request::command(&[b"CLUSTER", b"SLOTS"]);
-    let reply = super::exchange(&mut stream, &slots).map_err(|error| error.to_string())?;
-    SlotTable::parse(&reply, seed).map_err(|error| {
+/// `seed`'s slot table, if it serves every slot and every master says the
+/// cluster is up (`cluster_state:ok` in `CLUSTER INFO`: each node decides
+/// for itself, and one that has not yet answers `-CLUSTERDOWN`).
+fn check_seed(seed: &StoreUrl) -> Result<SlotTable, String> {
+    let reply = ask(seed, &[b"CLUSTER", b"SLOTS"])?;
+    let table = SlotTable::parse(&reply, seed).map_err(|error| {
         if error.contains("cluster support disabled") {
             format!("{error} (a single Redis is --store redis://HOST:PORT)")
         } else {
             error
         }
-    })
+    })?;
+    let check = format!(
+        "`redis-cli --cluster check {}` says what is wrong",
+        seed.authority()
+    );
+    let gaps = table.uncovered();
+    if !gaps.is_empty() {
+        return Err(format!(
+            "the cluster does not serve every slot: {} have no master ({check})",
+            ranges(&gaps)
+        ));
+    }
+    for master in table.nodes() {
+        let info = ask(master, &[b"CLUSTER", b"INFO"])
+            .map_err(|error| format!("master {}: {error}", master.authority()))?;
+        let info = String::from_utf8_lossy(&info);
+        let state =
+            (info.lines().map(str::trim_end)).find(|line| line.starts_with("cluster_state:"));
+        if state != Some("cluster_state:ok") {
+            return Err(format!(
+                "master {}: the cluster is not up there ({}) ({check})",
+                master.authority(),
+                state
+                    .unwrap_or("CLUSTER INFO has no cluster_state")
+                    .escape_debug()
+            ));
+        }
+    }
+    Ok(table)
+}
+
+/// One command to `node`, on a connection of its own: its reply.
+fn ask(node: &StoreUrl, words: &[&[u8]]) -> Result<Vec<u8>, String> {
+    let mut stream = super::connect(node).map_err(|error| error.to_string())?;
+    super::exchange(&mut stream, &Request::command(words)).map_err(|error| error.to_string())
 }
 
 /// `0-99, 200, 300-310` (the first few).
