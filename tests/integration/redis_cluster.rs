@@ -31,36 +31,28 @@ impl RedisCluster {
     /// Starts three masters and makes them one cluster; fails the test,
     /// naming the package, when redis-server or redis-cli is missing.
     pub fn start() -> RedisCluster {
-        RedisCluster::start_on(RedisCluster::free_ports())
+        let cluster = RedisCluster::launch();
+        cluster.join();
+        cluster
     }
 
-    /// Three free client ports.
-    pub fn free_ports() -> [u16; 3] {
-        [free_port(), free_port(), free_port()]
-    }
-
-    /// [`RedisCluster::start`], its masters on `ports`.
-    pub fn start_on(ports: [u16; 3]) -> RedisCluster {
-        let dir = TempDir::new("redis-cluster");
+    /// Three masters listening, not one cluster yet: no slot is served.
+    pub fn launch() -> RedisCluster {
         let mut cluster = RedisCluster {
             nodes: Vec::new(),
             addrs: Vec::new(),
-            _dir: TempDir::new("redis-cluster-unused"),
+            _dir: TempDir::new("redis-cluster"),
         };
-        for port in ports {
-            let bus = free_port();
+        for _ in 0..3 {
+            let (port, bus) = (free_port(), free_port());
             let child = Command::new("redis-server")
                 .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-                .args([
-                    "--cluster-enabled",
-                    "yes",
-                    "--cluster-port",
-                    &bus.to_string(),
-                ])
+                .args(["--cluster-enabled", "yes"])
+                .args(["--cluster-port", &bus.to_string()])
                 .args(["--cluster-config-file", &format!("nodes-{port}.conf")])
                 .args(["--save", "", "--appendonly", "no"])
                 .arg("--dir")
-                .arg(dir.path())
+                .arg(cluster._dir.path())
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()
@@ -73,7 +65,6 @@ impl RedisCluster {
             cluster.nodes.push(child);
             cluster.addrs.push(SocketAddr::from(([127, 0, 0, 1], port)));
         }
-        cluster._dir = dir;
         let deadline = Instant::now() + FORMING;
         for addr in &cluster.addrs {
             while std::net::TcpStream::connect(addr).is_err() {
@@ -84,8 +75,14 @@ impl RedisCluster {
                 thread::sleep(Duration::from_millis(20));
             }
         }
+        cluster
+    }
+
+    /// Makes the masters one cluster (`redis-cli --cluster create`, the
+    /// slots split in three) and waits until each says `cluster_state:ok`.
+    pub fn join(&self) {
         let mut create = vec!["--cluster".to_owned(), "create".to_owned()];
-        create.extend(cluster.addrs.iter().map(SocketAddr::to_string));
+        create.extend(self.addrs.iter().map(SocketAddr::to_string));
         create.extend(["--cluster-replicas", "0", "--cluster-yes"].map(String::from));
         let create: Vec<&str> = create.iter().map(String::as_str).collect();
         let output = tool("redis-cli", &create);
@@ -93,9 +90,10 @@ impl RedisCluster {
             output.status.success(),
             "redis-cli --cluster create: {output:?}"
         );
-        for addr in cluster.addrs.clone() {
+        let deadline = Instant::now() + FORMING;
+        for &addr in &self.addrs {
             loop {
-                let info = cluster.direct(addr, &["CLUSTER", "INFO"]);
+                let info = self.direct(addr, &["CLUSTER", "INFO"]);
                 if text(&info).contains("cluster_state:ok") {
                     break;
                 }
@@ -106,7 +104,6 @@ impl RedisCluster {
                 thread::sleep(Duration::from_millis(50));
             }
         }
-        cluster
     }
 
     /// `redis-cluster://` with every master as a seed.

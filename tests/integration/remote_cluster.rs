@@ -354,22 +354,59 @@ fn a_cluster_that_cannot_serve_is_one_error_line_at_start() {
 
 #[test]
 fn store_wait_serves_once_the_cluster_has_formed() {
-    let ports = RedisCluster::free_ports();
-    let seeds: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
-    let url = format!("redis-cluster://{}", seeds.join(","));
-    // The cluster starts while readyloop waits for it: first no node
-    // listens, then nodes whose slots are not all assigned yet.
-    let forming = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(500));
-        RedisCluster::start_on(ports)
-    });
-    let server = serve(&["--store-wait"], &url);
-    let cluster = forming.join().unwrap();
-    assert_eq!(todo(server.addr("todo"), "GET/task_01/x"), "see someone");
-    assert_eq!(cluster.cli_get("task_02"), "read book");
-    let log = server.log.lock().unwrap().clone();
+    // Masters that listen but are no cluster yet: no slot is served.
+    let cluster = RedisCluster::launch();
+    let mut server = Command::new(env!("CARGO_BIN_EXE_readyloop"))
+        .args([
+            "serve",
+            "--console",
+            "off",
+            "--store",
+            &cluster.url(),
+            "--store-wait",
+        ])
+        .arg("todo@127.0.0.1:0")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map(KilledOnDrop)
+        .unwrap();
+    let mut lines = BufReader::new(server.0.stderr.take().unwrap()).lines();
+    // Each line comes within a second (the longest wait between tries);
+    // readyloop exiting ends them, and fails the test.
+    let mut next_line = || {
+        let line = lines.next().expect("readyloop exited").unwrap();
+        assert!(!line.contains("error"), "{line}");
+        line
+    };
+    let waiting = loop {
+        let line = next_line();
+        if line.contains("(--store-wait)") {
+            break line;
+        }
+    };
     assert!(
-        log.contains("trying again in") && log.contains("(--store-wait)"),
-        "{log}"
+        waiting.contains("the cluster does not serve every slot: slots 0-16383 have no master")
+            && waiting.ends_with("(--store-wait)"),
+        "{waiting}"
     );
+    cluster.join();
+    let todo_addr = loop {
+        if let Some((_, addr)) = next_line().split_once("todo listening on ") {
+            break addr.trim().parse().unwrap();
+        }
+    };
+    assert_eq!(todo(todo_addr, "GET/task_01/x"), "see someone");
+    assert_eq!(cluster.cli_get("task_02"), "read book");
+}
+
+/// A child process killed when dropped, also when the test fails.
+struct KilledOnDrop(std::process::Child);
+
+impl Drop for KilledOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
