@@ -175,9 +175,11 @@ pub struct Options {
     /// expiry). The first event loop runs it from its own timer; the other
     /// modes from a thread of their own.
     pub housekeeping: Option<Housekeeping>,
-    /// The store on Redis (`--store redis://`), if todo and kv keep their
-    /// data there. The event loop pipelines their requests onto its own
-    /// connections to it; the other modes use `remote::blocking`.
+    /// The one Redis server (`--store redis://`) the event loop pipelines
+    /// todo's and kv's requests onto, over its own connections. `None` with
+    /// the file store, and with a Redis Cluster, whose requests go through
+    /// the offload pool (`remote::blocking`'s cluster client), as they do in
+    /// the other modes.
     pub store: Option<crate::remote::StoreUrl>,
     /// Event loop: connections each loop keeps to [`Options::store`]
     /// (`--store-conns`).
