@@ -64,7 +64,7 @@ use super::sources::{ListenerService, accept_failed, refuse};
 use super::timers::Timers;
 use super::turn::Turn;
 use super::uring_conn::{Conn, Recv, Spares, Verdict};
-use super::uring_ring::{BufRing, EventFd, GROUP, Op, Ring};
+use super::uring_ring::{BufRing, EventFd, GROUP, Op, Ring, Target, on_target};
 use super::{Listener, Options, Shutdown};
 use crate::stats::{self, Stats};
 
@@ -131,7 +131,8 @@ pub(super) fn run(
     stats: Arc<Stats>,
     shutdown: Shutdown,
 ) -> io::Result<()> {
-    let ring = Ring::new()?;
+    let mut ring = Ring::new()?;
+    ring.register_files(options.max_conns);
     let bufs = BufRing::register(&ring)?;
     let wake = Arc::new(EventFd::new()?);
     shutdown.register(Arc::clone(&wake))?;
@@ -257,15 +258,16 @@ impl Loop {
                 continue;
             };
             conn.dirty = false;
-            let fd = Fd(conn.fd());
+            let target = conn.target;
             if conn.is_closed() {
                 if !conn.cancelled && (conn.recv != Recv::Off || conn.send_in_flight) {
-                    let cancel = CancelBuilder::fd(fd).all();
+                    let cancel = on_target!(target, |fd| CancelBuilder::fd(fd).all());
                     self.ring
                         .push(opcode::AsyncCancel2::new(cancel).build(), Op::Cancel);
                     conn.cancelled = true;
                 }
                 if conn.is_done() {
+                    self.ring.release(target);
                     let conn = self.conns.remove(key); // drops the socket: close(2)
                     stats::add(&self.stats.closed, 1);
                     log::debug!("{} closed", conn.tag());
@@ -273,12 +275,14 @@ impl Loop {
                 continue;
             }
             if let Some((bytes, len)) = conn.next_send() {
-                let send = opcode::Send::new(fd, bytes, len).flags(libc::MSG_NOSIGNAL);
-                self.ring.push(send.build(), Op::Send(key));
+                let send = on_target!(target, |fd| opcode::Send::new(fd, bytes, len)
+                    .flags(libc::MSG_NOSIGNAL)
+                    .build());
+                self.ring.push(send, Op::Send(key));
             }
             match (conn.wants_recv(max_output), conn.recv) {
                 (true, Recv::Off) => {
-                    let recv = opcode::RecvMulti::new(fd, GROUP).build();
+                    let recv = on_target!(target, |fd| opcode::RecvMulti::new(fd, GROUP).build());
                     self.ring.push(recv, Op::Recv(key));
                     conn.recv = Recv::Armed;
                 }
@@ -356,7 +360,16 @@ impl Loop {
         self.next_generation = self.next_generation.wrapping_add(1);
         let entry = self.conns.vacant_entry();
         let key = entry.key();
-        let conn = Conn::new(key, self.next_generation, stream, peer, service, self.now);
+        let target = self.ring.adopt(key, stream.as_raw_fd());
+        let conn = Conn::new(
+            key,
+            self.next_generation,
+            stream,
+            target,
+            peer,
+            service,
+            self.now,
+        );
         log::debug!("{} accepted", conn.tag());
         entry.insert(conn);
         let verdict = self.conns[key].open(turn!(self), &mut self.spares);

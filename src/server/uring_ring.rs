@@ -23,7 +23,7 @@
 //! buffers back. Nothing here knows of connections or services.
 
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, Instant};
 
@@ -95,7 +95,37 @@ pub(crate) struct Ring {
     /// The kernel can hold a wait out for several completions for a while,
     /// then settle for one (`IORING_FEAT_MIN_TIMEOUT`, Linux 6.12).
     min_timeout: bool,
+    /// Slots in the registered file table (0: none, sockets go by descriptor).
+    files: u32,
 }
+
+/// Where an operation finds a connection's socket: a slot of the ring's
+/// registered file table, which spares the kernel looking the descriptor up
+/// and counting a reference on every send (`fdget`/`fdput`), or the plain
+/// descriptor when there is no table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Target {
+    Fixed(u32),
+    Fd(RawFd),
+}
+
+/// `$entry`, built with `$fd` bound to `$target` as the crate's type for it
+/// (`types::Fixed` or `types::Fd`: operations take either).
+macro_rules! on_target {
+    ($target:expr, |$fd:ident| $entry:expr) => {
+        match $target {
+            Target::Fixed(slot) => {
+                let $fd = io_uring::types::Fixed(slot);
+                $entry
+            }
+            Target::Fd(raw) => {
+                let $fd = io_uring::types::Fd(raw);
+                $entry
+            }
+        }
+    };
+}
+pub(crate) use on_target;
 
 impl Ring {
     /// Queues one operation for the next `io_uring_enter`.
@@ -133,7 +163,44 @@ impl Ring {
             uring,
             in_flight: 0,
             batch: 0,
+            files: 0,
         })
+    }
+
+    /// Registers an empty file table of `slots` entries, one per connection
+    /// the loop may hold. Where the kernel refuses (a descriptor limit under
+    /// `slots`), sockets are named by descriptor.
+    pub(crate) fn register_files(&mut self, slots: usize) {
+        let slots = u32::try_from(slots).unwrap_or(u32::MAX);
+        match self.uring.submitter().register_files_sparse(slots) {
+            Ok(()) => self.files = slots,
+            Err(e) => log::info!("io_uring: no registered file table ({e}): using descriptors"),
+        }
+    }
+
+    /// Puts socket `fd` in slot `slot` of the file table, for the operations
+    /// on it to name. One system call per connection, not per operation.
+    pub(crate) fn adopt(&mut self, slot: usize, fd: RawFd) -> Target {
+        if let Ok(slot) = u32::try_from(slot)
+            && slot < self.files
+        {
+            match self.uring.submitter().register_files_update(slot, &[fd]) {
+                Ok(_) => return Target::Fixed(slot),
+                Err(e) => log::debug!("io_uring: cannot register file slot {slot}: {e}"),
+            }
+        }
+        Target::Fd(fd)
+    }
+
+    /// Empties `target`'s slot, once nothing of its socket is in flight: the
+    /// table holds a reference to the socket, which would keep it open after
+    /// its descriptor is closed.
+    pub(crate) fn release(&mut self, target: Target) {
+        if let Target::Fixed(slot) = target
+            && let Err(e) = self.uring.submitter().register_files_update(slot, &[-1])
+        {
+            log::warn!("io_uring: cannot empty file slot {slot}: {e}");
+        }
     }
 
     /// The one system call of a turn: submit everything queued, sleep until
