@@ -43,6 +43,7 @@ mod turn;
 mod udp;
 mod upstream;
 pub mod uring;
+mod uring_accept;
 mod uring_conn;
 mod uring_ring;
 

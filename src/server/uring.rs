@@ -39,14 +39,15 @@
 //! limit), so that a reset is noticed at once. Offloaded jobs and the shutdown
 //! handle wake the loop through an eventfd whose read sits in the ring.
 //! Timers are the readiness loop's (`timers.rs`): the nearest deadline is
-//! the wait's timeout. UDP sockets are served by a thread each, as the
+//! the wait's timeout. Listeners (`uring_accept.rs`) admit at most a few new
+//! connections a turn and rest after `EMFILE`, as the readiness loop's do. UDP sockets are served by a thread each, as the
 //! threaded mode does (`accept.rs`): datagrams are not this file's lesson.
 //!
 //! What it must not do: parse a protocol, keep per-connection state
 //! (`uring_conn.rs` does), or block anywhere but in the one wait.
 
-use std::net::{TcpListener, TcpStream};
-use std::os::fd::{AsRawFd, FromRawFd};
+use std::net::TcpStream;
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::thread::JoinHandle;
@@ -60,25 +61,16 @@ use slab::Slab;
 use super::accept::serve_udp;
 use super::mail::MailQueue;
 use super::offload::{Pool, Ticket};
-use super::sources::{ListenerService, accept_failed, refuse};
+use super::sources::{ListenerService, refuse};
 use super::timers::Timers;
 use super::turn::Turn;
+use super::uring_accept::Listening;
 use super::uring_conn::{Conn, Recv, Spares, Verdict};
 use super::uring_ring::{BufRing, EventFd, GROUP, Op, Ring, Target, on_target};
 use super::{Listener, Options, Shutdown};
 use crate::stats::{self, Stats};
 
 pub use super::uring_ring::RECV_POOL_BYTES;
-
-/// One TCP listener and its multishot accept.
-struct Listening {
-    /// Dropped at shutdown.
-    socket: Option<TcpListener>,
-    service: Arc<ListenerService>,
-    armed: bool,
-    /// Until when accepting rests after `EMFILE` (rule 3).
-    resting_until: Option<Instant>,
-}
 
 /// What a turn lends a connection: settings, counters, the time of this
 /// wake-up. (A macro, so that it borrows those fields only, not the loop.)
@@ -144,12 +136,10 @@ pub(super) fn run(
     let mut udp: Vec<JoinHandle<()>> = Vec::new();
     for listener in listeners {
         match listener {
-            Listener::Tcp { socket, factory } => tcp.push(Listening {
-                socket: Some(socket),
-                service: Arc::new(ListenerService::new(factory, options, &stats)),
-                armed: false,
-                resting_until: None,
-            }),
+            Listener::Tcp { socket, factory } => {
+                let service = ListenerService::new(factory, options, &stats);
+                tcp.push(Listening::new(tcp.len(), socket, service));
+            }
             Listener::Udp { socket } => udp.push(serve_udp(socket, &stats, &shutdown)?),
         }
     }
@@ -214,22 +204,36 @@ impl Loop {
     /// Submits everything queued, sleeps until a completion or the nearest deadline.
     fn wait(&mut self) -> io::Result<()> {
         let deadlines = [
-            self.listeners.iter().filter_map(|l| l.resting_until).min(),
+            self.listeners.iter().filter_map(|l| l.due(self.now)).min(),
             self.shutdown_deadline,
             self.timers.next(),
         ];
         self.ring.wait(deadlines.into_iter().flatten().min())
     }
 
-    /// Takes every completion and hands each to whom it is for.
+    /// Admits what the listeners' backlogs may this turn, then takes every
+    /// completion and hands each to whom it is for.
     fn reap(&mut self) {
+        for i in 0..self.listeners.len() {
+            self.listeners[i].new_turn();
+            while let Some(stream) = self.listeners[i].take_waiting() {
+                self.admit(i, stream);
+            }
+        }
         self.completions.clear();
         self.ring.completions(&mut self.completions);
         stats::add(&self.stats.events, self.completions.len() as u64);
         for i in 0..self.completions.len() {
             let (op, result, flags) = self.completions[i];
             match op {
-                Op::Accept(i) => self.accepted(i, result, cqueue::more(flags)),
+                Op::Accept(i) => {
+                    let listening = &mut self.listeners[i];
+                    let more = cqueue::more(flags);
+                    if let Some(stream) = listening.accepted(result, more, &mut self.ring, self.now)
+                    {
+                        self.admit(i, stream);
+                    }
+                }
                 Op::Recv(key) => self.received(key, result, flags),
                 Op::Send(key) => self.sent(key, result),
                 // Cancelled only at exit; any other end (an error too) re-arms
@@ -297,23 +301,8 @@ impl Loop {
         }
         dirty.clear();
         self.dirty = dirty;
-        for i in 0..self.listeners.len() {
-            self.arm_accept(i);
-        }
-    }
-
-    /// Arms listener `i`'s multishot accept if it is not in the ring (and
-    /// not resting after `EMFILE`).
-    fn arm_accept(&mut self, i: usize) {
-        let listening = &mut self.listeners[i];
-        let Some(socket) = &listening.socket else {
-            return;
-        };
-        listening.resting_until = listening.resting_until.filter(|&until| until > self.now);
-        if !listening.armed && listening.resting_until.is_none() {
-            let accept = opcode::AcceptMulti::new(Fd(socket.as_raw_fd())).flags(libc::SOCK_CLOEXEC);
-            listening.armed = true;
-            self.ring.push(accept.build(), Op::Accept(i));
+        for listening in &mut self.listeners {
+            listening.arm(&mut self.ring, self.now);
         }
     }
 
@@ -323,28 +312,9 @@ impl Loop {
         self.ring.push(read.build(), Op::Wake);
     }
 
-    /// Listener `i`'s accept completed with a new socket, or an error.
-    fn accepted(&mut self, i: usize, result: i32, more: bool) {
-        let listening = &mut self.listeners[i];
-        listening.armed &= more;
-        if result == -libc::ECANCELED {
-            return;
-        } else if result < 0 {
-            let e = io::Error::from_raw_os_error(-result);
-            let name = listening.service.factory.name();
-            listening.resting_until = accept_failed(name, &e, self.now);
-            if more && listening.resting_until.is_some() {
-                let cancel = opcode::AsyncCancel::new(Op::Accept(i).encode()).build();
-                self.ring.push(cancel, Op::Cancel); // rule 3: rest, not fail again
-            }
-            return;
-        }
-        // SAFETY: the kernel just opened this descriptor for us.
-        let stream = unsafe { TcpStream::from_raw_fd(result) };
-        if self.shutdown_deadline.is_some() {
-            return; // accepted as we stopped: dropping it closes it
-        }
-        let service = Arc::clone(&listening.service);
+    /// Admits a connection listener `i` accepted (refused when full).
+    fn admit(&mut self, i: usize, stream: TcpStream) {
+        let service = Arc::clone(&self.listeners[i].service);
         let Ok(peer) = stream.peer_addr() else {
             return; // reset before we got to it: nobody to serve
         };
@@ -486,12 +456,8 @@ impl Loop {
     /// Stop accepting at once; let every connection answer what it has, then close.
     fn begin_shutdown(&mut self) {
         log::info!("shutting down: {} connections to finish", self.conns.len());
-        for i in 0..self.listeners.len() {
-            if self.listeners[i].armed {
-                let cancel = opcode::AsyncCancel::new(Op::Accept(i).encode()).build();
-                self.ring.push(cancel, Op::Cancel);
-            }
-            self.listeners[i].socket = None;
+        for listening in &mut self.listeners {
+            listening.close(&mut self.ring);
         }
         self.shutdown_deadline = Some(Instant::now() + self.options.shutdown_grace);
         let keys: Vec<usize> = self.conns.iter().map(|(key, _)| key).collect();
