@@ -65,12 +65,13 @@ use super::sources::{ListenerService, refuse};
 use super::timers::Timers;
 use super::turn::Turn;
 use super::uring_accept::Listening;
+use super::uring_bufs::{BufRing, GROUP};
 use super::uring_conn::{Conn, Recv, Spares, Verdict};
-use super::uring_ring::{BufRing, EventFd, GROUP, Op, Ring, Target, on_target};
+use super::uring_ring::{EventFd, Op, Ring, Target, on_target};
 use super::{Listener, Options, Shutdown};
 use crate::stats::{self, Stats};
 
-pub use super::uring_ring::RECV_POOL_BYTES;
+pub use super::uring_bufs::RECV_POOL_BYTES;
 
 /// What a turn lends a connection: settings, counters, the time of this
 /// wake-up. (A macro, so that it borrows those fields only, not the loop.)
