@@ -16,17 +16,20 @@
 //! ```
 //!
 //! Both queues are memory shared with the kernel. One `io_uring_enter` per
-//! turn ([`IoUring::submit_and_wait`]) hands over every send and receive
-//! the last turn produced and sleeps until something completes: with 50
-//! busy clients one call carries the work of many requests, where epoll
-//! needs two calls for each.
+//! turn ([`Ring::wait`]) hands over every send and receive the last turn
+//! produced and sleeps until something completes: with 50 busy clients one
+//! call carries the work of many requests, where epoll needs two calls for
+//! each. Busy, the wait holds out (50 µs at most) for about as many
+//! completions as the last turn brought, so that the loop sleeps and wakes
+//! once per batch rather than once per arrival. Sockets are named by their
+//! slot in a registered file table (`uring_ring.rs`), not by descriptor.
 //!
 //! What each completion is for travels in its `user_data` ([`Op`]). Three
 //! things are new against readiness:
 //! - *multishot*: one accept (or receive) submission completes again and
 //!   again, until the kernel ends it (its completion lacks `F_MORE`): then
 //!   it is armed again, if still wanted;
-//! - *provided buffers* (`uring_ring.rs`): a receive takes a buffer from a
+//! - *provided buffers* (`uring_bufs.rs`): a receive takes a buffer from a
 //!   ring shared by all connections only when data arrives, so an idle
 //!   connection holds none (rule 12);
 //! - *ownership*: memory handed to the kernel stays put until its

@@ -196,7 +196,7 @@ impl Ring {
     /// brought (three quarters of them), for at most [`BATCH_WAIT_US`]: the
     /// kernel then wakes us once per batch, not at the first arrival, so a
     /// turn serves more requests and the loop sleeps and wakes less often
-    /// (a context switch costs as much as a request's user-space work).
+    /// (a sleep and a wake-up cost more than a request's user-space work).
     /// Idle, or with one client, the last turn brought one or two, and it
     /// waits for one as before.
     pub(crate) fn wait(&mut self, deadline: Option<Instant>) -> io::Result<()> {
