@@ -43,6 +43,8 @@ mod turn;
 mod udp;
 mod upstream;
 pub mod uring;
+mod uring_accept;
+mod uring_bufs;
 mod uring_conn;
 mod uring_ring;
 

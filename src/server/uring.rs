@@ -16,17 +16,20 @@
 //! ```
 //!
 //! Both queues are memory shared with the kernel. One `io_uring_enter` per
-//! turn ([`IoUring::submit_and_wait`]) hands over every send and receive
-//! the last turn produced and sleeps until something completes: with 50
-//! busy clients one call carries the work of many requests, where epoll
-//! needs two calls for each.
+//! turn ([`Ring::wait`]) hands over every send and receive the last turn
+//! produced and sleeps until something completes: with 50 busy clients one
+//! call carries the work of many requests, where epoll needs two calls for
+//! each. Busy, the wait holds out (50 µs at most) for about as many
+//! completions as the last turn brought, so that the loop sleeps and wakes
+//! once per batch rather than once per arrival. Sockets are named by their
+//! slot in a registered file table (`uring_ring.rs`), not by descriptor.
 //!
 //! What each completion is for travels in its `user_data` ([`Op`]). Three
 //! things are new against readiness:
 //! - *multishot*: one accept (or receive) submission completes again and
 //!   again, until the kernel ends it (its completion lacks `F_MORE`): then
 //!   it is armed again, if still wanted;
-//! - *provided buffers* (`uring_ring.rs`): a receive takes a buffer from a
+//! - *provided buffers* (`uring_bufs.rs`): a receive takes a buffer from a
 //!   ring shared by all connections only when data arrives, so an idle
 //!   connection holds none (rule 12);
 //! - *ownership*: memory handed to the kernel stays put until its
@@ -39,14 +42,15 @@
 //! limit), so that a reset is noticed at once. Offloaded jobs and the shutdown
 //! handle wake the loop through an eventfd whose read sits in the ring.
 //! Timers are the readiness loop's (`timers.rs`): the nearest deadline is
-//! the wait's timeout. UDP sockets are served by a thread each, as the
+//! the wait's timeout. Listeners (`uring_accept.rs`) admit at most a few new
+//! connections a turn and rest after `EMFILE`, as the readiness loop's do. UDP sockets are served by a thread each, as the
 //! threaded mode does (`accept.rs`): datagrams are not this file's lesson.
 //!
 //! What it must not do: parse a protocol, keep per-connection state
 //! (`uring_conn.rs` does), or block anywhere but in the one wait.
 
-use std::net::{TcpListener, TcpStream};
-use std::os::fd::{AsRawFd, FromRawFd};
+use std::net::TcpStream;
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::thread::JoinHandle;
@@ -60,25 +64,17 @@ use slab::Slab;
 use super::accept::serve_udp;
 use super::mail::MailQueue;
 use super::offload::{Pool, Ticket};
-use super::sources::{ListenerService, accept_failed, refuse};
+use super::sources::{ListenerService, refuse};
 use super::timers::Timers;
 use super::turn::Turn;
+use super::uring_accept::Listening;
+use super::uring_bufs::{BufRing, GROUP};
 use super::uring_conn::{Conn, Recv, Spares, Verdict};
-use super::uring_ring::{BufRing, EventFd, GROUP, Op, Ring};
+use super::uring_ring::{EventFd, Op, Ring, Target, on_target};
 use super::{Listener, Options, Shutdown};
 use crate::stats::{self, Stats};
 
-pub use super::uring_ring::RECV_POOL_BYTES;
-
-/// One TCP listener and its multishot accept.
-struct Listening {
-    /// Dropped at shutdown.
-    socket: Option<TcpListener>,
-    service: Arc<ListenerService>,
-    armed: bool,
-    /// Until when accepting rests after `EMFILE` (rule 3).
-    resting_until: Option<Instant>,
-}
+pub use super::uring_bufs::RECV_POOL_BYTES;
 
 /// What a turn lends a connection: settings, counters, the time of this
 /// wake-up. (A macro, so that it borrows those fields only, not the loop.)
@@ -131,7 +127,8 @@ pub(super) fn run(
     stats: Arc<Stats>,
     shutdown: Shutdown,
 ) -> io::Result<()> {
-    let ring = Ring::new()?;
+    let mut ring = Ring::new()?;
+    ring.register_files(options.max_conns);
     let bufs = BufRing::register(&ring)?;
     let wake = Arc::new(EventFd::new()?);
     shutdown.register(Arc::clone(&wake))?;
@@ -143,12 +140,10 @@ pub(super) fn run(
     let mut udp: Vec<JoinHandle<()>> = Vec::new();
     for listener in listeners {
         match listener {
-            Listener::Tcp { socket, factory } => tcp.push(Listening {
-                socket: Some(socket),
-                service: Arc::new(ListenerService::new(factory, options, &stats)),
-                armed: false,
-                resting_until: None,
-            }),
+            Listener::Tcp { socket, factory } => {
+                let service = ListenerService::new(factory, options, &stats);
+                tcp.push(Listening::new(tcp.len(), socket, service));
+            }
             Listener::Udp { socket } => udp.push(serve_udp(socket, &stats, &shutdown)?),
         }
     }
@@ -213,22 +208,36 @@ impl Loop {
     /// Submits everything queued, sleeps until a completion or the nearest deadline.
     fn wait(&mut self) -> io::Result<()> {
         let deadlines = [
-            self.listeners.iter().filter_map(|l| l.resting_until).min(),
+            self.listeners.iter().filter_map(|l| l.due(self.now)).min(),
             self.shutdown_deadline,
             self.timers.next(),
         ];
         self.ring.wait(deadlines.into_iter().flatten().min())
     }
 
-    /// Takes every completion and hands each to whom it is for.
+    /// Admits what the listeners' backlogs may this turn, then takes every
+    /// completion and hands each to whom it is for.
     fn reap(&mut self) {
+        for i in 0..self.listeners.len() {
+            self.listeners[i].new_turn();
+            while let Some(stream) = self.listeners[i].take_waiting() {
+                self.admit(i, stream);
+            }
+        }
         self.completions.clear();
         self.ring.completions(&mut self.completions);
         stats::add(&self.stats.events, self.completions.len() as u64);
         for i in 0..self.completions.len() {
             let (op, result, flags) = self.completions[i];
             match op {
-                Op::Accept(i) => self.accepted(i, result, cqueue::more(flags)),
+                Op::Accept(i) => {
+                    let listening = &mut self.listeners[i];
+                    let more = cqueue::more(flags);
+                    if let Some(stream) = listening.accepted(result, more, &mut self.ring, self.now)
+                    {
+                        self.admit(i, stream);
+                    }
+                }
                 Op::Recv(key) => self.received(key, result, flags),
                 Op::Send(key) => self.sent(key, result),
                 // Cancelled only at exit; any other end (an error too) re-arms
@@ -257,15 +266,16 @@ impl Loop {
                 continue;
             };
             conn.dirty = false;
-            let fd = Fd(conn.fd());
+            let target = conn.target;
             if conn.is_closed() {
                 if !conn.cancelled && (conn.recv != Recv::Off || conn.send_in_flight) {
-                    let cancel = CancelBuilder::fd(fd).all();
+                    let cancel = on_target!(target, |fd| CancelBuilder::fd(fd).all());
                     self.ring
                         .push(opcode::AsyncCancel2::new(cancel).build(), Op::Cancel);
                     conn.cancelled = true;
                 }
                 if conn.is_done() {
+                    self.ring.release(target);
                     let conn = self.conns.remove(key); // drops the socket: close(2)
                     stats::add(&self.stats.closed, 1);
                     log::debug!("{} closed", conn.tag());
@@ -273,12 +283,14 @@ impl Loop {
                 continue;
             }
             if let Some((bytes, len)) = conn.next_send() {
-                let send = opcode::Send::new(fd, bytes, len).flags(libc::MSG_NOSIGNAL);
-                self.ring.push(send.build(), Op::Send(key));
+                let send = on_target!(target, |fd| opcode::Send::new(fd, bytes, len)
+                    .flags(libc::MSG_NOSIGNAL)
+                    .build());
+                self.ring.push(send, Op::Send(key));
             }
             match (conn.wants_recv(max_output), conn.recv) {
                 (true, Recv::Off) => {
-                    let recv = opcode::RecvMulti::new(fd, GROUP).build();
+                    let recv = on_target!(target, |fd| opcode::RecvMulti::new(fd, GROUP).build());
                     self.ring.push(recv, Op::Recv(key));
                     conn.recv = Recv::Armed;
                 }
@@ -293,23 +305,8 @@ impl Loop {
         }
         dirty.clear();
         self.dirty = dirty;
-        for i in 0..self.listeners.len() {
-            self.arm_accept(i);
-        }
-    }
-
-    /// Arms listener `i`'s multishot accept if it is not in the ring (and
-    /// not resting after `EMFILE`).
-    fn arm_accept(&mut self, i: usize) {
-        let listening = &mut self.listeners[i];
-        let Some(socket) = &listening.socket else {
-            return;
-        };
-        listening.resting_until = listening.resting_until.filter(|&until| until > self.now);
-        if !listening.armed && listening.resting_until.is_none() {
-            let accept = opcode::AcceptMulti::new(Fd(socket.as_raw_fd())).flags(libc::SOCK_CLOEXEC);
-            listening.armed = true;
-            self.ring.push(accept.build(), Op::Accept(i));
+        for listening in &mut self.listeners {
+            listening.arm(&mut self.ring, self.now);
         }
     }
 
@@ -319,28 +316,9 @@ impl Loop {
         self.ring.push(read.build(), Op::Wake);
     }
 
-    /// Listener `i`'s accept completed with a new socket, or an error.
-    fn accepted(&mut self, i: usize, result: i32, more: bool) {
-        let listening = &mut self.listeners[i];
-        listening.armed &= more;
-        if result == -libc::ECANCELED {
-            return;
-        } else if result < 0 {
-            let e = io::Error::from_raw_os_error(-result);
-            let name = listening.service.factory.name();
-            listening.resting_until = accept_failed(name, &e, self.now);
-            if more && listening.resting_until.is_some() {
-                let cancel = opcode::AsyncCancel::new(Op::Accept(i).encode()).build();
-                self.ring.push(cancel, Op::Cancel); // rule 3: rest, not fail again
-            }
-            return;
-        }
-        // SAFETY: the kernel just opened this descriptor for us.
-        let stream = unsafe { TcpStream::from_raw_fd(result) };
-        if self.shutdown_deadline.is_some() {
-            return; // accepted as we stopped: dropping it closes it
-        }
-        let service = Arc::clone(&listening.service);
+    /// Admits a connection listener `i` accepted (refused when full).
+    fn admit(&mut self, i: usize, stream: TcpStream) {
+        let service = Arc::clone(&self.listeners[i].service);
         let Ok(peer) = stream.peer_addr() else {
             return; // reset before we got to it: nobody to serve
         };
@@ -356,7 +334,16 @@ impl Loop {
         self.next_generation = self.next_generation.wrapping_add(1);
         let entry = self.conns.vacant_entry();
         let key = entry.key();
-        let conn = Conn::new(key, self.next_generation, stream, peer, service, self.now);
+        let target = self.ring.adopt(key, stream.as_raw_fd());
+        let conn = Conn::new(
+            key,
+            self.next_generation,
+            stream,
+            target,
+            peer,
+            service,
+            self.now,
+        );
         log::debug!("{} accepted", conn.tag());
         entry.insert(conn);
         let verdict = self.conns[key].open(turn!(self), &mut self.spares);
@@ -473,12 +460,8 @@ impl Loop {
     /// Stop accepting at once; let every connection answer what it has, then close.
     fn begin_shutdown(&mut self) {
         log::info!("shutting down: {} connections to finish", self.conns.len());
-        for i in 0..self.listeners.len() {
-            if self.listeners[i].armed {
-                let cancel = opcode::AsyncCancel::new(Op::Accept(i).encode()).build();
-                self.ring.push(cancel, Op::Cancel);
-            }
-            self.listeners[i].socket = None;
+        for listening in &mut self.listeners {
+            listening.close(&mut self.ring);
         }
         self.shutdown_deadline = Some(Instant::now() + self.options.shutdown_grace);
         let keys: Vec<usize> = self.conns.iter().map(|(key, _)| key).collect();

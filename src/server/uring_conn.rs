@@ -29,6 +29,7 @@ use super::mail::Slot;
 use super::sources::ListenerService;
 use super::timers::Timed;
 use super::turn::{READ_CHUNK, Turn};
+use super::uring_ring::Target;
 use crate::service::{Action, Cx, Dialogue, Job, JobOutput};
 use crate::stats;
 
@@ -83,6 +84,8 @@ impl Spares {
 pub(crate) struct Conn {
     key: usize,
     socket: TcpStream,
+    /// How the ring's operations name `socket`.
+    pub(crate) target: Target,
     peer: SocketAddr,
     pub(crate) generation: u32,
     dialogue: Dialogue,
@@ -119,6 +122,7 @@ impl Conn {
         key: usize,
         generation: u32,
         socket: TcpStream,
+        target: Target,
         peer: SocketAddr,
         service: Arc<ListenerService>,
         now: Instant,
@@ -126,6 +130,7 @@ impl Conn {
         Conn {
             key,
             socket,
+            target,
             peer,
             generation,
             dialogue: Dialogue::new(service.factory.make(), service.max_input),
@@ -296,11 +301,6 @@ impl Conn {
             }
     }
 
-    /// The socket's descriptor, for the operations the loop submits.
-    pub(crate) fn fd(&self) -> i32 {
-        self.socket.as_raw_fd()
-    }
-
     /// True once the loop decided to close it.
     pub(crate) fn is_closed(&self) -> bool {
         self.stage == Stage::Closed
@@ -396,7 +396,7 @@ impl Conn {
     fn data_waiting(&self) -> bool {
         let mut waiting: libc::c_int = 0;
         // SAFETY: FIONREAD writes one int through the pointer we pass.
-        let ok = unsafe { libc::ioctl(self.fd(), libc::FIONREAD, &mut waiting) } == 0;
+        let ok = unsafe { libc::ioctl(self.socket.as_raw_fd(), libc::FIONREAD, &mut waiting) } == 0;
         ok && waiting > 0
     }
 }

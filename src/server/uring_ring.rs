@@ -1,33 +1,14 @@
 //! The kernel's side of the io_uring loop: the ring and what its
-//! completions mean ([`Op`]), the provided-buffer ring that multishot
-//! receives fill, the eventfd that wakes the loop, and whether this kernel
-//! allows any of it ([`available`]).
-//!
-//! A readiness loop reads into *its* buffer when it chooses to. A completion
-//! loop must hand the kernel a buffer *before* data arrives; one buffer per
-//! connection would cost every idle connection 16 KiB (DESIGN rule 12). A
-//! provided-buffer ring ("pbuf ring", Linux 5.19) is the answer: one pool of
-//! [`BUFFERS`] buffers shared by every connection. A receive completion
-//! names the buffer the kernel picked; the loop hands those bytes to the
-//! connection's dialogue (which copies what it leaves unconsumed) and gives
-//! the buffer straight back with [`BufRing::recycle`]. So buffers are held
-//! only between a completion and its handling, never by an idle connection.
-//!
-//! ```text
-//!   loop: recycle(bid) ──► [ entries: addr,len,bid ... ] tail ──► kernel
-//!   kernel: picks an entry, fills it, CQE { res: len, flags: bid } ──► loop
-//! ```
-//!
-//! When every buffer is taken, the kernel ends the multishot receives it
-//! cannot fill with `ENOBUFS`; the loop arms them again once it has given
-//! buffers back. Nothing here knows of connections or services.
+//! completions mean ([`Op`]), the registered file table ([`Target`]), the
+//! eventfd that wakes the loop, and whether this kernel allows any of it
+//! ([`available`]). The buffers receives fill are `uring_bufs.rs`'s.
+//! Nothing here knows of connections or services.
 
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::sync::atomic::{AtomicU16, Ordering};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
-use io_uring::types::{BufRingEntry, CancelBuilder, SubmitArgs, Timespec};
+use io_uring::types::{CancelBuilder, SubmitArgs, Timespec};
 use io_uring::{IoUring, Probe, cqueue, opcode, squeue};
 
 use super::offload::Wake;
@@ -40,6 +21,12 @@ const SQ_ENTRIES: u32 = 1024;
 const CQ_ENTRIES: u32 = 8192;
 /// At exit, how long to wait for cancelled operations to come back.
 const DRAIN_LIMIT: Duration = Duration::from_secs(1);
+/// How long a wait may hold out for a whole batch of completions (see
+/// [`Ring::wait`]) before it returns with whatever came: the most it adds
+/// to a request's latency.
+const BATCH_WAIT_US: u32 = 50;
+/// The most completions a wait holds out for.
+const BATCH_MAX: usize = 256;
 
 /// What a completion is for, packed into its `user_data`: a kind in the top
 /// byte, a listener index or a slab key below.
@@ -84,7 +71,42 @@ impl Op {
 pub(crate) struct Ring {
     uring: IoUring,
     in_flight: usize,
+    /// Completions the last [`completions`](Self::completions) took.
+    batch: usize,
+    /// The kernel can hold a wait out for several completions for a while,
+    /// then settle for one (`IORING_FEAT_MIN_TIMEOUT`, Linux 6.12).
+    min_timeout: bool,
+    /// Slots in the registered file table (0: none, sockets go by descriptor).
+    files: u32,
 }
+
+/// Where an operation finds a connection's socket: a slot of the ring's
+/// registered file table, which spares the kernel looking the descriptor up
+/// and counting a reference on every send (`fdget`/`fdput`), or the plain
+/// descriptor when there is no table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Target {
+    Fixed(u32),
+    Fd(RawFd),
+}
+
+/// `$entry`, built with `$fd` bound to `$target` as the crate's type for it
+/// (`types::Fixed` or `types::Fd`: operations take either).
+macro_rules! on_target {
+    ($target:expr, |$fd:ident| $entry:expr) => {
+        match $target {
+            Target::Fixed(slot) => {
+                let $fd = io_uring::types::Fixed(slot);
+                $entry
+            }
+            Target::Fd(raw) => {
+                let $fd = io_uring::types::Fd(raw);
+                $entry
+            }
+        }
+    };
+}
+pub(crate) use on_target;
 
 impl Ring {
     /// Queues one operation for the next `io_uring_enter`.
@@ -118,20 +140,81 @@ impl Ring {
             })
             .map_err(|e| io::Error::new(e.kind(), refusal(&e)))?;
         Ok(Ring {
+            min_timeout: uring.params().is_feature_min_timeout(),
             uring,
             in_flight: 0,
+            batch: 0,
+            files: 0,
         })
+    }
+
+    /// For registering what the kernel is to use with this ring (buffers).
+    pub(crate) fn submitter(&self) -> io_uring::Submitter<'_> {
+        self.uring.submitter()
+    }
+
+    /// Registers an empty file table of `slots` entries, one per connection
+    /// the loop may hold. Where the kernel refuses (a descriptor limit under
+    /// `slots`), sockets are named by descriptor.
+    pub(crate) fn register_files(&mut self, slots: usize) {
+        let slots = u32::try_from(slots).unwrap_or(u32::MAX);
+        match self.uring.submitter().register_files_sparse(slots) {
+            Ok(()) => self.files = slots,
+            Err(e) => log::info!("io_uring: no registered file table ({e}): using descriptors"),
+        }
+    }
+
+    /// Puts socket `fd` in slot `slot` of the file table, for the operations
+    /// on it to name. One system call per connection, not per operation.
+    pub(crate) fn adopt(&mut self, slot: usize, fd: RawFd) -> Target {
+        if let Ok(slot) = u32::try_from(slot)
+            && slot < self.files
+        {
+            match self.uring.submitter().register_files_update(slot, &[fd]) {
+                Ok(_) => return Target::Fixed(slot),
+                Err(e) => log::debug!("io_uring: cannot register file slot {slot}: {e}"),
+            }
+        }
+        Target::Fd(fd)
+    }
+
+    /// Empties `target`'s slot, once nothing of its socket is in flight: the
+    /// table holds a reference to the socket, which would keep it open after
+    /// its descriptor is closed.
+    pub(crate) fn release(&mut self, target: Target) {
+        if let Target::Fixed(slot) = target
+            && let Err(e) = self.uring.submitter().register_files_update(slot, &[-1])
+        {
+            log::warn!("io_uring: cannot empty file slot {slot}: {e}");
+        }
     }
 
     /// The one system call of a turn: submit everything queued, sleep until
     /// at least one completion, or until `deadline`.
+    ///
+    /// Busy, it holds out for about as many completions as the last turn
+    /// brought (three quarters of them), for at most [`BATCH_WAIT_US`]: the
+    /// kernel then wakes us once per batch, not at the first arrival, so a
+    /// turn serves more requests and the loop sleeps and wakes less often
+    /// (a sleep and a wake-up cost more than a request's user-space work).
+    /// Idle, or with one client, the last turn brought one or two, and it
+    /// waits for one as before.
     pub(crate) fn wait(&mut self, deadline: Option<Instant>) -> io::Result<()> {
+        let want = match self.min_timeout {
+            true => (self.batch * 3 / 4).clamp(1, BATCH_MAX),
+            false => 1,
+        };
+        let mut args = SubmitArgs::new();
+        if want > 1 {
+            args = args.min_wait_usec(BATCH_WAIT_US);
+        }
         let result = match deadline {
-            None => self.uring.submit_and_wait(1),
+            None if want == 1 => self.uring.submit_and_wait(1),
+            None => self.uring.submitter().submit_with_args(want, &args),
             Some(at) => {
                 let timeout = Timespec::from(at.saturating_duration_since(Instant::now()));
-                let args = SubmitArgs::new().timespec(&timeout);
-                self.uring.submitter().submit_with_args(1, &args)
+                let args = args.timespec(&timeout);
+                self.uring.submitter().submit_with_args(want, &args)
             }
         };
         match result {
@@ -152,6 +235,7 @@ impl Ring {
     /// Moves every completion waiting into `into`: what it is for, its
     /// result, its flags (see `io_uring::cqueue` for reading them).
     pub(crate) fn completions(&mut self, into: &mut Vec<(Op, i32, u32)>) {
+        let before = into.len();
         for completion in self.uring.completion() {
             if !cqueue::more(completion.flags()) {
                 self.in_flight -= 1; // its last completion
@@ -159,6 +243,7 @@ impl Ring {
             let op = Op::decode(completion.user_data());
             into.push((op, completion.result(), completion.flags()));
         }
+        self.batch = into.len() - before;
     }
 
     /// At exit: cancels whatever is still in the ring and waits (a little)
@@ -242,116 +327,6 @@ fn refusal(e: &io::Error) -> String {
     }
 }
 
-/// Buffers in the ring (a power of two, as the kernel requires). Only
-/// connections with bytes *in flight* hold one, so this bounds how many
-/// receives complete per turn, not how many clients are served.
-pub(crate) const BUFFERS: u16 = 512;
-
-/// Bytes per buffer: a receive completion carries at most this much (more
-/// waiting data simply completes again, in another buffer).
-pub(crate) const BUFFER_SIZE: usize = 4096;
-
-/// The most a connection can have received beyond its output limit: a
-/// turn's receives are all delivered before the loop can cancel a receive,
-/// and one turn brings at most the whole buffer ring (the readiness loop
-/// stops within one read instead).
-pub const RECV_POOL_BYTES: usize = BUFFERS as usize * BUFFER_SIZE;
-
-/// The buffer group id the receives name.
-pub(crate) const GROUP: u16 = 0;
-
-/// The ring of buffer descriptors (page-aligned, mapped for the kernel)
-/// and the buffers themselves, registered with one io_uring.
-pub(crate) struct BufRing {
-    /// `BUFFERS` entries, `mmap`ed: the kernel wants page alignment.
-    entries: *mut BufRingEntry,
-    /// The buffers' bytes, `BUFFERS * BUFFER_SIZE`, never moved while registered.
-    memory: Box<[u8]>,
-    /// Our copy of the tail: entries before it are the kernel's to use.
-    tail: u16,
-}
-
-impl BufRing {
-    /// Maps the ring, registers it as group [`GROUP`] of `ring`, and hands
-    /// every buffer to the kernel.
-    pub(crate) fn register(ring: &Ring) -> io::Result<BufRing> {
-        let bytes = usize::from(BUFFERS) * std::mem::size_of::<BufRingEntry>();
-        // SAFETY: an anonymous private mapping; checked for failure below.
-        let entries = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                bytes,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        if entries == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        let mut bufs = BufRing {
-            entries: entries.cast(),
-            memory: vec![0; usize::from(BUFFERS) * BUFFER_SIZE].into_boxed_slice(),
-            tail: 0,
-        };
-        // SAFETY: the entries and the memory live as long as `bufs`, which
-        // the loop drops only after the ring (see `Drop` for the order).
-        unsafe {
-            ring.uring.submitter().register_buf_ring_with_flags(
-                bufs.entries as u64,
-                BUFFERS,
-                GROUP,
-                0,
-            )?;
-        }
-        for bid in 0..BUFFERS {
-            bufs.recycle(bid);
-        }
-        Ok(bufs)
-    }
-
-    /// The first `len` bytes the kernel put in buffer `bid`.
-    pub(crate) fn filled(&self, bid: u16, len: usize) -> &[u8] {
-        let start = usize::from(bid) * BUFFER_SIZE;
-        &self.memory[start..start + len.min(BUFFER_SIZE)]
-    }
-
-    /// Gives buffer `bid` back to the kernel: it goes at the tail, and the
-    /// tail is published with release ordering so the kernel sees the entry
-    /// before it sees the tail move.
-    pub(crate) fn recycle(&mut self, bid: u16) {
-        let mask = BUFFERS - 1;
-        let addr = self.memory[usize::from(bid) * BUFFER_SIZE..].as_ptr() as u64;
-        // SAFETY: `tail & mask` indexes one of the `BUFFERS` mapped entries;
-        // the kernel reads only entries between its head and our tail.
-        unsafe {
-            let entry = &mut *self.entries.add(usize::from(self.tail & mask));
-            entry.set_addr(addr);
-            entry.set_len(BUFFER_SIZE as u32);
-            entry.set_bid(bid);
-            self.tail = self.tail.wrapping_add(1);
-            let tail = BufRingEntry::tail(self.entries) as *const AtomicU16;
-            (*tail).store(self.tail, Ordering::Release);
-        }
-    }
-}
-
-impl Drop for BufRing {
-    fn drop(&mut self) {
-        let bytes = usize::from(BUFFERS) * std::mem::size_of::<BufRingEntry>();
-        // SAFETY: mapped in `register` with this size; the ring that used it
-        // was dropped (or unregistered it) before us.
-        unsafe { libc::munmap(self.entries.cast(), bytes) };
-    }
-}
-
-impl std::fmt::Debug for BufRing {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "BufRing({BUFFERS} x {BUFFER_SIZE} B)")
-    }
-}
-
 /// An eventfd: worker threads and the shutdown handle write to it, the
 /// loop keeps a read of it in the ring, which completes when one did. The
 /// io_uring counterpart of `mio::Waker` (which is an eventfd in an epoll).
@@ -397,6 +372,7 @@ mod tests {
     use io_uring::types::Fd;
 
     use super::*;
+    use crate::server::uring_bufs::{BUFFERS, BufRing, GROUP};
 
     #[test]
     fn an_op_comes_back_from_its_user_data() {

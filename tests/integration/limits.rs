@@ -1,7 +1,8 @@
 //! Limits and counters: idle timeouts close idle clients only,
 //! `--max-conns` refuses the one too many, `/metrics` counts exactly the
 //! traffic sent (in every mode that shares one process), and a service may
-//! bound its input above the drivers' backstop.
+//! bound its input above the drivers' backstop; out of descriptors, a loop
+//! rests its listener and serves the clients it has.
 
 use std::io::{Read, Write};
 use std::sync::atomic::Ordering::Relaxed;
@@ -11,7 +12,12 @@ use std::time::{Duration, Instant};
 use readyloop::server::Options;
 use readyloop::service::Limits;
 
-use crate::util::{TestServer, expect, parse_metrics, per_mode, read_to_end, sample};
+use std::net::TcpStream;
+
+use crate::util::{
+    BinServer, TIMEOUT, TempDir, TestServer, connect, expect, parse_metrics, per_mode, read_to_end,
+    sample,
+};
 
 // Not blocking: it serves one client at a time, so the second one here
 // would wait instead of being served.
@@ -174,5 +180,114 @@ per_mode!(
         expect(&mut client, head.as_bytes());
         let got = crate::util::read_exact(&mut client, value.len() + 2);
         assert!(got[..value.len()] == value[..] && got.ends_with(b"\r\n"));
+    }
+);
+
+/// Descriptors the server child is started holding (`/dev/null`, inherited)
+/// under an open-file limit of [`NOFILE`]: its connections run out of
+/// descriptors well before `--max-conns` (clamped to `NOFILE` - 32) is reached.
+const HELD: usize = 40;
+const NOFILE: libc::rlim_t = 64;
+
+/// The server child's CPU time so far (utime + stime from /proc/PID/stat).
+fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command's closing parenthesis; utime and stime are 14 and 15.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    // SAFETY: sysconf only reads a constant.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
+    Duration::from_millis(ticks * 1000 / hz)
+}
+
+// Rule 3: out of descriptors, the loop rests its listener (instead of an
+// accept failing again at once, at 100% CPU), keeps serving the clients it
+// has, and accepts the waiting ones once descriptors are free again. The
+// single-threaded loops only: the other modes sleep in their accept thread.
+per_mode!(
+    out_of_descriptors_rests_the_listener_and_serves_the_connected,
+    [evloop, uring],
+    |mode| {
+        use std::os::unix::process::CommandExt;
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_readyloop"));
+        // SAFETY: between fork and exec only open(2) and setrlimit(2), both
+        // async-signal-safe; the descriptors are left open for the child.
+        unsafe {
+            command.pre_exec(|| {
+                for _ in 0..HELD {
+                    if libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY) < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
+                let limit = libc::rlimit {
+                    rlim_cur: NOFILE,
+                    rlim_max: NOFILE,
+                };
+                match libc::setrlimit(libc::RLIMIT_NOFILE, &limit) {
+                    0 => Ok(()),
+                    _ => Err(std::io::Error::last_os_error()),
+                }
+            });
+        }
+        let data = TempDir::new("emfile-data");
+        let mut args = vec!["echo@127.0.0.1:0", "--console", "off", "--data-dir"];
+        args.push(data.path().to_str().unwrap());
+        args.extend_from_slice(mode.flags);
+        let server = BinServer::start_from(command, &args, &["echo"]);
+        let addr = server.addr("echo");
+        let answered_soon = |client: &mut TcpStream, line: &[u8]| {
+            client.write_all(line).unwrap();
+            client
+                .set_read_timeout(Some(Duration::from_millis(700)))
+                .unwrap();
+            let mut got = vec![0; line.len()];
+            let answered = client.read_exact(&mut got).is_ok();
+            client.set_read_timeout(Some(TIMEOUT)).unwrap();
+            answered.then(|| assert_eq!(got, line))
+        };
+        let mut served = Vec::new();
+        let mut waiting = Vec::new();
+        while waiting.is_empty() {
+            assert!(served.len() < 32, "{NOFILE} descriptors never ran out");
+            let mut client = connect(addr);
+            match answered_soon(&mut client, b"hello\n") {
+                Some(()) => served.push(client),
+                None => waiting.push(client),
+            }
+        }
+        for _ in 0..3 {
+            let mut client = connect(addr);
+            client.write_all(b"later\n").unwrap();
+            waiting.push(client);
+        }
+        assert!(served.len() >= 3, "only {} served", served.len());
+        let log = || server.log.lock().unwrap().clone();
+        assert!(log().contains("out of file descriptors"), "{}", log());
+        // Resting: the served ones are answered, and the loop does not spin.
+        let before = cpu_time(server.child.id());
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_millis(1200) {
+            for client in &mut served {
+                client.write_all(b"still\n").unwrap();
+                expect(client, b"still\n");
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+        let spent = cpu_time(server.child.id()) - before;
+        assert!(
+            spent < Duration::from_millis(400),
+            "{spent:?} of CPU in 1.2 s while out of descriptors"
+        );
+        // Descriptors come back: the waiting clients are accepted and answered.
+        drop(served);
+        expect(&mut waiting[0], b"hello\n");
+        for client in &mut waiting[1..] {
+            expect(client, b"later\n");
+        }
     }
 );

@@ -420,10 +420,24 @@ impl BinServer {
     /// Starts `readyloop serve ARGS`; `services` are the listeners' names,
     /// in order, whose "<service> listening on <addr>" lines to wait for.
     pub fn start(args: &[&str], services: &[&str]) -> BinServer {
+        BinServer::start_from(
+            std::process::Command::new(env!("CARGO_BIN_EXE_readyloop")),
+            args,
+            services,
+        )
+    }
+
+    /// [`start`](Self::start) from `command` (the binary, set up as a test
+    /// needs: limits, environment); `serve ARGS` is added here.
+    pub fn start_from(
+        mut command: std::process::Command,
+        args: &[&str],
+        services: &[&str],
+    ) -> BinServer {
         use std::io::{BufRead, BufReader};
-        use std::process::{Command, Stdio};
+        use std::process::Stdio;
         let cwd = TempDir::new("bin-cwd");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_readyloop"))
+        let mut child = command
             .current_dir(cwd.path())
             .arg("serve")
             .args(args)
