@@ -168,8 +168,9 @@ pub struct Options {
     /// Event loop: read `stats`, `conns`, `quit` from stdin (the first
     /// loop only). Meant for a terminal in the foreground.
     pub console: bool,
-    /// Event loop: worker threads for slow jobs. 0 runs jobs on the loop
-    /// thread itself, where they stall every client (for teaching).
+    /// Event loop: worker threads for slow jobs, started with the first
+    /// job. 0 runs jobs on the loop thread itself, where they stall every
+    /// client (for teaching).
     pub offload_workers: usize,
     /// Work done on a timer for the services, off any request (kv's active
     /// expiry). The first event loop runs it from its own timer; the other
