@@ -5,10 +5,10 @@
 //! 2. Lock the pid file before any port: a second server hears about the
 //!    pid file, not about a port in use.
 //! 3. Create the upload directory (removing the temporary files a killed
-//!    server left there) and open the store (lock, replay), so a bad
-//!    directory or a damaged log is reported on the terminal. A Redis
-//!    store (`--store redis://`) is reached instead (`--store-wait`: until
-//!    it answers) and given todo's seed tasks.
+//!    server left there) and, if todo or kv is served, open the store
+//!    (lock, replay), so a bad directory or a damaged log is reported on
+//!    the terminal. A Redis store (`--store redis://`) is reached instead
+//!    (`--store-wait`: until it answers) and given todo's seed tasks.
 //! 4. Raise the open-file limit; clamp `--max-conns` to it.
 //! 5. Bind every listener. Any failure so far: one line, exit code 2.
 //! 6. Detach if `--daemon` (fork: only now, and no thread may exist yet,
@@ -74,7 +74,16 @@ pub fn run(args: &ServeArgs) -> Result<Stopped, StartupError> {
             prepared.push(entry.name);
         }
     }
+    let serves = |name| {
+        config
+            .listeners
+            .iter()
+            .any(|spec| spec.service.name == name)
+    };
+    let uses_store = config.listeners.iter().any(|spec| spec.service.uses_store);
     let backend = match &config.store {
+        // Nothing served keeps data: no directory, no lock, no flusher thread.
+        StoreConfig::File { .. } if !uses_store => Backend::File(Store::in_memory()),
         StoreConfig::File { dir, fsync } => Backend::File(Store::open_unstarted(dir, *fsync)?),
         StoreConfig::Redis { url, wait } => {
             reach_redis(url, *wait, &config)?;
@@ -83,12 +92,12 @@ pub fn run(args: &ServeArgs) -> Result<Stopped, StartupError> {
         }
     };
     let file_store = match &backend {
-        Backend::File(store) => Some(store.clone()),
-        Backend::Redis(_) => None,
+        Backend::File(store) if uses_store => Some(store.clone()),
+        Backend::File(_) | Backend::Redis(_) => None,
     };
     let mut options = clamp_to_fd_limit(config.options.clone());
-    // Redis expires its own keys.
-    options.housekeeping = file_store.as_ref().map(expiry);
+    // Only kv has keys that expire; Redis expires its own.
+    options.housekeeping = file_store.as_ref().filter(|_| serves("kv")).map(expiry);
     let stats = Arc::new(Stats::default());
     let shared = Shared {
         backend,
