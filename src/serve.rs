@@ -14,7 +14,9 @@
 //! 6. Detach if `--daemon` (fork: only now, and no thread may exist yet,
 //!    since a thread does not survive fork), point stderr at `--log-file`,
 //!    write the pid file.
-//! 7. Start the threads: the store's flusher, the signal handler.
+//! 7. Start the threads: the store's flusher (if the store was opened),
+//!    the signal handler (in the single event loop, a source in its poll
+//!    instead: the process runs one thread until a job needs the pool).
 //! 8. Serve until a signal; then flush the store and remove the pid file.
 //!    A shutdown whose grace period ran out is [`Stopped::CutOff`].
 
@@ -112,12 +114,19 @@ pub fn run(args: &ServeArgs) -> Result<Stopped, StartupError> {
         store.start_flusher()?;
     }
     let shutdown = Shutdown::new();
-    signals::spawn(signals::Actions {
+    let actions = signals::Actions {
         shutdown: shutdown.clone(),
         grace: options.shutdown_grace,
         log_file,
         pidfile: pidfile.as_ref().map(|p| p.path().to_owned()),
-    })?;
+    };
+    // One event loop reads the signals in its poll; anything else, a thread.
+    let mut in_loop = if config.mode == server::Mode::Evloop && groups.len() == 1 {
+        Some(signals::SignalSource::new(actions)?)
+    } else {
+        signals::spawn(actions)?;
+        None
+    };
 
     if let Some(every) = config.stats_interval {
         log_stats_every(every, Arc::clone(&stats))?;
@@ -133,7 +142,15 @@ pub fn run(args: &ServeArgs) -> Result<Stopped, StartupError> {
             .spawn(move || work.run_until(&shutdown))
             .map_err(StartupError::Serve)?;
     }
-    let served = if groups.len() == 1 {
+    let served = if let Some(signals) = &mut in_loop {
+        server::run_evloop(
+            groups.remove(0),
+            &options,
+            Arc::clone(&stats),
+            shutdown,
+            signals,
+        )
+    } else if groups.len() == 1 {
         server::run(
             groups.remove(0),
             config.mode,
@@ -144,6 +161,12 @@ pub fn run(args: &ServeArgs) -> Result<Stopped, StartupError> {
     } else {
         server::run_loops(groups, &options, Arc::clone(&stats), shutdown)
     };
+    // A second SIGTERM during the flush below still exits at once.
+    if let Some(signals) = in_loop
+        && let Err(e) = signals.watch_on_a_thread()
+    {
+        log::error!("cannot start the signal thread: {e}; signals are ignored from now on");
+    }
     // Every connection is closed: write and fsync what is pending, even if
     // the server stopped on an error.
     let closed = file_store.as_ref().map(Store::close).transpose();
