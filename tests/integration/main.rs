@@ -22,6 +22,7 @@ mod kv_util; // a redis-server child, a RESP reply reader
 mod limits; // idle timeout, max conns, /metrics
 mod load; // big messages, many clients, back-pressure
 mod offload; // the single-threaded loops' pool: no head-of-line blocking, stale completions, many jobs
+mod one_thread; // the single event loop runs one thread until a job needs the pool
 mod redis; // kv with redis-cli and redis-benchmark
 mod remote_store; // --store redis://: todo and kv in Redis, every mode; faults; the tools through the proxy
 mod seed_python; // the seeds' Python clients, run by python3 against the binary
