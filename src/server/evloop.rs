@@ -30,6 +30,11 @@
 //! `READABLE | WRITABLE` once and *remembers* readiness until `WouldBlock`
 //! (rule 5): no `epoll_ctl` per request.
 //!
+//! One thread means one: a single loop's process has no other until a job
+//! starts the offload pool (signals arrive in this poll too), because a
+//! second thread makes every socket call dearer in the kernel (`sys.rs`
+//! says why).
+//!
 //! What it must not do: parse a protocol (services and their dialogue do),
 //! keep per-byte state about a connection (`connection.rs` does), or block
 //! (jobs go to the offload pool, the console prints from its own thread).
