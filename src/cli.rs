@@ -93,8 +93,9 @@ pub struct ServeArgs {
     /// directory) or `redis://HOST:PORT[/DB]` (a Redis server every mode
     /// and every readyloop process shares; kv becomes a proxy to it, and
     /// durability is Redis' own `appendonly`/`appendfsync`) or
-    /// `redis-cluster://HOST:PORT[,HOST:PORT...]` (a Redis Cluster, by its
-    /// seed nodes: each request goes to the master of its key's slot).
+    /// `redis-cluster://HOST:PORT[,HOST:PORT...]` (a Redis Cluster, named
+    /// by one or more of its nodes: each request goes to the master of its
+    /// key's slot).
     #[arg(long, value_name = "URL")]
     pub store: Option<String>,
     /// With `--store redis://`: if Redis cannot be reached at start, retry

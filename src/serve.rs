@@ -5,16 +5,18 @@
 //! 2. Lock the pid file before any port: a second server hears about the
 //!    pid file, not about a port in use.
 //! 3. Create the upload directory (removing the temporary files a killed
-//!    server left there) and open the store (lock, replay), so a bad
-//!    directory or a damaged log is reported on the terminal. A Redis
-//!    store (`--store redis://`) is reached instead (`--store-wait`: until
-//!    it answers) and given todo's seed tasks.
+//!    server left there) and, if todo or kv is served, open the store
+//!    (lock, replay), so a bad directory or a damaged log is reported on
+//!    the terminal. A Redis store (`--store redis://`) is reached instead
+//!    (`--store-wait`: until it answers) and given todo's seed tasks.
 //! 4. Raise the open-file limit; clamp `--max-conns` to it.
 //! 5. Bind every listener. Any failure so far: one line, exit code 2.
 //! 6. Detach if `--daemon` (fork: only now, and no thread may exist yet,
 //!    since a thread does not survive fork), point stderr at `--log-file`,
 //!    write the pid file.
-//! 7. Start the threads: the store's flusher, the signal handler.
+//! 7. Start the threads: the store's flusher (if the store was opened),
+//!    the signal handler (in the single event loop, a source in its poll
+//!    instead: the process runs one thread until a job needs the pool).
 //! 8. Serve until a signal; then flush the store and remove the pid file.
 //!    A shutdown whose grace period ran out is [`Stopped::CutOff`].
 
@@ -74,7 +76,16 @@ pub fn run(args: &ServeArgs) -> Result<Stopped, StartupError> {
             prepared.push(entry.name);
         }
     }
+    let serves = |name| {
+        config
+            .listeners
+            .iter()
+            .any(|spec| spec.service.name == name)
+    };
+    let uses_store = config.listeners.iter().any(|spec| spec.service.uses_store);
     let backend = match &config.store {
+        // Nothing served keeps data: no directory, no lock, no flusher thread.
+        StoreConfig::File { .. } if !uses_store => Backend::File(Store::in_memory()),
         StoreConfig::File { dir, fsync } => Backend::File(Store::open_unstarted(dir, *fsync)?),
         StoreConfig::Redis { url, wait } => {
             reach_redis(url, *wait, &config)?;
@@ -83,12 +94,12 @@ pub fn run(args: &ServeArgs) -> Result<Stopped, StartupError> {
         }
     };
     let file_store = match &backend {
-        Backend::File(store) => Some(store.clone()),
-        Backend::Redis(_) => None,
+        Backend::File(store) if uses_store => Some(store.clone()),
+        Backend::File(_) | Backend::Redis(_) => None,
     };
     let mut options = clamp_to_fd_limit(config.options.clone());
-    // Redis expires its own keys.
-    options.housekeeping = file_store.as_ref().map(expiry);
+    // Only kv has keys that expire; Redis expires its own.
+    options.housekeeping = file_store.as_ref().filter(|_| serves("kv")).map(expiry);
     let stats = Arc::new(Stats::default());
     let shared = Shared {
         backend,
@@ -103,12 +114,19 @@ pub fn run(args: &ServeArgs) -> Result<Stopped, StartupError> {
         store.start_flusher()?;
     }
     let shutdown = Shutdown::new();
-    signals::spawn(signals::Actions {
+    let actions = signals::Actions {
         shutdown: shutdown.clone(),
         grace: options.shutdown_grace,
         log_file,
         pidfile: pidfile.as_ref().map(|p| p.path().to_owned()),
-    })?;
+    };
+    // One event loop reads the signals in its poll; anything else, a thread.
+    let mut in_loop = if config.mode == server::Mode::Evloop && groups.len() == 1 {
+        Some(signals::SignalSource::new(actions)?)
+    } else {
+        signals::spawn(actions)?;
+        None
+    };
 
     if let Some(every) = config.stats_interval {
         log_stats_every(every, Arc::clone(&stats))?;
@@ -124,7 +142,15 @@ pub fn run(args: &ServeArgs) -> Result<Stopped, StartupError> {
             .spawn(move || work.run_until(&shutdown))
             .map_err(StartupError::Serve)?;
     }
-    let served = if groups.len() == 1 {
+    let served = if let Some(signals) = &mut in_loop {
+        server::run_evloop(
+            groups.remove(0),
+            &options,
+            Arc::clone(&stats),
+            shutdown,
+            signals,
+        )
+    } else if groups.len() == 1 {
         server::run(
             groups.remove(0),
             config.mode,
@@ -135,6 +161,12 @@ pub fn run(args: &ServeArgs) -> Result<Stopped, StartupError> {
     } else {
         server::run_loops(groups, &options, Arc::clone(&stats), shutdown)
     };
+    // A second SIGTERM during the flush below still exits at once.
+    if let Some(signals) = in_loop
+        && let Err(e) = signals.watch_on_a_thread()
+    {
+        log::error!("cannot start the signal thread: {e}; signals are ignored from now on");
+    }
     // Every connection is closed: write and fsync what is pending, even if
     // the server stopped on an error.
     let closed = file_store.as_ref().map(Store::close).transpose();

@@ -7,10 +7,13 @@
 //! a readable event we ask the kernel how many bytes wait (`FIONREAD`) and
 //! read exactly that. Writing: a terminal can stop taking output (Ctrl-S, a
 //! full pipe), so answers go to a printer thread that may block instead.
+//! When the loop is done, what was said is printed before it returns (up
+//! to [`PRINT_GRACE`]): `quit`'s answer is not lost to the process's exit.
 
 use std::fmt::Write as _;
 use std::io::{self, Read, Write};
 use std::sync::{Arc, mpsc};
+use std::time::Duration;
 
 use mio::unix::SourceFd;
 use mio::{Interest, Registry, Token};
@@ -39,7 +42,10 @@ pub(crate) struct Console {
     line: Vec<u8>,
     /// Stdin reached its end (and was deregistered).
     closed: bool,
-    printer: mpsc::Sender<String>,
+    /// `None` once dropped: the printer then prints what is left and ends.
+    printer: Option<mpsc::Sender<String>>,
+    /// Says (by closing) that the printer printed everything.
+    printed: mpsc::Receiver<()>,
     /// What the commands read and do.
     stats: Arc<Stats>,
     shutdown: Shutdown,
@@ -50,6 +56,10 @@ const STDIN: i32 = 0;
 
 /// The help text.
 const HELP: &str = "commands: stats, conns, quit";
+
+/// How long a console being dropped waits for its printer: a terminal that
+/// takes no output (Ctrl-S) must not hold the server's exit for good.
+const PRINT_GRACE: Duration = Duration::from_secs(1);
 
 impl Console {
     /// Registers stdin in the poll under `token`, starts the printer and
@@ -62,6 +72,7 @@ impl Console {
     ) -> io::Result<Console> {
         registry.register(&mut SourceFd(&STDIN), token, Interest::READABLE)?;
         let (printer, lines) = mpsc::channel::<String>();
+        let (done, printed) = mpsc::channel::<()>();
         std::thread::Builder::new()
             .name("console".into())
             .spawn(move || {
@@ -69,11 +80,13 @@ impl Console {
                     // Gone stdout (a closed pipe): nothing to tell anyone.
                     let _ = writeln!(io::stdout().lock(), "{line}");
                 }
+                drop(done);
             })?;
         let console = Console {
             line: Vec::new(),
             closed: false,
-            printer,
+            printer: Some(printer),
+            printed,
             stats: Arc::clone(stats),
             shutdown: shutdown.clone(),
         };
@@ -83,7 +96,9 @@ impl Console {
 
     /// Prints `text` from the printer thread.
     fn say(&self, text: String) {
-        let _ = self.printer.send(text); // the printer only ends with the process
+        if let Some(printer) = &self.printer {
+            let _ = printer.send(text); // the printer ends only after the console
+        }
     }
 
     /// Reads what stdin holds now and answers each complete command. At
@@ -134,6 +149,15 @@ impl Console {
             }
         }
         commands
+    }
+}
+
+impl Drop for Console {
+    /// Lets the printer finish what it was given, for up to [`PRINT_GRACE`].
+    fn drop(&mut self) {
+        self.printer = None;
+        // Closed (an error) once the printer ended; a timeout: it is stuck.
+        let _ = self.printed.recv_timeout(PRINT_GRACE);
     }
 }
 

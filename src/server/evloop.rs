@@ -30,6 +30,11 @@
 //! `READABLE | WRITABLE` once and *remembers* readiness until `WouldBlock`
 //! (rule 5): no `epoll_ctl` per request.
 //!
+//! One thread means one: a single loop's process has no other until a job
+//! starts the offload pool (signals arrive in this poll too), because a
+//! second thread makes every socket call dearer in the kernel (`sys.rs`
+//! says why).
+//!
 //! What it must not do: parse a protocol (services and their dialogue do),
 //! keep per-byte state about a connection (`connection.rs` does), or block
 //! (jobs go to the offload pool, the console prints from its own thread).
@@ -57,6 +62,7 @@ use super::upstream::{UPSTREAM_BASE, Upstreams};
 use super::{Listener, Options, Shutdown};
 use crate::remote::Answer;
 use crate::service::{Job, JobOutput};
+use crate::signals::SignalSource;
 use crate::stats::{self, Stats};
 
 // Rule 1: tokens are slab keys; the reserved ones live far outside the slab's range.
@@ -67,6 +73,9 @@ pub(super) const LISTENER_BASE: usize = usize::MAX / 2;
 const WAKER: Token = Token(usize::MAX);
 /// Stdin, when the console is on (seed 002 selects on `sys.stdin` too).
 const CONSOLE: Token = Token(usize::MAX - 1);
+/// SIGTERM, SIGINT, SIGHUP, when this is the process's only loop: the
+/// signal handler writes a byte to a pipe that is in this poll.
+const SIGNALS: Token = Token(usize::MAX - 2);
 
 /// Events taken from the kernel per `poll` call; more wait for the next call.
 const EVENTS_CAPACITY: usize = 1024;
@@ -110,20 +119,26 @@ struct Loop {
 
 /// Serves `listeners` on this thread until `shutdown` is triggered and every
 /// connection has finished (or [`Options::shutdown_grace`] has passed:
-/// then [`Stats::unfinished`] counts those left). Setting up (the poll, its
-/// waker, the pool, the listeners) is in `evloop/setup.rs`.
+/// then [`Stats::unfinished`] counts those left). With `signals`, the
+/// process's signals are read here too. Setting up (the poll, its waker,
+/// the pool, the listeners) is in `evloop/setup.rs`.
 pub(super) fn run(
     index: usize,
     listeners: Vec<Listener>,
     options: &Options,
     stats: Arc<Stats>,
     shutdown: Shutdown,
+    mut signals: Option<&mut SignalSource>,
 ) -> io::Result<()> {
-    Loop::new(index, listeners, options, stats, shutdown)?.run()
+    let mut lp = Loop::new(index, listeners, options, stats, shutdown)?;
+    if let Some(signals) = &mut signals {
+        signals.register(lp.poll.registry(), SIGNALS)?;
+    }
+    lp.run(signals)
 }
 
 impl Loop {
-    fn run(&mut self) -> io::Result<()> {
+    fn run(&mut self, mut signals: Option<&mut SignalSource>) -> io::Result<()> {
         let mut events = Events::with_capacity(EVENTS_CAPACITY);
         loop {
             // Rule 10: shutdown is an event like any other (the waker).
@@ -157,6 +172,13 @@ impl Loop {
                     WAKER => {
                         self.complete_jobs();
                         self.deliver_mail();
+                    }
+                    // A signal is an event too: SIGTERM triggers the shutdown
+                    // seen at the top, SIGHUP reopens the log.
+                    SIGNALS => {
+                        if let Some(signals) = &mut signals {
+                            signals.act();
+                        }
                     }
                     CONSOLE => {
                         if let Some(console) = &mut self.console {

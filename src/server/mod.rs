@@ -170,8 +170,9 @@ pub struct Options {
     /// Event loop: read `stats`, `conns`, `quit` from stdin (the first
     /// loop only). Meant for a terminal in the foreground.
     pub console: bool,
-    /// Event loop: worker threads for slow jobs. 0 runs jobs on the loop
-    /// thread itself, where they stall every client (for teaching).
+    /// Event loop: worker threads for slow jobs, started with the first
+    /// job. 0 runs jobs on the loop thread itself, where they stall every
+    /// client (for teaching).
     pub offload_workers: usize,
     /// Work done on a timer for the services, off any request (kv's active
     /// expiry). The first event loop runs it from its own timer; the other
@@ -360,7 +361,7 @@ pub fn run_loops(
         let (options, stats, shutdown) = (options.clone(), Arc::clone(&stats), shutdown.clone());
         let thread = std::thread::Builder::new()
             .name(format!("loop-{index}"))
-            .spawn(move || evloop::run(index, listeners, &options, stats, shutdown))?;
+            .spawn(move || evloop::run(index, listeners, &options, stats, shutdown, None))?;
         threads.push(thread);
     }
     let mut result = Ok(());
@@ -389,17 +390,37 @@ pub fn run(
     stats: Arc<Stats>,
     shutdown: Shutdown,
 ) -> io::Result<()> {
-    log::info!("serving in {mode} mode");
-    for listener in &listeners {
-        // Scripts read the port from this line: keep it ending with the address.
-        let addr = listener.local_addr()?;
-        log::info!("{} listening on {addr}", listener.service_name());
-    }
+    announce(mode, &listeners)?;
     match mode {
-        Mode::Evloop => evloop::run(0, listeners, options, stats, shutdown),
+        Mode::Evloop => evloop::run(0, listeners, options, stats, shutdown, None),
         Mode::Threaded => threaded::run(listeners, options, stats, shutdown),
         Mode::Blocking => blocking::run(listeners, options, stats, shutdown),
         Mode::Forking => forking::run(listeners, options, stats, shutdown),
         Mode::Uring => uring::run(listeners, options, stats, shutdown),
     }
+}
+
+/// Serves `listeners` in one event loop on this thread until `shutdown` is
+/// triggered, like [`run`] in [`Mode::Evloop`], except that the loop reads
+/// the process's `signals` itself: no thread turns them into wake-ups.
+pub fn run_evloop(
+    listeners: Vec<Listener>,
+    options: &Options,
+    stats: Arc<Stats>,
+    shutdown: Shutdown,
+    signals: &mut crate::signals::SignalSource,
+) -> io::Result<()> {
+    announce(Mode::Evloop, &listeners)?;
+    evloop::run(0, listeners, options, stats, shutdown, Some(signals))
+}
+
+/// The log lines that say what is served where.
+fn announce(mode: Mode, listeners: &[Listener]) -> io::Result<()> {
+    log::info!("serving in {mode} mode");
+    for listener in listeners {
+        // Scripts read the port from this line: keep it ending with the address.
+        let addr = listener.local_addr()?;
+        log::info!("{} listening on {addr}", listener.service_name());
+    }
+    Ok(())
 }

@@ -16,6 +16,11 @@
 //! [`JobOutput::Panicked`]; the worker survives. Dropping the pool lets the
 //! workers finish what the queue holds, then joins them.
 //!
+//! The workers start with the first job, not with the pool: a server that
+//! never offloads (echo, http) stays one thread. One extra thread costs
+//! every socket call: the kernel's `fdget`/`fput` skip their atomic
+//! reference count only while the file table has a single user.
+//!
 //! This file knows nothing of connections: a [`Ticket`] is all it carries back.
 
 use crate::sync::lock;
@@ -60,50 +65,81 @@ pub(crate) struct Pool {
     /// Jobs the full queue could not take yet, oldest first.
     waiting: VecDeque<(Ticket, Job)>,
     completions: Completions,
+    /// The queue's other end, shared by the workers.
+    jobs: Arc<Mutex<Receiver<(Ticket, Job)>>>,
+    waker: Arc<dyn Wake>,
+    /// How many workers the pool runs once it has a job.
+    wanted: usize,
     workers: Vec<JoinHandle<()>>,
 }
 
 impl Pool {
-    /// Starts `workers` threads; each finished job is pushed to the
-    /// completions and `waker` is woken.
+    /// A pool of `workers` threads, started by the first job; each finished
+    /// job is pushed to the completions and `waker` is woken. Starting
+    /// nothing, this cannot fail: a thread that cannot start is the first
+    /// job's to report ([`Pool::submit`]).
     pub(crate) fn start(workers: usize, waker: Arc<dyn Wake>) -> std::io::Result<Pool> {
-        Pool::with_capacity(workers, QUEUE_CAPACITY, waker)
+        Ok(Pool::with_capacity(workers, QUEUE_CAPACITY, waker))
     }
 
     /// [`Pool::start`] with a queue of `capacity` jobs (tests use a tiny one
     /// to see jobs wait in the loop).
-    fn with_capacity(
-        workers: usize,
-        capacity: usize,
-        waker: Arc<dyn Wake>,
-    ) -> std::io::Result<Pool> {
+    fn with_capacity(workers: usize, capacity: usize, waker: Arc<dyn Wake>) -> Pool {
         let (queue, jobs) = mpsc::sync_channel(capacity);
-        let jobs = Arc::new(Mutex::new(jobs));
-        let completions: Completions = Arc::default();
-        let mut handles = Vec::with_capacity(workers);
-        for i in 0..workers {
-            let (jobs, completions, waker) = (
-                Arc::clone(&jobs),
-                Arc::clone(&completions),
-                Arc::clone(&waker),
-            );
-            let spawned = thread::Builder::new()
-                .name(format!("offload-{i}"))
-                .spawn(move || work(&jobs, &completions, &*waker));
-            handles.push(spawned?);
-        }
-        Ok(Pool {
+        Pool {
             queue: Some(queue),
             waiting: VecDeque::new(),
-            completions,
-            workers: handles,
-        })
+            completions: Arc::default(),
+            jobs: Arc::new(Mutex::new(jobs)),
+            waker,
+            wanted: workers,
+            workers: Vec::with_capacity(workers),
+        }
     }
 
     /// Queues a job; if the queue is full it waits in the loop, in order.
     pub(crate) fn submit(&mut self, ticket: Ticket, job: Job) {
+        if self.workers.len() < self.wanted {
+            self.start_workers();
+        }
+        if self.workers.is_empty() {
+            // No thread could start: run it here rather than lose it, as
+            // `--offload 0` does. Its output comes back the usual way.
+            let output = run(ticket, job);
+            lock(&self.completions).push((ticket, output));
+            if let Err(e) = self.waker.wake() {
+                log::error!("cannot wake the event loop: {e}");
+            }
+            return;
+        }
         self.waiting.push_back((ticket, job));
         self.feed_queue();
+    }
+
+    /// Starts the workers not running yet. One that cannot start is logged
+    /// and tried again with the next job.
+    fn start_workers(&mut self) {
+        while self.workers.len() < self.wanted {
+            let (jobs, completions, waker) = (
+                Arc::clone(&self.jobs),
+                Arc::clone(&self.completions),
+                Arc::clone(&self.waker),
+            );
+            let spawned = thread::Builder::new()
+                .name(format!("offload-{}", self.workers.len()))
+                .spawn(move || work(&jobs, &completions, &*waker));
+            match spawned {
+                Ok(handle) => self.workers.push(handle),
+                Err(e) => {
+                    log::error!(
+                        "cannot start offload worker {} of {}: {e}",
+                        self.workers.len(),
+                        self.wanted
+                    );
+                    return;
+                }
+            }
+        }
     }
 
     /// Moves waiting jobs into the queue while it has room.
@@ -152,24 +188,29 @@ fn work(
         let Ok((ticket, job)) = lock(jobs).recv() else {
             return;
         };
-        let output = panic::catch_unwind(AssertUnwindSafe(|| job.run())).unwrap_or_else(|panic| {
-            let message = panic
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_owned())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "a job panicked".to_owned());
-            log::error!(
-                "conn={}/{}: offloaded job panicked: {message}",
-                ticket.key,
-                ticket.generation
-            );
-            JobOutput::Panicked(message)
-        });
+        let output = run(ticket, job);
         lock(completions).push((ticket, output));
         if let Err(e) = waker.wake() {
             log::error!("cannot wake the event loop: {e}");
         }
     }
+}
+
+/// Runs one job; a panic becomes [`JobOutput::Panicked`].
+fn run(ticket: Ticket, job: Job) -> JobOutput {
+    panic::catch_unwind(AssertUnwindSafe(|| job.run())).unwrap_or_else(|panic| {
+        let message = panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a job panicked".to_owned());
+        log::error!(
+            "conn={}/{}: offloaded job panicked: {message}",
+            ticket.key,
+            ticket.generation
+        );
+        JobOutput::Panicked(message)
+    })
 }
 
 #[cfg(test)]
@@ -187,7 +228,7 @@ mod tests {
     fn pool(workers: usize, capacity: usize) -> (Poll, Pool) {
         let poll = Poll::new().unwrap();
         let waker = Arc::new(Waker::new(poll.registry(), WAKER).unwrap());
-        let pool = Pool::with_capacity(workers, capacity, waker).unwrap();
+        let pool = Pool::with_capacity(workers, capacity, waker);
         (poll, pool)
     }
 
@@ -220,6 +261,40 @@ mod tests {
         }
         assert_eq!(done.len(), n, "not every job came back: {done:?}");
         done
+    }
+
+    #[test]
+    fn the_workers_start_with_the_first_job() {
+        let (mut poll, mut pool) = pool(3, QUEUE_CAPACITY);
+        assert!(pool.workers.is_empty(), "no thread before a job");
+        let ticket = Ticket {
+            key: 7,
+            generation: 1,
+        };
+        pool.submit(ticket, sleep(1));
+        let names: Vec<Option<String>> = (pool.workers.iter())
+            .map(|worker| worker.thread().name().map(str::to_owned))
+            .collect();
+        let expected = ["offload-0", "offload-1", "offload-2"].map(|n| Some(n.to_owned()));
+        assert_eq!(names, expected);
+        assert_eq!(drive(&mut poll, &mut pool, 1), [(ticket, slept(1))]);
+        pool.submit(ticket, sleep(1));
+        assert_eq!(pool.workers.len(), 3, "the next job starts none");
+        drive(&mut poll, &mut pool, 1);
+    }
+
+    #[test]
+    fn a_pool_without_workers_runs_the_job_on_the_caller_and_wakes_it() {
+        // What `submit` falls back to when no thread can start: here, a
+        // pool that wants none.
+        let (mut poll, mut pool) = pool(0, QUEUE_CAPACITY);
+        let ticket = Ticket {
+            key: 3,
+            generation: 9,
+        };
+        pool.submit(ticket, sleep(2));
+        assert!(pool.workers.is_empty());
+        assert_eq!(drive(&mut poll, &mut pool, 1), [(ticket, slept(2))]);
     }
 
     #[test]

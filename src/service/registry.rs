@@ -22,6 +22,10 @@ pub struct Entry {
     /// serves this service (make a directory, clean what a crash left). An
     /// error stops the start with its text.
     pub prepare: Option<Prepare>,
+    /// Keeps its data in the store (`--store`, `--data-dir`): the file
+    /// store is opened, and its flusher started, only when a served
+    /// service does.
+    pub uses_store: bool,
 }
 
 /// Makes ready what a service needs before it is served; `Err` says why not.
@@ -50,6 +54,7 @@ impl Entry {
             about,
             transport: Transport::Stream(factory),
             prepare: None,
+            uses_store: false,
         }
     }
 }
@@ -76,12 +81,15 @@ pub const REGISTRY: &[Entry] = &[
         "HTTP/1.1 `Hello, World`, and /metrics",
         http::factory,
     ),
-    Entry::stream(
-        "todo",
-        9001,
-        "GET/POST line commands over the shared store",
-        todo::factory,
-    ),
+    Entry {
+        uses_store: true,
+        ..Entry::stream(
+            "todo",
+            9001,
+            "GET/POST line commands over the shared store",
+            todo::factory,
+        )
+    },
     Entry {
         prepare: Some(upload::prepare),
         ..Entry::stream(
@@ -97,12 +105,15 @@ pub const REGISTRY: &[Entry] = &[
         "`sleep <ms>` and `hash <rounds>`, run as offloaded jobs",
         slow::factory,
     ),
-    Entry::stream(
-        "kv",
-        6380,
-        "a Redis (RESP2) subset over the shared store",
-        kv::factory,
-    ),
+    Entry {
+        uses_store: true,
+        ..Entry::stream(
+            "kv",
+            6380,
+            "a Redis (RESP2) subset over the shared store",
+            kv::factory,
+        )
+    },
     Entry::stream(
         "once",
         9003,
@@ -115,6 +126,7 @@ pub const REGISTRY: &[Entry] = &[
         about: "datagrams echoed back, never longer than they came",
         transport: Transport::Datagram,
         prepare: None,
+        uses_store: false,
     },
 ];
 

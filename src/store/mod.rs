@@ -195,7 +195,8 @@ struct State {
 }
 
 impl Store {
-    /// An empty store held in memory only (tests, and nothing else).
+    /// An empty store held in memory only: tests, and a server serving
+    /// nothing that keeps data (no directory, no flusher thread).
     pub fn in_memory() -> Store {
         Store::new(Db::default(), 0, None)
     }

@@ -281,7 +281,7 @@ fn daemon_bind_errors_reach_the_terminal_and_leave_no_pid_file() {
     let taken = TcpListener::bind("127.0.0.1:0").unwrap();
     let listener = format!("echo@{}", taken.local_addr().unwrap());
     let pidfile = dir.path().join("p.pid");
-    // In the temp dir: the store opens `./readyloop-data` before the bind.
+    // In the temp dir: a store it opened would be `./readyloop-data`.
     let output = Command::new(BIN)
         .current_dir(dir.path())
         .args(["serve", &listener, "--daemon", "--pidfile"])

@@ -22,6 +22,7 @@ mod kv_util; // a redis-server child, a RESP reply reader
 mod limits; // idle timeout, max conns, /metrics
 mod load; // big messages, many clients, back-pressure
 mod offload; // the single-threaded loops' pool: no head-of-line blocking, stale completions, many jobs
+mod one_thread; // the single event loop runs one thread until a job needs the pool
 mod redis; // kv with redis-cli and redis-benchmark
 mod redis_cluster; // a real three-master Redis Cluster, killed on drop
 mod remote_cluster; // --store redis-cluster://: keys over three masters, a slot moved, a master killed

@@ -413,7 +413,7 @@ pub struct BinServer {
     addrs: Vec<(String, SocketAddr)>,
     pub log: Arc<std::sync::Mutex<String>>,
     /// Its working directory, so a default `./readyloop-data` is its own.
-    _cwd: TempDir,
+    cwd: TempDir,
 }
 
 impl BinServer {
@@ -441,6 +441,8 @@ impl BinServer {
             .current_dir(cwd.path())
             .arg("serve")
             .args(args)
+            // Never the terminal `cargo test` runs in: no console.
+            .stdin(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
@@ -450,7 +452,7 @@ impl BinServer {
             child,
             addrs: Vec::new(),
             log: Arc::clone(&log),
-            _cwd: cwd,
+            cwd,
         };
         // Bounded: the child either logs its listeners or exits (EOF).
         while server.addrs.len() < services.len() {
@@ -473,6 +475,11 @@ impl BinServer {
             }
         });
         server
+    }
+
+    /// Its working directory.
+    pub fn cwd(&self) -> &Path {
+        self.cwd.path()
     }
 
     /// Every listener's address, in the order the server logged them.
