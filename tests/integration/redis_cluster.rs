@@ -44,15 +44,35 @@ impl RedisCluster {
             _dir: TempDir::new("redis-cluster"),
         };
         for _ in 0..3 {
-            let (port, bus) = (free_port(), free_port());
-            let child = Command::new("redis-server")
+            let (child, addr) = cluster.spawn_node();
+            cluster.nodes.push(child);
+            cluster.addrs.push(addr);
+        }
+        cluster
+    }
+
+    /// One master on free ports, listening. A port taken between the
+    /// probe and redis-server's bind (another test's server, or the bus
+    /// port drawn equal to the client port) makes redis-server exit: it is
+    /// started again on other ports, a few times.
+    fn spawn_node(&self) -> (Child, SocketAddr) {
+        let deadline = Instant::now() + FORMING;
+        for _attempt in 0..5 {
+            let port = free_port();
+            let bus = loop {
+                let bus = free_port();
+                if bus != port {
+                    break bus;
+                }
+            };
+            let mut child = Command::new("redis-server")
                 .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
                 .args(["--cluster-enabled", "yes"])
                 .args(["--cluster-port", &bus.to_string()])
                 .args(["--cluster-config-file", &format!("nodes-{port}.conf")])
                 .args(["--save", "", "--appendonly", "no"])
                 .arg("--dir")
-                .arg(cluster._dir.path())
+                .arg(self._dir.path())
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()
@@ -62,20 +82,23 @@ impl RedisCluster {
                          Cluster; install it with `apt-get install redis-server`"
                     )
                 });
-            cluster.nodes.push(child);
-            cluster.addrs.push(SocketAddr::from(([127, 0, 0, 1], port)));
-        }
-        let deadline = Instant::now() + FORMING;
-        for addr in &cluster.addrs {
-            while std::net::TcpStream::connect(addr).is_err() {
-                assert!(
-                    Instant::now() < deadline,
-                    "redis-server did not listen on {addr}"
-                );
+            let addr = SocketAddr::from(([127, 0, 0, 1], port));
+            loop {
+                if std::net::TcpStream::connect(addr).is_ok() {
+                    return (child, addr);
+                }
+                if child.try_wait().unwrap().is_some() {
+                    break; // it could not bind: other ports
+                }
+                if Instant::now() > deadline {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    panic!("redis-server did not listen on {addr}");
+                }
                 thread::sleep(Duration::from_millis(20));
             }
         }
-        cluster
+        panic!("redis-server exited at start five times (ports taken?)");
     }
 
     /// Makes the masters one cluster (`redis-cli --cluster create`, the
