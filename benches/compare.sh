@@ -16,7 +16,7 @@
 #              (benches/kv-vs-redis.sh, which also runs alone)
 # Each directory holds results.json, report.md and chart.svg; summary.md has
 # every table and the comparisons, and is printed at the end. Every server
-# the script starts is stopped on exit, error or Ctrl-C. About 13 minutes.
+# the script starts is stopped on exit, error or Ctrl-C. About 9 minutes.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
