@@ -15,8 +15,8 @@ use readyloop::service::Limits;
 use std::net::TcpStream;
 
 use crate::util::{
-    BinServer, TIMEOUT, TempDir, TestServer, connect, expect, parse_metrics, per_mode, read_to_end,
-    sample,
+    BinServer, TIMEOUT, TempDir, TestServer, connect, cpu_time, expect, parse_metrics, per_mode,
+    read_to_end, sample,
 };
 
 // Not blocking: it serves one client at a time, so the second one here
@@ -188,22 +188,6 @@ per_mode!(
 /// descriptors well before `--max-conns` (clamped to `NOFILE` - 32) is reached.
 const HELD: usize = 40;
 const NOFILE: libc::rlim_t = 64;
-
-/// The server child's CPU time so far (utime + stime from /proc/PID/stat).
-fn cpu_time(pid: u32) -> Duration {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    // Fields after the command's closing parenthesis; utime and stime are 14 and 15.
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .unwrap()
-        .1
-        .split_whitespace()
-        .collect();
-    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
-    // SAFETY: sysconf only reads a constant.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
-    Duration::from_millis(ticks * 1000 / hz)
-}
 
 // Rule 3: out of descriptors, the loop rests its listener (instead of an
 // accept failing again at once, at 100% CPU), keeps serving the clients it

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, Socket, Type};
 
-use crate::util::{BinServer, connect, parse_metrics, per_mode, sample};
+use crate::util::{BinServer, connect, cpu_time, parse_metrics, per_mode, sample};
 
 /// Forged datagrams from the server's own port, in one burst.
 const SELF_ADDRESSED: u64 = 20;
@@ -120,21 +120,6 @@ fn count_arrivals(sniffer: &Socket, ports: &[u16], until: Instant) -> u64 {
             count += 1;
         }
     }
-}
-
-/// The server's user + system CPU time so far, from /proc/PID/stat.
-fn cpu_time(pid: u32) -> Duration {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    // Fields after "(comm)": state is field 3, utime 14, stime 15.
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .unwrap()
-        .1
-        .split_whitespace()
-        .collect();
-    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
-    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
-    Duration::from_millis(ticks * 1000 / per_second)
 }
 
 /// The server's counters, from `GET /metrics`.

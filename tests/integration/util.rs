@@ -565,3 +565,20 @@ pub fn undated(bytes: &[u8]) -> String {
     }
     text
 }
+
+/// A process's user + system CPU time so far (utime and stime, fields 14
+/// and 15 of /proc/PID/stat, counted after the command's closing
+/// parenthesis, which may itself hold spaces).
+pub fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    // SAFETY: sysconf only reads a constant.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
+    Duration::from_millis(ticks * 1000 / per_second)
+}
