@@ -27,7 +27,10 @@
 //! A reply is passed on whole, however large (each bulk at most 512 MiB,
 //! as Redis' own limit): the dialogue then feeds this client nothing more
 //! until its output drains below `--max-output`, so one client holds at
-//! most one reply and one request in memory here.
+//! most one reply and one request in memory here. A pipeline goes up in
+//! batches, and a batch holds at most one command whose reply can be
+//! large ([`SMALL_REPLIES`]), so its replies cost that one reply and some
+//! short ones.
 //!
 //! # Redis Cluster
 //!
@@ -75,14 +78,80 @@ struct Sent {
     /// after it, and a request is sent whole on one connection, so no
     /// other client's command runs in between.
     resp3: bool,
+    /// More commands may join: every command so far has a small reply
+    /// ([`small_reply`]).
+    open: bool,
 }
 
 /// The most commands of one client sent upstream as one batch, and the
 /// size past which no further command joins it: a pipelined client costs
-/// one job per batch, not per command, and its replies wait in memory at
-/// most a batch at a time.
+/// one job per batch, not per command.
 const MAX_BATCH: u32 = 128;
 const MAX_BATCH_BYTES: usize = 64 * 1024;
+
+/// Commands whose reply is small whatever the data: a status, an integer,
+/// a short number, or (`PING`, `ECHO`) the request's own argument. A batch
+/// takes any number of these and at most one other command, last (a `GET`
+/// may answer 512 MiB): the batch's replies, which wait whole in memory,
+/// then cost at most one unbounded reply, as without batching (rule 6).
+const SMALL_REPLIES: &[&str] = &[
+    "APPEND",
+    "DECR",
+    "DECRBY",
+    "DEL",
+    "ECHO",
+    "EXISTS",
+    "EXPIRE",
+    "EXPIREAT",
+    "HDEL",
+    "HEXISTS",
+    "HINCRBY",
+    "HINCRBYFLOAT",
+    "HLEN",
+    "HSET",
+    "HSETNX",
+    "INCR",
+    "INCRBY",
+    "INCRBYFLOAT",
+    "LLEN",
+    "LPUSH",
+    "LPUSHX",
+    "MSET",
+    "MSETNX",
+    "PERSIST",
+    "PEXPIRE",
+    "PEXPIREAT",
+    "PING",
+    "PSETEX",
+    "PTTL",
+    "PUBLISH",
+    "RPUSH",
+    "RPUSHX",
+    "SADD",
+    "SCARD",
+    "SETEX",
+    "SETNX",
+    "SISMEMBER",
+    "SREM",
+    "STRLEN",
+    "TTL",
+    "UNLINK",
+    "ZADD",
+    "ZCARD",
+    "ZINCRBY",
+    "ZREM",
+];
+
+/// Whether `req`'s reply is small ([`SMALL_REPLIES`]; `SET` unless it
+/// has `GET`, which answers the old value).
+fn small_reply(req: &Request<'_>) -> bool {
+    let mut upper = [0; 16];
+    let name = args::upper(req.arg(0), &mut upper);
+    if name == b"SET" {
+        return !(3..req.len()).any(|i| is(req, i, "GET"));
+    }
+    SMALL_REPLIES.iter().any(|small| small.as_bytes() == name)
+}
 
 /// The reply when Redis could not be reached (or its answer is unusable).
 const UNAVAILABLE: &[u8] = b"-ERR store unavailable\r\n";
@@ -266,6 +335,7 @@ impl Proxy {
                 self.waiting = Some(Sent {
                     commands: 1,
                     resp3: self.resp3,
+                    open: small_reply(req),
                 });
                 // The replies are counted when the batch is closed.
                 let request = remote::Request::new(commands, 0);
@@ -285,13 +355,14 @@ impl Proxy {
     }
 
     /// Adds the complete commands behind the first of a batch to it, while
-    /// they are forwarded ones and the batch is under its caps; returns the
-    /// bytes taken. A command that is not forwarded (or not whole) stays in
-    /// `input` for after the batch's replies, so replies keep their order.
+    /// they are forwarded ones, the batch is open (small replies so far)
+    /// and under its caps; returns the bytes taken. A command that is not
+    /// forwarded (or not whole) stays in `input` for after the batch's
+    /// replies, so replies keep their order.
     fn gather(&mut self, input: &[u8], request: &mut remote::Request, cx: &mut Cx<'_>) -> usize {
         let sent = self.waiting.as_mut().expect("gather follows a forward");
         let mut consumed = 0;
-        while sent.commands < MAX_BATCH && request.commands.len() < MAX_BATCH_BYTES {
+        while sent.open && sent.commands < MAX_BATCH && request.commands.len() < MAX_BATCH_BYTES {
             let rest = &input[consumed..];
             if rest.is_empty() {
                 break;
@@ -305,6 +376,7 @@ impl Proxy {
                     }
                     remote::encode(&req.args_from(0).collect::<Vec<_>>(), &mut request.commands);
                     sent.commands += 1;
+                    sent.open = small_reply(&req);
                     self.parser.done();
                     consumed += len;
                 }

@@ -223,17 +223,17 @@ fn batch_of(service: &mut Proxy, input: &[u8]) -> (usize, remote::Request) {
 #[test]
 fn a_pipeline_goes_up_as_one_batch_and_comes_back_in_order() {
     let mut service = proxy();
-    let pipeline = b"SET a 1\r\nGET a\r\n*2\r\n$4\r\nINCR\r\n$1\r\nn\r\n";
+    let pipeline = b"SET a 1\r\n*2\r\n$4\r\nINCR\r\n$1\r\nn\r\nGET a\r\n";
     let (used, request) = batch_of(&mut service, pipeline);
     assert_eq!(used, pipeline.len());
     assert_eq!(request.replies, 3);
     assert_eq!(
         request.commands,
-        b"*3\r\n$3\r\nSET\r\n$1\r\na\r\n$1\r\n1\r\n*2\r\n$3\r\nGET\r\n$1\r\na\r\n\
-          *2\r\n$4\r\nINCR\r\n$1\r\nn\r\n"
+        b"*3\r\n$3\r\nSET\r\n$1\r\na\r\n$1\r\n1\r\n*2\r\n$4\r\nINCR\r\n$1\r\nn\r\n\
+          *2\r\n$3\r\nGET\r\n$1\r\na\r\n"
     );
     let mut out = Vec::new();
-    let replies = b"+OK\r\n$1\r\n1\r\n:1\r\n";
+    let replies = b"+OK\r\n:1\r\n$1\r\n1\r\n";
     let next = service.resume(
         JobOutput::Remote(Answer::Replies(replies.to_vec())),
         &mut crate::service::testing::cx(&mut out),
@@ -243,7 +243,7 @@ fn a_pipeline_goes_up_as_one_batch_and_comes_back_in_order() {
         (Next::AnsweredMany(3), &replies[..])
     );
     // A lost store answers each command of the batch.
-    let (_, _) = batch_of(&mut service, b"GET a\r\nGET b\r\n");
+    let (_, _) = batch_of(&mut service, b"INCR a\r\nGET b\r\n");
     let mut out = Vec::new();
     let next = service.resume(
         JobOutput::Remote(Answer::Unavailable),
@@ -257,24 +257,41 @@ fn a_pipeline_goes_up_as_one_batch_and_comes_back_in_order() {
 fn a_batch_stops_before_what_is_not_forwarded_or_not_whole() {
     let mut service = proxy();
     // QUIT is answered here: after the batch's replies, not before.
-    let (used, request) = batch_of(&mut service, b"GET a\r\nGET b\r\nQUIT\r\nGET c\r\n");
-    assert_eq!((used, request.replies), (14, 2));
+    let (used, request) = batch_of(&mut service, b"INCR a\r\nDEL b\r\nQUIT\r\nINCR c\r\n");
+    assert_eq!((used, request.replies), (15, 2));
     // A frame cut short: the batch goes; the parser keeps the start.
     let mut service = proxy();
-    let (used, request) = batch_of(&mut service, b"GET a\r\n*2\r\n$3\r\nGET");
-    assert_eq!((used, request.replies), (18, 1));
+    let (used, request) = batch_of(&mut service, b"INCR a\r\n*2\r\n$3\r\nGET");
+    assert_eq!((used, request.replies), (19, 1));
     // A malformed frame is left for after the batch (then closes).
     let mut service = proxy();
-    let (used, request) = batch_of(&mut service, b"GET a\r\n*x\r\n");
-    assert_eq!((used, request.replies), (7, 1));
+    let (used, request) = batch_of(&mut service, b"INCR a\r\n*x\r\n");
+    assert_eq!((used, request.replies), (8, 1));
     // The caps: at most MAX_BATCH commands in one batch.
     let mut service = proxy();
-    let many = b"GET k\r\n".repeat(MAX_BATCH as usize + 5);
+    let many = b"INCR k\r\n".repeat(MAX_BATCH as usize + 5);
     let (used, request) = batch_of(&mut service, &many);
     assert_eq!(
         (used, request.replies),
-        (7 * MAX_BATCH as usize, MAX_BATCH as usize)
+        (8 * MAX_BATCH as usize, MAX_BATCH as usize)
     );
+}
+
+#[test]
+fn a_reply_that_may_be_large_closes_the_batch() {
+    // One per batch, last: the batch's replies cost one large reply at most.
+    let (used, request) = batch_of(&mut proxy(), b"SET a 1\r\nGET a\r\nSET b 2\r\n");
+    assert_eq!((used, request.replies), (16, 2));
+    let (used, request) = batch_of(&mut proxy(), b"GET a\r\nGET b\r\n");
+    assert_eq!((used, request.replies), (7, 1));
+    // SET ... GET answers the old value.
+    let (used, request) = batch_of(&mut proxy(), b"SET a 1 GET\r\nINCR b\r\n");
+    assert_eq!((used, request.replies), (13, 1));
+    let (used, request) = batch_of(
+        &mut proxy(),
+        b"set a 1\r\nlpush l x\r\nping\r\nlrange l 0 -1\r\nincr n\r\n",
+    );
+    assert_eq!((used, request.replies), (41, 4));
 }
 
 #[test]
@@ -354,9 +371,9 @@ fn over_a_cluster_each_command_goes_alone_routed_by_its_first_key() {
     }
     // A pipeline is not batched: its commands may be on other slots.
     let mut service = Proxy::new(&cluster, 1024, 7);
-    let pipeline = b"GET a\r\nGET b\r\n";
+    let pipeline = b"INCR a\r\nINCR b\r\n";
     let (used, request) = batch_of(&mut service, pipeline);
-    assert_eq!((used, request.replies), (b"GET a\r\n".len(), 1));
+    assert_eq!((used, request.replies), (b"INCR a\r\n".len(), 1));
     assert_eq!(request.slot, slot(b"a"));
     // One server: no routing, and the pipeline goes up whole.
     let (used, request) = batch_of(&mut proxy(), pipeline);
