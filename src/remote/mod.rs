@@ -268,15 +268,21 @@ pub enum Answer {
 /// Appends one command as a RESP array of bulk strings, the form Redis
 /// reads fastest and the only one that is binary-safe.
 pub fn encode(args: &[&[u8]], out: &mut Vec<u8>) {
+    encode_words(args.iter().copied(), out);
+}
+
+/// [`encode`] from an iterator of words (a parsed request's, with no
+/// `Vec` of them made per command).
+pub fn encode_words<'a>(words: impl ExactSizeIterator<Item = &'a [u8]>, out: &mut Vec<u8>) {
     let mut digits = itoa::Buffer::new();
     out.push(b'*');
-    out.extend_from_slice(digits.format(args.len()).as_bytes());
+    out.extend_from_slice(digits.format(words.len()).as_bytes());
     out.extend_from_slice(b"\r\n");
-    for arg in args {
+    for word in words {
         out.push(b'$');
-        out.extend_from_slice(digits.format(arg.len()).as_bytes());
+        out.extend_from_slice(digits.format(word.len()).as_bytes());
         out.extend_from_slice(b"\r\n");
-        out.extend_from_slice(arg);
+        out.extend_from_slice(word);
         out.extend_from_slice(b"\r\n");
     }
 }

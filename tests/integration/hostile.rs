@@ -17,13 +17,11 @@ use std::sync::{Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::util::{BinServer, TIMEOUT, connect, expect, read_to_end};
+use crate::util::{BinServer, TIMEOUT, connect, cpu_time, expect, read_to_end};
 
 mod measure;
 
-use measure::{
-    Bystander, ReadReply, RssWatch, cpu_time, read_http_response, rss, rss_settles_under,
-};
+use measure::{Bystander, ReadReply, RssWatch, read_http_response, rss, rss_settles_under};
 
 const MIB: u64 = 1024 * 1024;
 

@@ -29,27 +29,30 @@ pub(crate) fn rpushx(tx: &mut Tx<'_>, req: &Request<'_>, out: &mut Reply<'_>) {
     push(code::RPUSH, true, tx, req, out);
 }
 
-/// A count argument that must not be negative (Redis' text for both).
-pub(crate) fn positive_count(req: &Request<'_>, i: usize, out: &mut Reply<'_>) -> Option<usize> {
-    match super::resp::parse_i64(req.arg(i)) {
-        Some(n) if n >= 0 => Some(n as usize),
-        _ => {
-            out.error("ERR value is out of range, must be positive");
+/// The optional count of the pop commands (`LPOP key [count]`, `SPOP`,
+/// `ZPOPMIN`, ...): `Some(None)` without one, `Some(Some(n))` with one;
+/// `None` once the error (too many arguments, a count that is not a
+/// non-negative integer) is written.
+pub(crate) fn pop_count(req: &Request<'_>, out: &mut Reply<'_>) -> Option<Option<usize>> {
+    match req.len() {
+        len if len > 3 => {
+            out.syntax();
             None
         }
+        3 => match super::resp::parse_i64(req.arg(2)) {
+            Some(n) if n >= 0 => Some(Some(n as usize)),
+            _ => {
+                out.error("ERR value is out of range, must be positive");
+                None
+            }
+        },
+        _ => Some(None),
     }
 }
 
 fn pop(code: u8, tx: &mut Tx<'_>, req: &Request<'_>, out: &mut Reply<'_>) {
-    if req.len() > 3 {
-        return out.syntax();
-    }
-    let count = match req.len() {
-        3 => match positive_count(req, 2, out) {
-            Some(n) => Some(n),
-            None => return,
-        },
-        _ => None,
+    let Some(count) = pop_count(req, out) else {
+        return;
     };
     let key = req.arg(1);
     let list = match args::list(tx, key, out) {

@@ -331,7 +331,7 @@ impl Proxy {
                 if self.resp3 {
                     remote::encode(&[b"HELLO", b"3"], &mut commands);
                 }
-                remote::encode(&req.args_from(0).collect::<Vec<_>>(), &mut commands);
+                remote::encode_words(req.args_from(0), &mut commands);
                 self.waiting = Some(Sent {
                     commands: 1,
                     resp3: self.resp3,
@@ -374,7 +374,7 @@ impl Proxy {
                         self.parser.done(); // parsed again after the batch
                         break;
                     }
-                    remote::encode(&req.args_from(0).collect::<Vec<_>>(), &mut request.commands);
+                    remote::encode_words(req.args_from(0), &mut request.commands);
                     sent.commands += 1;
                     sent.open = small_reply(&req);
                     self.parser.done();

@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use indexmap::IndexSet;
 
 use super::args::{self, Typed, random};
-use super::lists::positive_count;
+use super::lists::pop_count;
 use super::reply::Reply;
 use super::resp::{Request, parse_i64};
 use crate::store::{Tx, code};
@@ -98,15 +98,8 @@ fn pick(set: &IndexSet<Vec<u8>>, count: usize) -> Vec<Vec<u8>> {
 }
 
 pub(crate) fn spop(tx: &mut Tx<'_>, req: &Request<'_>, out: &mut Reply<'_>) {
-    if req.len() > 3 {
-        return out.syntax();
-    }
-    let count = match req.len() {
-        3 => match positive_count(req, 2, out) {
-            Some(n) => Some(n),
-            None => return,
-        },
-        _ => None,
+    let Some(count) = pop_count(req, out) else {
+        return;
     };
     let popped = match args::set(tx, req.arg(1), out) {
         Typed::Found(set) => pick(set, count.unwrap_or(1)),

@@ -3,7 +3,7 @@
 use std::ops::Bound;
 
 use super::args::{self, Typed, is};
-use super::lists::positive_count;
+use super::lists::pop_count;
 use super::reply::Reply;
 use super::resp::Request;
 use crate::store::{Tx, ZSet, code};
@@ -318,15 +318,8 @@ fn range_with(
 }
 
 fn pop(max: bool, tx: &mut Tx<'_>, req: &Request<'_>, out: &mut Reply<'_>) {
-    if req.len() > 3 {
-        return out.syntax();
-    }
-    let count = match req.len() {
-        3 => match positive_count(req, 2, out) {
-            Some(n) => Some(n),
-            None => return,
-        },
-        _ => None,
+    let Some(count) = pop_count(req, out) else {
+        return;
     };
     let zset = match args::zset(tx, req.arg(1), out) {
         Typed::Found(zset) => zset,

@@ -22,21 +22,6 @@ pub fn rss(pid: u32) -> u64 {
     kib * 1024
 }
 
-/// The CPU time (user + system) the process has used so far.
-pub fn cpu_time(pid: u32) -> Duration {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    // The fields after `(comm)`, which may hold spaces, from field 4 on
-    // (state, field 3, skipped): utime is field 14, stime 15, in ticks.
-    let fields: Vec<u64> = stat[stat.rfind(')').unwrap() + 2..]
-        .split_whitespace()
-        .skip(1)
-        .map(|field| field.parse().unwrap_or(0))
-        .collect();
-    let ticks = fields[14 - 4] + fields[15 - 4];
-    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
-    Duration::from_millis(ticks * 1000 / per_second)
-}
-
 /// A thread sampling a process' RSS every 50 ms, keeping the peak.
 pub struct RssWatch {
     stop: Arc<AtomicBool>,
